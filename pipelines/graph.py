@@ -1,0 +1,118 @@
+"""The step graph, defined once: what each step runs, what it reads and writes, and the condition.
+
+Two runners use it: `pipelines.local` (all steps on this machine) and `pipelines.sagemaker`
+(the SageMaker Pipeline). Neither may name a step, a path or a wire that is not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from gtsrb.common import contract as c
+
+
+@dataclass(frozen=True)
+class Source:
+    """An output of an earlier step (or of the pipeline's raw-data parameter when step is None)."""
+
+    step: str | None
+    output: str
+
+
+@dataclass(frozen=True)
+class Input:
+    """A processing input: where it comes from and where the step's container sees it."""
+
+    source: Source
+    path: PurePosixPath
+
+
+@dataclass(frozen=True)
+class ProcessingSpec:
+    """A processing step: `python -m <module> <arguments>` in our image."""
+
+    name: str
+    module: str
+    inputs: dict[str, Input]
+    outputs: dict[str, PurePosixPath]
+    arguments: tuple[str, ...] = ()
+
+    def command(self) -> list[str]:
+        """The container command line (the image's python runs the module)."""
+        return ["python3", "-m", self.module, *self.arguments]
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """The training step: the image's sagemaker-training entry point with these channels."""
+
+    name: str
+    channels: dict[str, Source]
+    model_output: str = "model"  # the name other steps use for its model.tar.gz
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    """Register when the metric at json_path of the source's file is >= the threshold, else fail."""
+
+    name: str
+    source: Source
+    file: str
+    json_path: str
+    if_true: str
+    if_false: str
+
+
+RAW_DATA = Source(step=None, output="data")
+P = PurePosixPath
+
+PREPARE = ProcessingSpec(
+    name="PrepareData",
+    module="gtsrb.prepare",
+    inputs={"data": Input(RAW_DATA, P(c.PREPARE_INPUT))},
+    outputs={name: P(c.PREPARE_OUTPUT) / name for name in (*c.SPLITS, "manifest")},
+    arguments=("--input", str(c.PREPARE_INPUT), "--output", str(c.PREPARE_OUTPUT)),
+)
+
+TRAIN = TrainingSpec(
+    name="TrainModel",
+    channels={
+        c.TRAIN_CHANNEL: Source(PREPARE.name, "train"),
+        c.VALIDATION_CHANNEL: Source(PREPARE.name, "validation"),
+    },
+)
+
+EVALUATE = ProcessingSpec(
+    name="EvaluateModel",
+    module="gtsrb.evaluate",
+    inputs={
+        "model": Input(Source(TRAIN.name, TRAIN.model_output), P(c.EVALUATE_MODEL_INPUT)),
+        "test": Input(Source(PREPARE.name, "test"), P(c.EVALUATE_TEST_INPUT)),
+    },
+    outputs={"evaluation": P(c.EVALUATE_OUTPUT)},
+    arguments=(
+        "--model", str(c.EVALUATE_MODEL_INPUT),
+        "--test", str(c.EVALUATE_TEST_INPUT),
+        "--output", str(c.EVALUATE_OUTPUT),
+    ),
+)
+
+REGISTER = "RegisterModel"
+FAIL = "AccuracyBelowThreshold"
+
+CONDITION = ConditionSpec(
+    name="CheckAccuracy",
+    source=Source(EVALUATE.name, "evaluation"),
+    file=c.EVALUATION_FILE,
+    json_path=c.ACCURACY_JSON_PATH,
+    if_true=REGISTER,
+    if_false=FAIL,
+)
+
+STEP_ORDER: tuple[str, ...] = (PREPARE.name, TRAIN.name, EVALUATE.name, CONDITION.name)
+
+
+def fail_message(accuracy: object, threshold: object) -> str:
+    """The Fail step's message (values may be pipeline expressions rendered by the runner)."""
+    return f"Test accuracy {accuracy} is below the registration threshold {threshold}; the model was not registered."

@@ -1,0 +1,1 @@
+"""GTSRB traffic-sign classification steps (the folder src/ is this package)."""

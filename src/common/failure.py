@@ -1,0 +1,59 @@
+"""Fail loudly at the boundary: one clear sentence in the log and in SageMaker's failure file.
+
+SageMaker shows the first 1 KiB of `/opt/ml/output/failure` (training jobs) or
+`/opt/ml/output/message` (processing jobs) as the job's FailureReason / ExitMessage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class StepError(Exception):
+    """A failure the user can act on; its message says what failed, where, and what to do."""
+
+
+def output_dir() -> Path:
+    """SageMaker's /opt/ml/output, moved with SAGEMAKER_BASE_DIR as the training toolkit does."""
+    return Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")) / "output"
+
+
+def write_failure(message: str, file_name: str) -> Path | None:
+    """Write `message` to output_dir()/file_name if that folder can be created; return the path."""
+    path = output_dir() / file_name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(message, encoding="utf-8")
+    except OSError:  # not on SageMaker and /opt/ml not writable: the log line is enough
+        return None
+    return path
+
+
+def run_step(main: Callable[[], None], failure_file: str = "failure") -> int:
+    """Run `main`; on any exception log one sentence, write the failure file, return exit code 1.
+
+    `failure_file` is "failure" for training jobs and "message" for processing jobs.
+    A StepError's message is the sentence; anything else is reported as unexpected, with its
+    type and traceback, so that a bug is never mistaken for bad input.
+    """
+    try:
+        main()
+        return 0
+    except StepError as err:
+        sentence, trace = str(err), traceback.format_exc()
+    except KeyboardInterrupt:
+        sentence, trace = "Interrupted by the user.", ""
+    except Exception as err:  # noqa: BLE001 - the boundary: report every failure, then exit 1
+        sentence, trace = f"Unexpected error ({type(err).__name__}: {err}).", traceback.format_exc()
+        print(trace, file=sys.stderr)
+    write_failure(f"{sentence}\n\n{trace}", failure_file)
+    log.error("%s", sentence)
+    print(f"ERROR: {sentence}", file=sys.stderr)
+    return 1

@@ -1,0 +1,97 @@
+"""The trained-model directory: written by the train step, read by evaluate and by a server.
+
+Layout (contract.py names): model-symbol.json + model-0000.params (the exported hybridized
+network: input `data`, NCHW float32, output logits), classes.json, preprocessing.json,
+hyperparameters.json, history.json. SageMaker tars the directory as model.tar.gz.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import mxnet as mx
+
+from gtsrb.common import contract as c
+from gtsrb.common.classes import CLASS_NAMES
+from gtsrb.common.failure import StepError
+from gtsrb.common.preprocessing import Preprocessing
+
+
+def save_model(
+    net: mx.gluon.HybridBlock,
+    model_dir: str | Path,
+    prep: Preprocessing,
+    hyperparameters: dict,
+    history: list[dict],
+) -> None:
+    """Export a hybridized, already-run network and everything needed to use it."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    net.export(str(model_dir / c.MODEL_PREFIX), epoch=0)
+    (model_dir / c.CLASSES_FILE).write_text(json.dumps(list(CLASS_NAMES), indent=2) + "\n")
+    prep.save(model_dir / c.PREPROCESSING_FILE)
+    (model_dir / c.HYPERPARAMETERS_FILE).write_text(json.dumps(hyperparameters, indent=2) + "\n")
+    (model_dir / c.HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
+
+
+def archive_model(model_dir: str | Path, archive: str | Path) -> Path:
+    """Tar the model directory's files at the archive root, as SageMaker does with SM_MODEL_DIR."""
+    archive = Path(archive)
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(Path(model_dir).iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to predict, with its input contract and class names."""
+
+    net: mx.gluon.SymbolBlock
+    preprocessing: Preprocessing
+    class_names: list[str]
+    hyperparameters: dict
+    source: Path
+
+
+def load_model(path: str | Path, ctx: mx.Context, workdir: str | Path | None = None) -> LoadedModel:
+    """Load from a model directory or a model.tar.gz (extracted into `workdir` or a temp dir)."""
+    path = Path(path)
+    if path.is_dir() and (path / c.MODEL_ARCHIVE).is_file() and not (path / c.SYMBOL_FILE).is_file():
+        path = path / c.MODEL_ARCHIVE  # a SageMaker processing input folder holding the archive
+    model_dir = _extract(path, workdir) if path.is_file() else path
+    if not model_dir.is_dir():
+        raise StepError(f"{path}: no such model directory or model.tar.gz; pass the train step's output.")
+    missing = [n for n in (c.SYMBOL_FILE, c.PARAMS_FILE, c.CLASSES_FILE, c.PREPROCESSING_FILE) if not (model_dir / n).is_file()]
+    if missing:
+        raise StepError(f"{path}: the model is incomplete, missing {', '.join(missing)}; re-run the train step.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = mx.gluon.SymbolBlock.imports(
+                str(model_dir / c.SYMBOL_FILE), ["data"], str(model_dir / c.PARAMS_FILE), ctx=ctx
+            )
+        prep = Preprocessing.load(model_dir / c.PREPROCESSING_FILE)
+        class_names = json.loads((model_dir / c.CLASSES_FILE).read_text())
+        hps_file = model_dir / c.HYPERPARAMETERS_FILE
+        hps = json.loads(hps_file.read_text()) if hps_file.is_file() else {}
+    except (mx.base.MXNetError, ValueError, KeyError, OSError) as err:
+        raise StepError(f"{path}: the model files are corrupt ({err}); re-run the train step.") from err
+    return LoadedModel(net=net, preprocessing=prep, class_names=class_names, hyperparameters=hps, source=path)
+
+
+def _extract(archive: Path, workdir: str | Path | None) -> Path:
+    """Extract a model.tar.gz safely (no absolute or parent paths) and return the folder."""
+    target = Path(workdir or tempfile.mkdtemp(prefix="model-"))
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(target, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise StepError(f"{archive}: not a readable model.tar.gz ({err}); re-run the train step.") from err
+    return target

@@ -1,0 +1,56 @@
+"""How an image becomes a network input: one definition for prepare, train, evaluate and serving.
+
+Prepare packs every sign as a square image of `stored_size(image_size)` pixels; training
+crops `image_size` at random positions out of it (so the sign shifts a little), evaluation and
+inference take the centre crop; both normalise with the same mean and std.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# ImageNet statistics (RGB, 0-255): the pretrained backbones were trained with them.
+IMAGENET_MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53)
+IMAGENET_STD_RGB: tuple[float, float, float] = (58.395, 57.12, 57.375)
+
+
+def stored_size(image_size: int) -> int:
+    """Side of the packed images for a network input of `image_size`: 1/8 larger, for random crops."""
+    return image_size + image_size // 8
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The input contract of a trained model; saved next to it as preprocessing.json."""
+
+    image_size: int  # network input is image_size x image_size RGB
+    mean_rgb: tuple[float, float, float] = IMAGENET_MEAN_RGB
+    std_rgb: tuple[float, float, float] = IMAGENET_STD_RGB
+    layout: str = "NCHW"
+
+    @property
+    def data_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) as mx.io.ImageRecordIter's data_shape wants it."""
+        return (3, self.image_size, self.image_size)
+
+    def normalize_kwargs(self) -> dict[str, float]:
+        """The mean_r/g/b and std_r/g/b arguments of mx.io.ImageRecordIter."""
+        (mr, mg, mb), (sr, sg, sb) = self.mean_rgb, self.std_rgb
+        return dict(mean_r=mr, mean_g=mg, mean_b=mb, std_r=sr, std_g=sg, std_b=sb)
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON (lists for tuples)."""
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Preprocessing:
+        """Read what save() wrote."""
+        raw = json.loads(Path(path).read_text())
+        return cls(
+            image_size=int(raw["image_size"]),
+            mean_rgb=tuple(raw["mean_rgb"]),
+            std_rgb=tuple(raw["std_rgb"]),
+            layout=raw.get("layout", "NCHW"),
+        )
