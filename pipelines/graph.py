@@ -101,6 +101,11 @@ EVALUATE = ProcessingSpec(
 REGISTER = "RegisterModel"
 FAIL = "AccuracyBelowThreshold"
 
+# What RegisterModel creates: a version in this model package group (SageMaker) or registered
+# model (MLflow, local), waiting for a person to approve it as SageMaker's manual approval does.
+MODEL_PACKAGE_GROUP = "gtsrb-traffic-signs"
+APPROVAL_STATUS = "PendingManualApproval"
+
 CONDITION = ConditionSpec(
     name="CheckAccuracy",
     source=Source(EVALUATE.name, "evaluation"),
