@@ -1,0 +1,123 @@
+"""The evaluate step: load the model, predict every test record once, write the report.
+
+Reads: a model directory or model.tar.gz (gtsrb.common.model_io) and a folder with test.rec/.idx.
+Writes into the output folder: evaluation.json, per_class.csv, confusion_matrix.png and
+misclassified.png. All four are written to a staging folder first and moved into place only when
+everything succeeded, so a failed evaluation leaves no report a pipeline could mistake for one.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+
+from gtsrb.common import contract as c
+from gtsrb.common.failure import StepError
+from gtsrb.common.model_io import LoadedModel, load_model
+from gtsrb.common.records import predict
+from gtsrb.evaluate import plots, report
+from gtsrb.evaluate.metrics import confusion_matrix
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 128  # inference only: memory is no concern at GTSRB sizes
+
+
+def default_context() -> mx.Context:
+    """The first GPU when there is one, else the CPU."""
+    return mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu()
+
+
+def locate_test_split(test_dir: str | Path) -> c.RecordFiles:
+    """The test split's files, or a clear error when the folder is not a packed test split."""
+    test_dir = Path(test_dir)
+    if not test_dir.is_dir():
+        raise StepError(f"{test_dir}: no such test folder; pass the prepare step's `test` output.")
+    files = c.record_files(test_dir, "test")
+    if not files.rec.is_file():
+        raise StepError(f"{test_dir} holds no {files.rec.name}; pass the prepare step's `test` output.")
+    return files
+
+
+def predict_all(model: LoadedModel, files: c.RecordFiles, batch_size: int, ctx: mx.Context) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities of every test record, checked against the model's classes."""
+    try:
+        labels, probs = predict(model.net, files, model.preprocessing, batch_size, ctx)
+    except mx.base.MXNetError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StepError(
+            f"{model.source} cannot predict {files.rec} at {model.preprocessing.image_size}px "
+            f"({first_line}); the model and the test data do not fit together."
+        ) from err
+    num_classes = len(model.class_names)
+    if probs.shape[1] != num_classes:
+        raise StepError(
+            f"{model.source}: the network has {probs.shape[1]} outputs but the model lists "
+            f"{num_classes} class names; re-run the train step."
+        )
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise StepError(
+            f"{files.rec} holds labels {int(labels.min())}..{int(labels.max())}, outside the "
+            f"model's {num_classes} classes; evaluate a model trained on this data's classes."
+        )
+    return labels, probs
+
+
+def write_outputs(labels: np.ndarray, probs: np.ndarray, model: LoadedModel, files: c.RecordFiles, sources: dict, folder: Path) -> dict:
+    """Write the four report files into `folder`; return the evaluation.json document."""
+    predicted = probs.argmax(axis=1)
+    names = model.class_names
+    doc = report.build_report(labels, predicted, names, sources)
+    report.validate_report(doc)
+    report.write_per_class(labels, predicted, names, folder)
+    plots.plot_confusion(confusion_matrix(labels, predicted, len(names)), names, folder / c.CONFUSION_PNG)
+    worst = plots.worst_misclassified(labels, probs)
+    plots.plot_misclassified(
+        plots.read_images(files, worst, labels),
+        [int(labels[i]) for i in worst],
+        [int(predicted[i]) for i in worst],
+        [float(probs[i, predicted[i]]) for i in worst],
+        names,
+        folder / c.MISCLASSIFIED_PNG,
+    )
+    report.write_report(doc, folder)  # last: its presence means the report is complete
+    return doc
+
+
+def publish(staging: Path, output_dir: Path) -> None:
+    """Move the staged files into the output folder (same file system: each move is atomic)."""
+    for name in (c.PER_CLASS_FILE, c.CONFUSION_PNG, c.MISCLASSIFIED_PNG, c.EVALUATION_FILE):
+        (staging / name).replace(output_dir / name)
+
+
+def evaluate(model_path: str | Path, test_dir: str | Path, output_dir: str | Path, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
+    """Evaluate a trained model on the test split; write the report; return evaluation.json's content."""
+    if batch_size < 1:
+        raise StepError(f"--batch-size must be at least 1, got {batch_size}.")
+    files = locate_test_split(test_dir)
+    ctx = default_context()
+    output_dir = Path(output_dir)
+    with tempfile.TemporaryDirectory(prefix="gtsrb-evaluate-") as work:
+        model = load_model(model_path, ctx, Path(work) / "model")
+        labels, probs = predict_all(model, files, batch_size, ctx)
+        log.info("event=predicted records=%d classes=%d", len(labels), probs.shape[1])
+        output_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
+        try:
+            sources = {"model": str(model_path), "test": str(test_dir)}
+            doc = write_outputs(labels, probs, model, files, sources, staging)
+            publish(staging, output_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    block, extra = doc[report.METRICS_KEY], doc[report.DETAILS_KEY]
+    log.info(
+        "event=evaluated records=%d accuracy=%.6f accuracy_std=%.6f weighted_f1=%.6f macro_f1=%.6f output=%s",
+        extra["records"], block["accuracy"]["value"], block["accuracy"]["standard_deviation"],
+        block["weighted_f1"]["value"], extra["macro_f1"], output_dir,
+    )
+    return doc
