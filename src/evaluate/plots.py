@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from gtsrb.common.contract import RecordFiles  # noqa: E402
 from gtsrb.common.failure import StepError  # noqa: E402
@@ -44,7 +45,10 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], path: Path) -> Path:
     ax.set_ylabel("true class")
     accuracy = np.trace(cm) / max(1, cm.sum())
     ax.set_title(f"Confusion matrix: {int(cm.sum())} test images, accuracy {accuracy:.4f}")
-    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="images (log scale)")
+    bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="images (log scale)")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 6, not 6×10⁰
+    bar.ax.yaxis.set_major_formatter(plain)
+    bar.ax.yaxis.set_minor_formatter(plain)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
