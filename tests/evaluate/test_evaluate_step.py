@@ -19,6 +19,7 @@ from sklearn import metrics as skm
 from gtsrb.common import contract as c
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.model_io import load_model
+from gtsrb.common.records import eval_iter
 from gtsrb.evaluate import plots, report
 from gtsrb.evaluate.cli import main
 from gtsrb.evaluate.step import evaluate
@@ -55,6 +56,13 @@ def evaluated(model_dir: Path, test_split: Path, tmp_path_factory: pytest.TempPa
     argv = ["--model", str(model_dir), "--test", str(test_split), "--output", str(out), "--batch-size", str(BATCH_SIZE)]
     assert main(argv) == 0
     return json.loads((out / c.EVALUATION_FILE).read_text()), out
+
+
+def test_the_iterator_really_pads_the_last_batch(model_dir: Path, test_split: Path) -> None:
+    """The trap the exact counting avoids: summing whole batches would count 40 rows, not 37."""
+    prep = load_model(model_dir, mx.cpu()).preprocessing
+    naive_rows = sum(batch.data[0].shape[0] for batch in eval_iter(c.record_files(test_split, "test"), prep, BATCH_SIZE))
+    assert naive_rows == -(-TEST_RECORDS // BATCH_SIZE) * BATCH_SIZE > TEST_RECORDS
 
 
 def test_every_record_counted_once(evaluated: tuple[dict, Path]) -> None:
