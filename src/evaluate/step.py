@@ -44,7 +44,9 @@ def locate_test_split(test_dir: str | Path) -> c.RecordFiles:
     return files
 
 
-def predict_all(model: LoadedModel, files: c.RecordFiles, batch_size: int, ctx: mx.Context) -> tuple[np.ndarray, np.ndarray]:
+def predict_all(
+    model: LoadedModel, files: c.RecordFiles, batch_size: int, ctx: mx.Context
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels and probabilities of every test record, checked against the model's classes."""
     try:
         labels, probs = predict(model.net, files, model.preprocessing, batch_size, ctx)
@@ -54,6 +56,11 @@ def predict_all(model: LoadedModel, files: c.RecordFiles, batch_size: int, ctx: 
             f"{model.source} cannot predict {files.rec} at {model.preprocessing.image_size}px "
             f"({first_line}); the model and the test data do not fit together."
         ) from err
+    if not np.isfinite(probs).all():
+        raise StepError(
+            f"{model.source} outputs NaN or infinite scores on {files.rec}; its weights are broken, "
+            "re-run the train step."
+        )
     num_classes = len(model.class_names)
     if probs.shape[1] != num_classes:
         raise StepError(
@@ -68,7 +75,9 @@ def predict_all(model: LoadedModel, files: c.RecordFiles, batch_size: int, ctx: 
     return labels, probs
 
 
-def write_outputs(labels: np.ndarray, probs: np.ndarray, model: LoadedModel, files: c.RecordFiles, sources: dict, folder: Path) -> dict:
+def write_outputs(
+    labels: np.ndarray, probs: np.ndarray, model: LoadedModel, files: c.RecordFiles, sources: dict, folder: Path
+) -> dict:
     """Write the four report files into `folder`; return the evaluation.json document."""
     predicted = probs.argmax(axis=1)
     names = model.class_names
@@ -95,7 +104,9 @@ def publish(staging: Path, output_dir: Path) -> None:
         (staging / name).replace(output_dir / name)
 
 
-def evaluate(model_path: str | Path, test_dir: str | Path, output_dir: str | Path, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
+def evaluate(
+    model_path: str | Path, test_dir: str | Path, output_dir: str | Path, batch_size: int = DEFAULT_BATCH_SIZE
+) -> dict:
     """Evaluate a trained model on the test split; write the report; return evaluation.json's content."""
     if batch_size < 1:
         raise StepError(f"--batch-size must be at least 1, got {batch_size}.")

@@ -113,3 +113,12 @@ def test_missing_test_set(tmp_path: Path, model_dir: Path, capsys, sagemaker_bas
 def test_bad_batch_size(tmp_path: Path, model_dir: Path, test_split: Path, capsys, sagemaker_base: Path) -> None:
     err = run_failing(model_dir, test_split, tmp_path / "out", capsys, sagemaker_base, "--batch-size", "0")
     assert "--batch-size must be at least 1" in err
+
+
+def test_weights_that_produce_nan(tmp_path: Path, test_split: Path, capsys, sagemaker_base: Path) -> None:
+    net = train_tiny_net(43, steps=1)
+    weight = net[-1].weight
+    weight.set_data(weight.data() * float("nan"))  # what a diverged training run leaves behind
+    model = save_tiny_model(tmp_path / "model", net)
+    err = run_failing(model, test_split, tmp_path / "out", capsys, sagemaker_base)
+    assert "outputs NaN or infinite scores" in err
