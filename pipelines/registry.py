@@ -1,0 +1,173 @@
+"""The local RegisterModel step: MLflow's Model Registry in a SQLite file under WORK.
+
+SageMaker keeps a model package (model.tar.gz, the evaluation report as model metrics, an
+approval status) in a model package group. The local twin keeps the same things in MLflow:
+one run per registration (hyperparameters as params, per-epoch training metrics with
+step=epoch, test metrics, and the report files, data manifest and model.tar.gz as artifacts),
+and a model version of the registered model named like the package group, linked to that run
+and tagged `approval_status=PendingManualApproval`. Browse it with
+`mlflow ui --backend-store-uri sqlite:///<WORK>/mlflow.db`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gtsrb.common import contract as c
+from pipelines import graph
+
+if TYPE_CHECKING:  # mlflow takes ~2 s to import: only the registering command pays for it
+    from mlflow import MlflowClient
+
+EXPERIMENT = "gtsrb-local-pipeline"
+DB_FILE = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+APPROVAL_TAG = "approval_status"  # SageMaker's ModelApprovalStatus
+# Offline and quiet: no telemetry, no "view run at http://..." chatter.
+QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING"}
+# Where evaluation.json keeps the SageMaker model-quality block and what that format lacks.
+METRICS_BLOCK = c.ACCURACY_JSON_PATH.split(".")[0]
+DETAILS_BLOCK = "evaluation_details"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What the pipeline hands the registry about one trained and evaluated model."""
+
+    model_archive: Path  # model.tar.gz, as SageMaker hands it to RegisterModel
+    model_dir: Path  # the unpacked model dir (history.json, hyperparameters.json)
+    evaluation_dir: Path  # evaluation.json + per-class CSV + PNGs
+    manifest_file: Path  # the prepare step's manifest.json
+    params: dict[str, str] = field(default_factory=dict)  # pipeline parameters + hyperparameters
+    tags: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The model version that was created."""
+
+    model_name: str
+    version: str
+    run_id: str
+    source: str
+    tracking_uri: str
+
+
+def tracking_uri(work: str | Path) -> str:
+    """The SQLite store under WORK, as an absolute URI (MLflow resolves relative ones from cwd)."""
+    return f"sqlite:///{(Path(work) / DB_FILE).resolve()}"
+
+
+def evaluation_metrics(report: dict) -> dict[str, float]:
+    """Flat test metrics of an evaluation.json: test_accuracy, test_weighted_f1, test_macro_f1, ..."""
+    metrics: dict[str, float] = {}
+    for name, entry in report.get(METRICS_BLOCK, {}).items():
+        if isinstance(entry, dict) and "value" in entry and not name.endswith("_best_constant_classifier"):
+            metrics[f"test_{name}"] = float(entry["value"])
+            if entry.get("standard_deviation") is not None:
+                metrics[f"test_{name}_std"] = float(entry["standard_deviation"])
+    for name, value in report.get(DETAILS_BLOCK, {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[f"test_{name}"] = float(value)
+    return {k: v for k, v in metrics.items() if math.isfinite(v)}
+
+
+def history_metrics(history: list[dict]) -> list[tuple[str, float, int]]:
+    """(name, value, epoch) of every numeric field of every history.json row but the epoch itself."""
+    rows = []
+    for row in history:
+        epoch = int(row.get("epoch", len(rows)))
+        for name, value in row.items():
+            if name != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append((name, float(value), epoch))
+    return rows
+
+
+def register(work: str | Path, submission: Submission, model_name: str = graph.MODEL_PACKAGE_GROUP) -> Registered:
+    """Log the run, then create a model version pending manual approval; return what was created."""
+    client = open_client(work)
+    run_id = log_run(client, work, submission)
+    source = f"{client.get_run(run_id).info.artifact_uri}/model/{c.MODEL_ARCHIVE}"
+    _ensure_registered_model(client, model_name)
+    version = client.create_model_version(
+        model_name,
+        source=source,
+        run_id=run_id,
+        tags={APPROVAL_TAG: graph.APPROVAL_STATUS, **_version_tags(submission)},
+        description=submission.description,
+        await_creation_for=0,  # a SQLite store creates versions synchronously
+    )
+    return Registered(model_name, str(version.version), run_id, source, tracking_uri(work))
+
+
+def open_client(work: str | Path) -> MlflowClient:
+    """An MlflowClient on WORK's SQLite store (created on first use), offline and quiet."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    from mlflow import MlflowClient
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    Path(work).mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri(work)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def log_run(client: MlflowClient, work: str | Path, submission: Submission) -> str:
+    """One finished MLflow run with params, per-epoch and test metrics, and the artifacts."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    run = client.create_run(_experiment_id(client, work), run_name=submission.tags.get("run_name"))
+    run_id, now = run.info.run_id, int(time.time() * 1000)
+    history_file = submission.model_dir / c.HISTORY_FILE
+    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    report = json.loads((submission.evaluation_dir / c.EVALUATION_FILE).read_text())
+    metrics = [Metric(k, v, now, e) for k, v, e in history_metrics(history)]
+    metrics += [Metric(k, v, now, 0) for k, v in evaluation_metrics(report).items()]
+    params = [Param(k, str(v)[:6000]) for k, v in sorted(submission.params.items())]
+    tags = [RunTag(k, str(v)) for k, v in submission.tags.items()]
+    for start in range(0, max(len(metrics), len(params), len(tags)), 500):  # log_batch's limits
+        client.log_batch(run_id, metrics[start : start + 500], params[start : start + 100], tags[start : start + 100])
+    client.log_artifact(run_id, str(submission.model_archive), "model")
+    client.log_artifacts(run_id, str(submission.evaluation_dir), "evaluation")
+    client.log_artifact(run_id, str(submission.manifest_file), "data")
+    client.set_terminated(run_id)
+    return run_id
+
+
+def _experiment_id(client: MlflowClient, work: str | Path) -> str:
+    """The pipeline's experiment, its artifacts in WORK/mlartifacts (not ./mlruns of the cwd)."""
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = (Path(work) / ARTIFACTS_DIR).resolve().as_uri()
+    return client.create_experiment(EXPERIMENT, artifact_location=location)
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    """Create the registered model (the model package group) unless it exists."""
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.create_registered_model(name, description="GTSRB traffic-sign classifiers (43 classes).")
+
+
+def _version_tags(submission: Submission) -> dict[str, str]:
+    """The headline test metrics as version tags, so the registry list shows them without the run."""
+    report = json.loads((submission.evaluation_dir / c.EVALUATION_FILE).read_text())
+    metrics = evaluation_metrics(report)
+    wanted = ("test_accuracy", "test_macro_f1", "test_weighted_f1", "test_records")
+    return {name: f"{metrics[name]:.6g}" for name in wanted if name in metrics}
+
+
+def find_versions(work: str | Path, model_name: str = graph.MODEL_PACKAGE_GROUP) -> list:
+    """Every version of `model_name` in WORK's registry (empty when none or no store yet)."""
+    if not (Path(work) / DB_FILE).is_file():
+        return []
+    return list(open_client(work).search_model_versions(f"name = '{model_name}'"))
