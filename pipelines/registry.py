@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,6 +115,8 @@ def open_client(work: str | Path) -> MlflowClient:
         os.environ.setdefault(key, value)
     from mlflow import MlflowClient
 
+    # MLflow 3.17's own SQLAlchemy usage warns on every new store; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=".*noload.*", module="mlflow")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     Path(work).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,144 @@
+"""The local runner's parts: graph paths mapped under WORK, the toolkit environment, step reuse, registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gtsrb.common import contract as c
+from pipelines import graph, local, registry
+from pipelines.local_cache import Marker, StepCache, hash_tree, step_key
+
+
+def test_processing_outputs_follow_the_readme_layout(tmp_path: Path) -> None:
+    prepare = local.processing_outputs(graph.PREPARE, tmp_path)
+    assert prepare == {name: tmp_path / "prepare" / name for name in (*c.SPLITS, "manifest")}
+    assert local.processing_outputs(graph.EVALUATE, tmp_path) == {"evaluation": tmp_path / "evaluation"}
+
+
+@pytest.mark.parametrize("spec", [graph.PREPARE, graph.EVALUATE], ids=lambda s: s.name)
+def test_every_container_path_of_a_command_is_mapped_under_work(spec: graph.ProcessingSpec, tmp_path: Path) -> None:
+    data = tmp_path / "raw"
+    args = local.local_arguments(spec.command()[1:], local.container_mapping(spec, tmp_path, data))
+    assert not [a for a in args if a.startswith("/opt/ml")], args
+    assert args[:2] == ["-m", spec.module]
+    for name, inp in spec.inputs.items():  # each input flag now points at its source's local path
+        local_path = local.local_source(inp.source, tmp_path, data)
+        assert str(local_path) in args, (name, args)
+
+
+def test_evaluate_reads_what_prepare_and_train_write(tmp_path: Path) -> None:
+    mapping = local.container_mapping(graph.EVALUATE, tmp_path, tmp_path / "raw")
+    args = local.local_arguments(graph.EVALUATE.arguments, mapping)
+    assert args[args.index("--model") + 1] == str(tmp_path / "train" / c.MODEL_ARCHIVE)
+    assert args[args.index("--test") + 1] == str(tmp_path / "prepare" / "test")
+    assert args[args.index("--output") + 1] == str(tmp_path / "evaluation")
+
+
+def test_local_arguments_prefers_the_longest_container_path() -> None:
+    mapping = {Path("/opt/ml/a"): Path("/x"), Path("/opt/ml/a/b"): Path("/y")}
+    assert local.local_arguments(["/opt/ml/a/b/c", "/opt/ml/a", "/opt/ml/ab", "3"], mapping) == [
+        "/y/c", "/x", "/opt/ml/ab", "3"
+    ]
+
+
+def test_training_env_is_the_toolkit_contract(tmp_path: Path) -> None:
+    job = local.TrainingJob(tmp_path / "train")
+    channels = {ch: local.local_source(src, tmp_path, tmp_path / "raw") for ch, src in graph.TRAIN.channels.items()}
+    env = local.training_env(job, channels, {"epochs": "2", "use_amp": "False"}, num_gpus=0)
+    assert env["SM_CHANNEL_TRAIN"] == str(tmp_path / "prepare" / "train")
+    assert env["SM_CHANNEL_VALIDATION"] == str(tmp_path / "prepare" / "validation")
+    assert env["SM_MODEL_DIR"] == str(tmp_path / "train" / "model")
+    assert env["SAGEMAKER_BASE_DIR"] == str(tmp_path / "train")  # so /opt/ml/checkpoints -> train/checkpoints
+    assert json.loads(env["SM_HPS"]) == {"epochs": "2", "use_amp": "False"}
+    assert json.loads(env["SM_CHANNELS"]) == sorted(graph.TRAIN.channels)
+    assert local.hyperparameter_args({"epochs": "2", "use_amp": "False"}) == ["--epochs", "2", "--use_amp", "False"]
+
+
+def test_parse_args_reads_the_makefile_flags(tmp_path: Path) -> None:
+    options = local.parse_args(["--work", str(tmp_path), "--threshold", "0.5", "--hp", "epochs=3", "image_size=32", "--no-cache"])
+    assert options.hyperparameters == {"epochs": "3", "image_size": "32"}
+    assert (options.threshold, options.use_cache, options.data) == (0.5, False, None)
+    with pytest.raises(SystemExit):
+        local.parse_args(["--hp", "epochs"])
+    with pytest.raises(SystemExit):
+        local.parse_args(["--data", str(tmp_path / "missing")])
+
+
+def test_step_cache_hits_only_the_same_key_with_outputs_present(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("1")
+    cache = StepCache(tmp_path / "steps")
+    key = step_key("S", code="x", inputs={"a": "h"})
+    cache.write(Marker("S", key, 1.0, {"out": hash_tree(out)}))
+    assert cache.lookup("S", key, {"out": out}) is not None
+    assert cache.lookup("S", step_key("S", code="x", inputs={"a": "other"}), {"out": out}) is None
+    assert StepCache(tmp_path / "steps", enabled=False).lookup("S", key, {"out": out}) is None
+    (out / "a.txt").unlink()
+    out.rmdir()
+    assert cache.lookup("S", key, {"out": out}) is None
+
+
+def test_hash_tree_sees_content_and_names(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_text("1")
+    first = hash_tree(tmp_path / "d")
+    (tmp_path / "d" / "a").write_text("2")
+    second = hash_tree(tmp_path / "d")
+    (tmp_path / "d" / "a").rename(tmp_path / "d" / "b")
+    assert len({first, second, hash_tree(tmp_path / "d")}) == 3
+
+
+def _report(accuracy: float) -> dict:
+    return {
+        "multiclass_classification_metrics": {
+            "accuracy": {"value": accuracy, "standard_deviation": 0.01},
+            "accuracy_best_constant_classifier": {"value": 0.05, "standard_deviation": 0.01},
+            "weighted_f1": {"value": 0.9, "standard_deviation": 0.02},
+            "confusion_matrix": {"0": {"0": 3}},
+        },
+        "evaluation_details": {"macro_f1": 0.85, "records": 120, "top_confused_pairs": []},
+    }
+
+
+def test_evaluation_metrics_flattens_the_report() -> None:
+    metrics = registry.evaluation_metrics(_report(0.93))
+    assert metrics["test_accuracy"] == 0.93 and metrics["test_accuracy_std"] == 0.01
+    assert metrics["test_weighted_f1"] == 0.9 and metrics["test_macro_f1"] == 0.85 and metrics["test_records"] == 120
+    assert not [k for k in metrics if "best_constant" in k or "confusion" in k]
+    assert registry.evaluation_metrics(_report(0.93))["test_accuracy"] == c.json_get(_report(0.93), c.ACCURACY_JSON_PATH)
+
+
+def test_history_metrics_use_the_epoch_as_step() -> None:
+    rows = registry.history_metrics([{"epoch": 1, "train_loss": 2.0, "val_acc": 0.4}, {"epoch": 2, "train_loss": 1.0, "val_acc": 0.7}])
+    assert ("val_acc", 0.7, 2) in rows and ("train_loss", 2.0, 1) in rows and len(rows) == 4
+
+
+@pytest.mark.slow  # MLflow's import and SQLite schema creation take ~4 s
+def test_register_creates_a_pending_version_with_metrics_and_artifacts(tmp_path: Path) -> None:
+    model_dir, evaluation = tmp_path / "model", tmp_path / "evaluation"
+    model_dir.mkdir()
+    evaluation.mkdir()
+    (model_dir / c.HISTORY_FILE).write_text(json.dumps([{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.8}]))
+    (evaluation / c.EVALUATION_FILE).write_text(json.dumps(_report(0.93)))
+    (evaluation / c.PER_CLASS_FILE).write_text("class_id\n0\n")
+    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / c.MODEL_ARCHIVE).write_bytes(b"not really a tar")
+    submission = registry.Submission(tmp_path / c.MODEL_ARCHIVE, model_dir, evaluation, tmp_path / "manifest.json", {"epochs": "2"})
+    work = tmp_path / "work"
+    first, second = registry.register(work, submission), registry.register(work, submission)
+    assert (first.version, second.version) == ("1", "2")
+    client = registry.open_client(work)
+    version = client.get_model_version(graph.MODEL_PACKAGE_GROUP, "1")
+    assert version.tags[registry.APPROVAL_TAG] == "PendingManualApproval"
+    assert float(version.tags["test_accuracy"]) == 0.93
+    run = client.get_run(first.run_id)
+    assert run.data.metrics["test_accuracy"] == 0.93 and run.data.params["epochs"] == "2"
+    assert [m.step for m in client.get_metric_history(first.run_id, "val_acc")] == [1, 2]
+    artifacts = {a.path for folder in ("model", "evaluation", "data") for a in client.list_artifacts(first.run_id, folder)}
+    assert {"model/model.tar.gz", "evaluation/evaluation.json", "evaluation/per_class.csv", "data/manifest.json"} <= artifacts
+    assert (work / registry.DB_FILE).is_file() and (work / registry.ARTIFACTS_DIR).is_dir()
+    assert len(registry.find_versions(work)) == 2
