@@ -360,25 +360,16 @@ def visible_gpus() -> int:
 
 
 def resolve_hyperparameters(overrides: dict[str, str], num_gpus: int) -> tuple[dict[str, str], int]:
-    """The hyperparameters to pass (CPU preset without a GPU, then overrides), checked; and the image size.
+    """The hyperparameters to pass (`preset=cpu` without a GPU, then the overrides), checked; and the image size.
 
-    Only the preset's and the user's keys are passed, as strings (booleans as True/False, as the
-    toolkit does): the train step's own defaults fill in the rest, exactly as on SageMaker.
+    Only these keys are passed, as strings, as SageMaker passes them: the train step's own
+    defaults and preset fill in the rest, so the local run and a training job cannot differ.
     """
-    from gtsrb.train import hyperparameters as hp
+    from gtsrb.train.hyperparameters import Hyperparameters
 
-    preset = hp.cpu_preset() if num_gpus == 0 else {}
-    merged = {key: hp_string(value) for key, value in {**preset, **overrides}.items()}
-    try:
-        typed = hp.Hyperparameters.from_mapping(merged)
-    except (ValueError, TypeError, KeyError) as err:
-        raise StepError(f"bad hyperparameter: {err}") from err
+    merged = {**({"preset": "cpu"} if num_gpus == 0 else {}), **overrides}
+    typed = Hyperparameters.from_mapping(merged)  # a StepError naming the key when one is bad
     return merged, int(typed.image_size)
-
-
-def hp_string(value: object) -> str:
-    """A hyperparameter value as SageMaker passes it: a string, booleans as True/False."""
-    return str(value) if not isinstance(value, str) else value
 
 
 def archive_model(model_dir: Path, archive: Path) -> None:
