@@ -53,6 +53,9 @@ MISCLASSIFIED_PNG = "misclassified.png"
 # The JSON path (JsonGet / dotted keys) of the accuracy inside evaluation.json, in SageMaker's
 # model-quality format for multiclass classification.
 ACCURACY_JSON_PATH = "multiclass_classification_metrics.accuracy.value"
+# Top-level key of evaluation.json for what SageMaker's format has no place for: record count,
+# macro averages, the most confused class pairs (read by the local registry).
+EVALUATION_DETAILS_KEY = "evaluation_details"
 
 # --- the container layout SageMaker gives each step -------------------------------------------
 PROCESSING_ROOT = Path("/opt/ml/processing")

@@ -21,7 +21,7 @@ from gtsrb.common import contract as c
 from gtsrb.evaluate import metrics as m
 
 METRICS_KEY = "multiclass_classification_metrics"
-DETAILS_KEY = "evaluation_details"
+DETAILS_KEY = c.EVALUATION_DETAILS_KEY
 # Metrics in METRICS_KEY besides the confusion matrix, each also as *_best_constant_classifier.
 REPORTED: tuple[str, ...] = (
     "accuracy",
