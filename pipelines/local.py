@@ -173,6 +173,7 @@ class Options:
     threshold: float = DEMO_THRESHOLD
     hyperparameters: dict[str, str] = field(default_factory=dict)
     use_cache: bool = True
+    demo_tracks: int = DEMO_TRACKS_PER_CLASS
 
 
 @dataclass
@@ -230,7 +231,7 @@ class LocalPipeline:
     def generate_demo_data(self) -> None:
         """The raw-data parameter's default: the built-in synthetic GTSRB-like set, in WORK/data."""
         argv = [sys.executable, "-m", "gtsrb.demo_data", "--output", str(self.data),
-                "--seed", str(DEMO_SEED), "--tracks-per-class", str(DEMO_TRACKS_PER_CLASS)]
+                "--seed", str(DEMO_SEED), "--tracks-per-class", str(self.options.demo_tracks)]
         key = step_key(DEMO_STEP, code=hash_code("gtsrb.demo_data"), argv=argv[1:])
 
         def action() -> None:
@@ -461,6 +462,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--threshold", type=float, default=DEMO_THRESHOLD, help=f"register when test accuracy >= this (default {DEMO_THRESHOLD})")
     parser.add_argument("--hp", nargs="+", default=[], metavar="KEY=VALUE", help="training hyperparameters, e.g. epochs=3 image_size=32")
     parser.add_argument("--no-cache", action="store_true", help="run every step again instead of reusing finished ones")
+    parser.add_argument("--demo-tracks", type=int, default=DEMO_TRACKS_PER_CLASS, help=f"tracks per class of the generated demo set (default {DEMO_TRACKS_PER_CLASS})")
     args = parser.parse_args(argv)
     try:
         hps = parse_hp(args.hp)
@@ -468,7 +470,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parser.error(str(err))
     if args.data is not None and not args.data.is_dir():
         parser.error(f"--data {args.data}: no such folder")
-    return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps, use_cache=not args.no_cache)
+    return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps, use_cache=not args.no_cache, demo_tracks=args.demo_tracks)
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -1,0 +1,144 @@
+"""End to end: `python -m pipelines.local` on a small generated set and on the real GTSRB sample.
+
+Each run is the real command in a subprocess (the real step CLIs below it, the real MLflow
+registry under WORK). One small pipeline run is shared by the tests; the others copy its WORK
+folder, which also proves that step reuse does not depend on where WORK is.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gtsrb.common import contract as c
+from pipelines import graph, local, registry
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO.parent / "shared" / "data" / "gtsrb-sample"
+# Fast settings: a few small tracks per class, the CPU preset's net at 32 px for a few epochs.
+DEMO_TRACKS = 2
+FAST_HP = ("epochs=3", "batch_size=32")
+THRESHOLD = 0.10  # well above chance (1/43 = 0.023), well below what these settings reach
+IMPOSSIBLE = 1.01
+
+
+def run_local(work: Path, *args: str, timeout: float = 420) -> subprocess.CompletedProcess:
+    """The runner as `make demo` calls it; output captured for assertions."""
+    argv = [sys.executable, "-m", "pipelines.local", "--work", str(work), *args]
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    print(result.stdout[-4000:], result.stderr[-4000:], sep="\n")  # shown when a test fails
+    return result
+
+
+def copy_work(work: Path, target: Path, drop_registry: bool = True) -> Path:
+    """A copy of a finished WORK folder, optionally without its registry and registration marker."""
+    shutil.copytree(work, target)
+    if drop_registry:
+        (target / registry.DB_FILE).unlink()
+        shutil.rmtree(target / registry.ARTIFACTS_DIR)
+        (target / "steps" / f"{graph.REGISTER}.json").unlink()
+    return target
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The default path (demo data generated into WORK/data) with fast settings."""
+    work = tmp_path_factory.mktemp("local") / "work"
+    result = run_local(work, "--demo-tracks", str(DEMO_TRACKS), "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    return work, result
+
+
+def test_every_step_writes_its_artifacts(first_run) -> None:
+    work, result = first_run
+    assert result.returncode == 0, result.stderr
+    assert (work / "data" / "GTSRB").is_dir()  # the generated demo set
+    for split in c.SPLITS:
+        files = c.record_files(work / "prepare" / split, split)
+        assert files.rec.stat().st_size > 0 and files.idx.stat().st_size > 0 and files.lst.is_file()
+    manifest = json.loads((work / "prepare" / "manifest" / c.MANIFEST_FILE).read_text())
+    assert manifest  # its counts are checked against the summary below
+    model_dir = work / "train" / "model"
+    for name in (c.SYMBOL_FILE, c.PARAMS_FILE, c.CLASSES_FILE, c.PREPROCESSING_FILE, c.HISTORY_FILE):
+        assert (model_dir / name).is_file(), name
+    history = json.loads((model_dir / c.HISTORY_FILE).read_text())
+    assert len(history) == 3 and json.loads((model_dir / c.PREPROCESSING_FILE).read_text())["image_size"] == 32
+    assert (work / "train" / c.MODEL_ARCHIVE).stat().st_size > 0
+    assert any((work / "train" / "checkpoints").iterdir())
+    for name in (c.EVALUATION_FILE, c.PER_CLASS_FILE, c.CONFUSION_PNG, c.MISCLASSIFIED_PNG):
+        assert (work / "evaluation" / name).stat().st_size > 0, name
+    accuracy = c.json_get(json.loads((work / "evaluation" / c.EVALUATION_FILE).read_text()), c.ACCURACY_JSON_PATH)
+    assert accuracy >= THRESHOLD
+
+
+def test_the_model_is_registered_with_its_metrics(first_run) -> None:
+    work, result = first_run
+    report = json.loads((work / "evaluation" / c.EVALUATION_FILE).read_text())
+    versions = registry.find_versions(work)
+    assert [v.version for v in versions] == ["1"]
+    version = versions[0]
+    assert version.tags[registry.APPROVAL_TAG] == graph.APPROVAL_STATUS == "PendingManualApproval"
+    assert version.source.endswith(f"model/{c.MODEL_ARCHIVE}")
+    client = registry.open_client(work)
+    run = client.get_run(version.run_id)
+    assert run.data.metrics["test_accuracy"] == pytest.approx(c.json_get(report, c.ACCURACY_JSON_PATH))
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(report["evaluation_details"]["macro_f1"])
+    assert run.data.params["epochs"] == "3" and run.data.params["preset"] == "cpu"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2, 3]
+    artifacts = {a.path for d in ("model", "evaluation", "data") for a in client.list_artifacts(run.info.run_id, d)}
+    assert f"model/{c.MODEL_ARCHIVE}" in artifacts and "data/manifest.json" in artifacts
+    assert {f"evaluation/{n}" for n in (c.EVALUATION_FILE, c.PER_CLASS_FILE, c.CONFUSION_PNG)} <= artifacts
+    # the summary: data counts, accuracy, macro-F1, time per step, the registration outcome
+    out = result.stdout
+    for step in (local.DEMO_STEP, *graph.STEP_ORDER, graph.REGISTER):
+        assert f"==> {step}" in out
+    assert f"accuracy    {c.json_get(report, c.ACCURACY_JSON_PATH):.4f}" in out and "macro-F1" in out
+    assert f"{graph.MODEL_PACKAGE_GROUP} version 1 (PendingManualApproval)" in out
+
+
+def test_a_rerun_reuses_every_step_and_registers_nothing_new(first_run) -> None:
+    work, _ = first_run
+    before = {p: p.stat().st_mtime_ns for p in (work / "train" / c.MODEL_ARCHIVE, work / "evaluation" / c.EVALUATION_FILE)}
+    result = run_local(work, "--demo-tracks", str(DEMO_TRACKS), "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("reusing the finished step") == 5  # demo data, prepare, train, evaluate, register
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert len(registry.find_versions(work)) == 1
+
+
+def test_an_impossible_threshold_fails_and_registers_nothing(first_run, tmp_path: Path) -> None:
+    work = copy_work(first_run[0], tmp_path / "work")
+    result = run_local(work, "--demo-tracks", str(DEMO_TRACKS), "--threshold", str(IMPOSSIBLE), "--hp", *FAST_HP)
+    assert result.returncode == local.EXIT_BELOW_THRESHOLD
+    assert "the model was not registered" in result.stdout and f"threshold {IMPOSSIBLE}" in result.stdout
+    assert result.stdout.count("reusing the finished step") == 4  # the copied WORK is reused as is
+    assert registry.find_versions(work) == [] and not (work / registry.DB_FILE).exists()
+
+
+def test_interrupted_training_resumes_from_its_checkpoints(first_run, tmp_path: Path) -> None:
+    work = copy_work(first_run[0], tmp_path / "work")
+    # What a kill during training leaves: checkpoints, but no finished model and no done-marker.
+    (work / "steps" / f"{graph.TRAIN.name}.json").unlink()
+    shutil.rmtree(work / "train" / "model")
+    (work / "train" / c.MODEL_ARCHIVE).unlink()
+    result = run_local(work, "--demo-tracks", str(DEMO_TRACKS), "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    assert result.returncode == 0, result.stderr
+    assert "resuming from the checkpoints" in result.stdout
+    assert len(json.loads((work / "train" / "model" / c.HISTORY_FILE).read_text())) == 3
+    assert [v.version for v in registry.find_versions(work)] == ["1"]
+
+
+@pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"the real GTSRB sample is not at {SAMPLE}")
+def test_the_real_sample_goes_through_all_steps(tmp_path: Path) -> None:
+    result = run_local(tmp_path / "work", "--data", str(SAMPLE), "--threshold", "0", "--hp", "epochs=1", "batch_size=32")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "work" / "evaluation" / c.EVALUATION_FILE).read_text())
+    test_images = len(list((SAMPLE / "GTSRB" / "Final_Test" / "Images").glob("*.ppm")))
+    assert report["evaluation_details"]["records"] == test_images
+    assert [v.version for v in registry.find_versions(tmp_path / "work")] == ["1"]
