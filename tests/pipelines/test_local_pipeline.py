@@ -88,7 +88,7 @@ def test_the_model_is_registered_with_its_metrics(first_run) -> None:
     client = registry.open_client(work)
     run = client.get_run(version.run_id)
     assert run.data.metrics["test_accuracy"] == pytest.approx(c.json_get(report, c.ACCURACY_JSON_PATH))
-    assert run.data.metrics["test_macro_f1"] == pytest.approx(report["evaluation_details"]["macro_f1"])
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(report[c.EVALUATION_DETAILS_KEY]["macro_f1"])
     assert run.data.params["epochs"] == "3" and run.data.params["preset"] == "cpu"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2, 3]
     artifacts = {a.path for d in ("model", "evaluation", "data") for a in client.list_artifacts(run.info.run_id, d)}
@@ -140,5 +140,5 @@ def test_the_real_sample_goes_through_all_steps(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "work" / "evaluation" / c.EVALUATION_FILE).read_text())
     test_images = len(list((SAMPLE / "GTSRB" / "Final_Test" / "Images").glob("*.ppm")))
-    assert report["evaluation_details"]["records"] == test_images
+    assert report[c.EVALUATION_DETAILS_KEY]["records"] == test_images
     assert [v.version for v in registry.find_versions(tmp_path / "work")] == ["1"]
