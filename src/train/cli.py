@@ -1,0 +1,116 @@
+"""The train step's entry point: `gtsrb-train`, `python -m gtsrb.train`, or SageMaker's
+/opt/ml/code/train.py (`from gtsrb.train.cli import main; main()`).
+
+parse -> check data -> build model -> resume -> fit -> export. Any failure writes one sentence
+plus the traceback to /opt/ml/output/failure and exits 1 (gtsrb.common.failure.run_step).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import mxnet as mx
+
+from gtsrb.common import contract as c
+from gtsrb.common.failure import StepError, run_step
+from gtsrb.common.preprocessing import Preprocessing
+from gtsrb.train import checkpoint, devices, pretrained
+from gtsrb.train.checkpoint import TrainingState
+from gtsrb.train.data import channel_split, validate_split
+from gtsrb.train.environment import Environment, parse_args
+from gtsrb.train.export import export, export_in_fresh_process
+from gtsrb.train.hyperparameters import Hyperparameters
+from gtsrb.train.loop import Interrupted, Run, fit, make_trainer
+from gtsrb.train.model import build_network, create_network
+
+log = logging.getLogger("gtsrb.train")
+
+
+def configure_logging() -> None:
+    """key=value lines on stdout: SageMaker's metric regexes read the job's stdout."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
+
+
+def weights_file(env: Environment, hp: Hyperparameters) -> Path | None:
+    """The pretrained weights to start from: the `pretrained` channel, the zoo cache, or none."""
+    if env.pretrained is not None:
+        found = sorted(env.pretrained.glob("*.params")) if env.pretrained.is_dir() else []
+        if len(found) != 1:
+            raise StepError(f"the `pretrained` channel {env.pretrained} must hold exactly one .params file, it holds {len(found)}.")
+        return found[0]
+    if hp.pretrained == "imagenet":
+        return pretrained.imagenet_params_path(hp.model)
+    return None
+
+
+def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
+    """Check the data, choose devices, build the network and the optimiser."""
+    prep = Preprocessing(image_size=hp.image_size)
+    train_files = channel_split(env.train, c.TRAIN_CHANNEL)
+    val_files = channel_split(env.validation, c.VALIDATION_CHANNEL)
+    train_count = validate_split(train_files, prep)
+    validate_split(val_files, prep)
+    create_network(hp.model)  # fail on an unknown model before touching GPUs or weights
+    weights = weights_file(env, hp)
+    ctx = devices.training_contexts(env.num_gpus)
+    use_amp = hp.amp and ctx[0].device_type == "gpu"
+    if use_amp:
+        from mxnet.contrib import amp
+
+        amp.init()  # before the network is built: it patches the operators
+    mx.random.seed(hp.seed)  # the initialisation of a fresh run; epochs reseed from (seed, epoch)
+    net = build_network(hp.model, hp.image_size, ctx, weights, hp.head_lr_mult)
+    trainer = make_trainer(net, hp, ctx, use_amp)
+    log.info("event=start model=%s train_records=%d devices=%s amp=%s weights=%s",
+             hp.model, train_count, ",".join(str(x) for x in ctx), use_amp, weights)
+    return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, amp=use_amp)
+
+
+def resume_or_start(run: Run) -> TrainingState:
+    """Continue from the newest complete checkpoint of this run, else a fresh state."""
+    run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    newest = checkpoint.latest(run.checkpoint_dir)
+    if newest is None:
+        return TrainingState(seed=run.hp.seed, hyperparameters=run.hp.to_dict())
+    saved = checkpoint.load_state(newest).hyperparameters
+    changed = sorted(k for k, v in run.hp.to_dict().items() if saved.get(k) != v and k != "log_interval")
+    if changed:
+        raise StepError(
+            f"{newest} was written with other hyperparameters ({', '.join(changed)}); use the same "
+            f"values to resume, or an empty checkpoint folder to start over."
+        )
+    state = checkpoint.restore(newest, run.net, run.trainer)
+    log.info("event=resume checkpoint=%s epochs_done=%d batch=%d", newest, state.epochs_done, state.step_in_epoch)
+    return state
+
+
+def save_best(run: Run, state: TrainingState, model_dir: Path) -> None:
+    """Export the best epoch's weights with everything evaluation and serving need."""
+    params = run.checkpoint_dir / state.best_checkpoint / checkpoint.NET_FILE
+    save = export_in_fresh_process if run.amp else export
+    save(params, model_dir, run.hp.to_dict(), state.history)
+    log.info("event=saved model_dir=%s best_val_acc=%.4f best=%s", model_dir, state.best_val_acc, state.best_checkpoint)
+
+
+def train(argv: list[str]) -> None:
+    """The whole step for an argument list (SageMaker's `--key value` hyperparameters and flags)."""
+    env, raw = parse_args(argv)
+    hp = Hyperparameters.from_mapping(raw)
+    log.info("event=hyperparameters %s", " ".join(f"{k}={v}" for k, v in hp.to_dict().items()))
+    run = prepare_run(env, hp)
+    state = resume_or_start(run)
+    run.stop.install()
+    try:
+        state = fit(run, state)
+    except Interrupted as stopped:
+        log.info("event=stopped reason=SIGTERM checkpoint=%s note=run_again_to_resume", stopped)
+        return
+    save_best(run, state, env.model_dir)
+
+
+def main() -> None:
+    """Console entry point: exit 0 on success (or a clean SIGTERM stop), 1 with a failure file."""
+    configure_logging()
+    sys.exit(run_step(lambda: train(sys.argv[1:]), "failure"))

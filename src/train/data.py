@@ -1,0 +1,86 @@
+"""The training input: augmented, shuffled batches from the `train` channel's RecordIO.
+
+Augmentation is sign-safe: random crop out of the stored square (prepare packs 1/8 larger
+than the input), small rotation, shear and scale, colour jitter, and never a mirror (mirrored
+signs are other classes). Normalisation and input size come from the shared Preprocessing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+
+from gtsrb.common import contract as c
+from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.failure import StepError
+from gtsrb.common.preprocessing import Preprocessing
+from gtsrb.common.records import check_split, decode_threads
+from gtsrb.train.hyperparameters import Hyperparameters
+
+
+def channel_split(folder: Path | None, channel: str) -> c.RecordFiles:
+    """The packed split a channel folder holds (`train/train.rec`, ...), or a clear error."""
+    if folder is None:
+        raise StepError(f"no `{channel}` channel: give it in the training job's inputs (or --{channel} DIR by hand).")
+    if not folder.is_dir():
+        raise StepError(f"the `{channel}` channel {folder} is not a folder; give the prepare step's `{channel}` output.")
+    files = c.record_files(folder, channel)
+    if not any(folder.iterdir()):
+        raise StepError(f"the `{channel}` channel {folder} is empty; give the prepare step's `{channel}` output.")
+    if not files.rec.is_file():
+        raise StepError(f"the `{channel}` channel {folder} holds no {files.rec.name}; give the prepare step's `{channel}` output.")
+    return files
+
+
+def check_labels(files: c.RecordFiles) -> None:
+    """Fail if any record's label is outside 0..NUM_CLASSES-1 (headers only, no decoding)."""
+    reader = mx.recordio.MXRecordIO(str(files.rec), "r")
+    try:
+        position = 0
+        while (record := reader.read()) is not None:
+            header, _ = mx.recordio.unpack(record)
+            label = float(np.asarray(header.label).ravel()[0])
+            if not (0 <= label < NUM_CLASSES) or label != int(label):
+                raise StepError(
+                    f"{files.rec} record {position} has label {label:g}, outside the {NUM_CLASSES} "
+                    f"classes 0..{NUM_CLASSES - 1}; re-run the prepare step on GTSRB data."
+                )
+            position += 1
+    finally:
+        reader.close()
+
+
+def validate_split(files: c.RecordFiles, prep: Preprocessing) -> int:
+    """Every check a split must pass before training; returns its record count."""
+    count = check_split(files, prep)  # missing .idx, empty split, images smaller than the crop
+    check_labels(files)
+    return count
+
+
+def train_iter(files: c.RecordFiles, prep: Preprocessing, hp: Hyperparameters, batch_size: int, epoch: int) -> mx.io.ImageRecordIter:
+    """Augmented batches of one epoch, shuffled with a seed of (hp.seed, epoch) for exact resume."""
+    jitter = hp.color_jitter
+    return mx.io.ImageRecordIter(
+        path_imgrec=str(files.rec),
+        path_imgidx=str(files.idx),
+        data_shape=prep.data_shape,
+        batch_size=batch_size,
+        shuffle=True,
+        seed=hp.seed * 1000 + epoch,
+        rand_crop=True,
+        rand_mirror=False,  # never: 19/20, 33/34, 36/37, 38/39 are mirror images of each other
+        max_rotate_angle=int(hp.max_rotate_deg),
+        max_shear_ratio=hp.max_shear,
+        min_random_scale=hp.min_scale,
+        max_random_scale=hp.max_scale,
+        brightness=jitter,
+        contrast=jitter,
+        saturation=jitter,
+        fill_value=127,
+        inter_method=1,  # bilinear
+        preprocess_threads=decode_threads(),
+        prefetch_buffer=4,
+        **prep.normalize_kwargs(),
+    )

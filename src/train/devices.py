@@ -1,0 +1,85 @@
+"""Where training runs: all visible GPUs (data parallel) or the CPU, and the GPU capability check.
+
+The mxnet-cu112 1.9.1 wheel carries machine code (SASS) for sm_50, 60, 70, 80 and 86 and no
+PTX, so a GPU runs it only if a built architecture has the same major version and a minor
+version <= its own (NOTES.md). Hopper (sm_90, ml.p5) and newer cannot run it at all: we check
+before training and fail with a sentence instead of a CUDA error or a hang.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+
+import mxnet as mx
+
+from gtsrb.common.failure import StepError
+
+log = logging.getLogger(__name__)
+
+# SASS architectures in the installed MXNet GPU wheel (mxnet-cu112 1.9.1).
+BUILT_ARCHITECTURES: tuple[tuple[int, int], ...] = ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6))
+# Instance families whose GPUs run those architectures (said in the error message).
+WORKING_FAMILIES = "ml.p3 (V100), ml.g4dn (T4), ml.g5 (A10G), ml.p4d/p4de (A100), ml.g6/g6e (L4/L40S)"
+# Settings for MXNet on GPUs (NOTES.md): cuDNN autotune can hang on Ampere (apache/mxnet#20346).
+GPU_ENVIRONMENT: dict[str, str] = {"MXNET_CUDNN_AUTOTUNE_DEFAULT": "0", "MXNET_CUDNN_LIB_CHECKING": "0"}
+
+_CC_MAJOR, _CC_MINOR = 75, 76  # CUdevice_attribute values of the CUDA driver API
+
+
+def is_supported(capability: tuple[int, int], built: tuple[tuple[int, int], ...] = BUILT_ARCHITECTURES) -> bool:
+    """True if SASS built for one of `built` runs on a GPU of this compute capability."""
+    major, minor = capability
+    return any(b_major == major and b_minor <= minor for b_major, b_minor in built)
+
+
+def check_capabilities(devices: list[tuple[str, tuple[int, int]]]) -> None:
+    """Fail with one sentence if any (name, capability) GPU cannot run the installed MXNet."""
+    for name, capability in devices:
+        if not is_supported(capability):
+            built = ", ".join(f"sm_{a}{b}" for a, b in BUILT_ARCHITECTURES)
+            raise StepError(
+                f"GPU {name} has compute capability {capability[0]}.{capability[1]}, which MXNet 1.9.1 "
+                f"was not built for ({built}, no PTX): use one of {WORKING_FAMILIES}, not ml.p5 or newer."
+            )
+
+
+def gpu_capabilities(count: int) -> list[tuple[str, tuple[int, int]]]:
+    """(name, compute capability) of the first `count` GPUs, read from the CUDA driver."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError as err:
+        raise StepError(f"{count} GPU(s) are reported but the CUDA driver cannot be loaded ({err}).") from err
+    _cuda_call(cuda.cuInit(0), "cuInit")
+    found = []
+    for index in range(count):
+        device, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        name = ctypes.create_string_buffer(256)
+        _cuda_call(cuda.cuDeviceGet(ctypes.byref(device), index), "cuDeviceGet")
+        _cuda_call(cuda.cuDeviceGetName(name, 256, device), "cuDeviceGetName")
+        _cuda_call(cuda.cuDeviceGetAttribute(ctypes.byref(major), _CC_MAJOR, device), "cuDeviceGetAttribute")
+        _cuda_call(cuda.cuDeviceGetAttribute(ctypes.byref(minor), _CC_MINOR, device), "cuDeviceGetAttribute")
+        found.append((name.value.decode(errors="replace"), (major.value, minor.value)))
+    return found
+
+
+def _cuda_call(status: int, what: str) -> None:
+    """Turn a CUDA driver error code into a StepError."""
+    if status != 0:
+        raise StepError(f"the CUDA driver failed in {what} (error {status}); is the GPU healthy?")
+
+
+def training_contexts(num_gpus: int) -> list[mx.Context]:
+    """All GPUs after the capability check, else [mx.cpu()]."""
+    if num_gpus <= 0:
+        return [mx.cpu()]
+    for key, value in GPU_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)  # read by MXNet when the first GPU kernel runs
+    available = mx.context.num_gpus()
+    if available < num_gpus:
+        raise StepError(f"{num_gpus} GPU(s) requested (SM_NUM_GPUS) but MXNet sees {available}; is this the GPU image?")
+    devices = gpu_capabilities(num_gpus)
+    check_capabilities(devices)
+    log.info("event=devices gpus=%d names=%s", num_gpus, ",".join(name for name, _ in devices))
+    return [mx.gpu(i) for i in range(num_gpus)]

@@ -1,0 +1,99 @@
+"""Where the train step finds its inputs and puts its outputs: SageMaker's SM_* variables,
+overridden by CLI flags so that the same script runs by hand.
+
+| what            | SageMaker                        | by hand                |
+| --------------- | -------------------------------- | ---------------------- |
+| train data      | SM_CHANNEL_TRAIN                 | --train DIR            |
+| validation data | SM_CHANNEL_VALIDATION            | --validation DIR       |
+| weights file    | SM_CHANNEL_PRETRAINED (optional) | --pretrained-dir DIR   |
+| model output    | SM_MODEL_DIR                     | --model-dir DIR        |
+| checkpoints     | $SAGEMAKER_BASE_DIR/checkpoints  | --checkpoint-dir DIR   |
+| GPUs / hosts    | SM_NUM_GPUS / SM_HOSTS           | all MXNet sees / one   |
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import mxnet as mx
+
+from gtsrb.common import contract as c
+from gtsrb.common.failure import StepError
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Resolved paths and devices of one training run."""
+
+    train: Path | None
+    validation: Path | None
+    pretrained: Path | None
+    model_dir: Path
+    checkpoint_dir: Path
+    num_gpus: int
+
+
+def parse_args(argv: list[str]) -> tuple[Environment, dict[str, str]]:
+    """Split argv into the path flags and the `--key value` hyperparameters (strings)."""
+    parser = argparse.ArgumentParser(prog="gtsrb-train", description="Train the GTSRB classifier.", allow_abbrev=False)
+    parser.add_argument("--train", type=Path, default=_channel(c.TRAIN_CHANNEL))
+    parser.add_argument("--validation", type=Path, default=_channel(c.VALIDATION_CHANNEL))
+    parser.add_argument("--pretrained-dir", type=Path, default=_channel(c.PRETRAINED_CHANNEL))
+    parser.add_argument("--model-dir", type=Path, default=_env_path("SM_MODEL_DIR"))
+    parser.add_argument("--checkpoint-dir", type=Path, default=_base_dir() / "checkpoints")
+    parser.add_argument("--num-gpus", type=int, default=None)
+    known, rest = parser.parse_known_args(argv)
+    if known.model_dir is None:
+        raise StepError("no model directory: SM_MODEL_DIR is not set; pass --model-dir DIR when running by hand.")
+    _check_single_host()
+    env = Environment(known.train, known.validation, known.pretrained_dir, known.model_dir,
+                      known.checkpoint_dir, _num_gpus(known.num_gpus))
+    return env, hyperparameter_args(rest)
+
+
+def hyperparameter_args(args: list[str]) -> dict[str, str]:
+    """`--key value` pairs as a dict; SageMaker's own `sagemaker_*` keys are dropped."""
+    pairs: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        key = args[i]
+        if not key.startswith("--") or i + 1 >= len(args):
+            raise StepError(f"cannot read argument {key!r}: hyperparameters are given as `--key value`.")
+        pairs[key[2:]] = args[i + 1]
+        i += 2
+    return {k: v for k, v in pairs.items() if not k.startswith("sagemaker_")}
+
+
+def _base_dir() -> Path:
+    """SageMaker's /opt/ml, moved with SAGEMAKER_BASE_DIR as the training toolkit does."""
+    return Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def _channel(name: str) -> Path | None:
+    """SM_CHANNEL_<NAME> as a path, if SageMaker gave that channel."""
+    return _env_path(f"SM_CHANNEL_{name.upper()}")
+
+
+def _num_gpus(flag: int | None) -> int:
+    """--num-gpus, else SM_NUM_GPUS, else every GPU MXNet sees."""
+    if flag is not None:
+        return flag
+    if os.environ.get("SM_NUM_GPUS"):
+        return int(os.environ["SM_NUM_GPUS"])
+    return mx.context.num_gpus()
+
+
+def _check_single_host() -> None:
+    """Data parallel on one machine only: fail clearly when the job has several instances."""
+    hosts = json.loads(os.environ.get("SM_HOSTS", '["localhost"]'))
+    if len(hosts) > 1:
+        raise StepError(f"the job has {len(hosts)} instances but training uses the GPUs of one: set instance_count=1.")

@@ -1,0 +1,134 @@
+"""The train step's hyperparameters: one typed object, one name per knob.
+
+The snake_case field name is also the CLI flag (`--batch_size 64`) and the SageMaker
+hyperparameter key. Values arrive as strings (SageMaker passes `--key value`, booleans as
+`True`/`False`); `from_mapping` converts and validates them and fails at once naming the key.
+
+The defaults are the GPU recipe for real GTSRB (see README "## Training" for the estimate);
+`preset=cpu` switches to a small network trained from scratch at 32 px for 2-core machines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+from gtsrb.common.failure import StepError
+from gtsrb.common.preprocessing import DEFAULT_IMAGE_SIZE
+
+PRESETS: tuple[str, ...] = ("gpu", "cpu")
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Every knob of the train step, with the GPU recipe as defaults."""
+
+    preset: str = "gpu"  # "gpu" = these defaults; "cpu" = CPU_PRESET below (values given explicitly still win)
+    model: str = "resnet50_v1d"  # ImageNet top-1 79%, cheap at 96 px; v1d's avg-pool downsampling suits small inputs
+    pretrained: str = "imagenet"  # imagenet (zoo weights baked into the image) | none; a `pretrained` channel wins
+    image_size: int = DEFAULT_IMAGE_SIZE  # 96: must equal what prepare packed for (stored side 108 allows random crops)
+    epochs: int = 15  # fine-tuning converges in ~10 epochs; ~4.5 min on one A10G (README estimate)
+    batch_size: int = 128  # total over all GPUs; fits a 24 GB A10G at 96 px with AMP many times over
+    optimizer: str = "nag"  # SGD with Nesterov momentum: the gluoncv fine-tuning default, robust with BN
+    lr: float = 0.05  # backbone lr for batch 128 (0.1 per 256 is the ImageNet rule; halved for fine-tuning)
+    head_lr_mult: float = 10.0  # the new 43-class head starts from random: let it move 10x faster
+    momentum: float = 0.9  # the usual value for SGD/NAG
+    wd: float = 1e-4  # ResNet's ImageNet weight decay; never applied to biases and BatchNorm (see model.py)
+    warmup_epochs: float = 1.0  # linear warmup keeps the random head from wrecking pretrained features
+    label_smoothing: float = 0.1  # GTSRB labels are clean but tracks are near-duplicates: soften over-confidence
+    early_stopping_patience: int = 4  # stop after this many epochs without a better val_acc (0 = never stop early)
+    max_rotate_deg: float = 10.0  # signs are photographed a little tilted; more would confuse arrows
+    max_shear: float = 0.1  # mild perspective change
+    min_scale: float = 0.9  # random zoom out ...
+    max_scale: float = 1.1  # ... and in, around the stored size
+    color_jitter: float = 0.3  # brightness/contrast/saturation jitter: GTSRB lighting varies a lot
+    amp: bool = True  # mixed precision on GPU (ignored on CPU): ~2x faster on tensor cores
+    seed: int = 42  # every RNG is seeded from this and the epoch number, so a resumed run is reproducible
+    log_interval: int = 0  # also log every N batches (0 = epoch lines only)
+
+    @classmethod
+    def preset_values(cls, name: str) -> dict[str, object]:
+        """The field values a preset sets (empty for the defaults)."""
+        if name not in PRESETS:
+            raise StepError(f"hyperparameter preset={name!r} is unknown; use one of {', '.join(PRESETS)}.")
+        return dict(CPU_PRESET) if name == "cpu" else {}
+
+    @classmethod
+    def preset(cls, name: str) -> Hyperparameters:
+        """The hyperparameters of a preset, e.g. Hyperparameters.preset("cpu")."""
+        return cls(**{"preset": name, **cls.preset_values(name)})
+
+    @classmethod
+    def from_mapping(cls, raw: dict[str, str]) -> Hyperparameters:
+        """Build from string values (SageMaker / CLI / `key=value`); fail naming a bad key."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(k for k in raw if k not in known)
+        if unknown:
+            raise StepError(f"unknown hyperparameter {unknown[0]!r}; known: {', '.join(known)}.")
+        values = {name: _convert(name, text, known[name].type) for name, text in raw.items()}
+        preset = str(values.get("preset", "gpu"))
+        merged = {**cls.preset_values(preset), **values, "preset": preset}
+        hp = cls(**merged)
+        hp.validate()
+        return hp
+
+    def validate(self) -> None:
+        """Reject values that cannot work, naming the key."""
+        checks = [
+            ("pretrained", self.pretrained in ("imagenet", "none"), "imagenet or none"),
+            ("optimizer", self.optimizer in ("nag", "sgd", "adam", "adamw"), "nag, sgd, adam or adamw"),
+            ("image_size", self.image_size >= 16, "at least 16"),
+            ("epochs", self.epochs >= 1, "at least 1"),
+            ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("lr", self.lr > 0, "positive"),
+            ("head_lr_mult", self.head_lr_mult > 0, "positive"),
+            ("wd", self.wd >= 0, "zero or positive"),
+            ("warmup_epochs", 0 <= self.warmup_epochs < self.epochs, "in [0, epochs)"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+            ("early_stopping_patience", self.early_stopping_patience >= 0, "zero or positive"),
+            ("min_scale", 0 < self.min_scale <= self.max_scale, "positive and <= max_scale"),
+            ("color_jitter", 0 <= self.color_jitter < 1, "in [0, 1)"),
+            ("log_interval", self.log_interval >= 0, "zero or positive"),
+        ]
+        for key, ok, expected in checks:
+            if not ok:
+                raise StepError(f"hyperparameter {key}={getattr(self, key)!r} is invalid: it must be {expected}.")
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain values, as saved into the model directory and checkpoints."""
+        return dataclasses.asdict(self)
+
+
+# The CPU recipe (local demo, 2 cores): a 0.27M-parameter CIFAR ResNet from scratch at 32 px.
+# cifar_resnet20_v2 trains at ~290 img/s on 2 shared cores here (v1: ~220), so ~6 epochs of the
+# real GTSRB train split fit in 12 minutes; 32 px is the input the CIFAR nets are built for.
+CPU_PRESET: dict[str, object] = {
+    "model": "cifar_resnet20_v2",
+    "pretrained": "none",  # nothing to fine-tune: CIFAR nets have no ImageNet weights
+    "image_size": 32,
+    "epochs": 6,
+    "batch_size": 64,  # small batches: more updates per epoch for a from-scratch net on 2 cores
+    "lr": 0.1,  # from scratch, BN everywhere: the CIFAR ResNet recipe's rate
+    "head_lr_mult": 1.0,  # the whole net is new: no reason to favour the head
+    "wd": 5e-4,  # the CIFAR ResNet recipe's decay for small nets
+    "warmup_epochs": 1.0,
+    "early_stopping_patience": 0,  # too few epochs to waste any
+    "amp": False,
+}
+
+
+def _convert(name: str, text: str, type_name: object) -> object:
+    """Convert one string value to the field's type (annotations are strings here)."""
+    kind = str(type_name)
+    try:
+        if kind == "bool":
+            if str(text) not in ("True", "False", "true", "false", "1", "0"):
+                raise ValueError("expected True or False")
+            return str(text) in ("True", "true", "1")
+        if kind == "int":
+            return int(str(text))
+        if kind == "float":
+            return float(str(text))
+        return str(text)
+    except ValueError as err:
+        raise StepError(f"hyperparameter {name}={text!r} is not a valid {kind} ({err}).") from err

@@ -1,0 +1,226 @@
+"""The training loop: epochs of augmented batches, validation, early stopping, checkpoints.
+
+Reads top to bottom: `fit` runs epochs; `train_epoch` runs batches; `train_batch` is the
+Gluon idiom (split over devices, record, backward, step). The rate is set per batch from the
+global step, every RNG is seeded from (seed, epoch), and a checkpoint is written after every
+epoch and on SIGTERM, so a resumed run continues exactly where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from gtsrb.common import contract as c
+from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.failure import StepError
+from gtsrb.common.preprocessing import Preprocessing
+from gtsrb.common.records import predict
+from gtsrb.train import checkpoint
+from gtsrb.train.checkpoint import TrainingState
+from gtsrb.train.data import train_iter
+from gtsrb.train.hyperparameters import Hyperparameters
+from gtsrb.train.metrics import epoch_line
+from gtsrb.train.schedule import learning_rate
+
+log = logging.getLogger(__name__)
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived; a checkpoint has been written."""
+
+
+class StopFlag:
+    """Set by SIGTERM (spot interruption, job stop); the loop checks it after every batch."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        """Handle SIGTERM by setting the flag instead of dying mid-write."""
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        log.info("event=sigterm action=checkpoint_after_this_batch")
+        self.requested = True
+
+
+@dataclass
+class Run:
+    """Everything one training run works with."""
+
+    net: gluon.HybridBlock
+    trainer: gluon.Trainer
+    ctx: list[mx.Context]
+    train_files: c.RecordFiles
+    val_files: c.RecordFiles
+    prep: Preprocessing
+    hp: Hyperparameters
+    train_count: int
+    checkpoint_dir: Path
+    amp: bool = False
+    stop: StopFlag = field(default_factory=StopFlag)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Full batches per epoch (the partial last batch is dropped; shuffling varies it)."""
+        return max(1, self.train_count // self.hp.batch_size)
+
+
+def make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, ctx: list[mx.Context], amp: bool) -> gluon.Trainer:
+    """The optimiser; kvstore `device` aggregates gradients on the GPUs when there are several."""
+    params: dict[str, object] = {"learning_rate": hp.lr, "wd": hp.wd}
+    if hp.optimizer in ("nag", "sgd"):
+        params["momentum"] = hp.momentum
+    kvstore = "device" if len(ctx) > 1 else "local"
+    trainer = gluon.Trainer(net.collect_params(), hp.optimizer, params, kvstore=kvstore)
+    if amp:
+        from mxnet.contrib import amp as mx_amp
+
+        mx_amp.init_trainer(trainer)  # dynamic loss scaling
+    return trainer
+
+
+def seed_everything(seed: int, epoch: int) -> None:
+    """Seed MXNet, NumPy and Python from (seed, epoch): a resumed epoch draws the same numbers."""
+    value = seed * 1000 + epoch
+    mx.random.seed(value)
+    np.random.seed(value)
+    random.seed(value)
+
+
+def smooth_labels(label: mx.nd.NDArray, smoothing: float) -> mx.nd.NDArray:
+    """One-hot targets with `smoothing` of the mass spread over all classes."""
+    off = smoothing / NUM_CLASSES
+    return mx.nd.one_hot(label, NUM_CLASSES, on_value=1.0 - smoothing + off, off_value=off)
+
+
+def train_batch(run: Run, batch: mx.io.DataBatch, loss_fn: gluon.loss.Loss) -> tuple[list, list]:
+    """One update over all devices; returns per-device (loss sum, correct count) NDArrays."""
+    # ImageRecordIter batches live on cpu_pinned: split_and_load copies them to each device.
+    data = gluon.utils.split_and_load(batch.data[0], run.ctx, even_split=False)
+    labels = gluon.utils.split_and_load(batch.label[0], run.ctx, even_split=False)
+    with autograd.record():
+        outputs = [run.net(x) for x in data]
+        losses = [loss_fn(o, smooth_labels(y, run.hp.label_smoothing)) for o, y in zip(outputs, labels)]
+        if run.amp:
+            from mxnet.contrib import amp as mx_amp
+
+            with mx_amp.scale_loss(losses, run.trainer) as scaled:
+                autograd.backward(scaled)
+    if not run.amp:
+        autograd.backward(losses)
+    run.trainer.step(batch.data[0].shape[0])
+    correct = [(o.argmax(axis=1).astype("float32") == y.astype("float32")).sum() for o, y in zip(outputs, labels)]
+    return [l.sum() for l in losses], correct
+
+
+def train_epoch(run: Run, state: TrainingState, epoch: int) -> dict[str, float]:
+    """Train one epoch (from state.step_in_epoch on); returns the epoch's sums.
+
+    Raises Interrupted after writing a mid-epoch checkpoint when SIGTERM arrived.
+    """
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
+    steps, start = run.steps_per_epoch, state.step_in_epoch
+    sums = dict(state.partial) or {"loss": 0.0, "correct": 0.0, "images": 0, "seconds": 0.0}
+    pending: list = []  # device-side NDArrays, read once at the end: no per-batch sync
+    tick = time.time()
+    for i, batch in enumerate(train_iter(run.train_files, run.prep, run.hp, run.hp.batch_size, epoch)):
+        if i >= steps:
+            break
+        if i < start:
+            continue  # resumed mid-epoch: same shuffle, skip the batches already trained
+        run.trainer.set_learning_rate(_rate(run, epoch * steps + i))
+        pending.append(train_batch(run, batch, loss_fn))
+        sums["images"] += batch.data[0].shape[0]
+        if run.hp.log_interval and (i + 1) % run.hp.log_interval == 0:
+            log.info("epoch=%d batch=%d/%d lr=%.5g", epoch + 1, i + 1, steps, run.trainer.learning_rate)
+        if run.stop.requested and i + 1 < steps:
+            _add_pending(sums, pending, time.time() - tick)
+            _save_interrupted(run, state, epoch, i + 1, sums)
+    _add_pending(sums, pending, time.time() - tick)
+    return sums
+
+
+def _rate(run: Run, step: int) -> float:
+    """The backbone learning rate of global update `step`."""
+    steps = run.steps_per_epoch
+    return learning_rate(step, run.hp.epochs * steps, int(run.hp.warmup_epochs * steps), run.hp.lr)
+
+
+def _add_pending(sums: dict, pending: list, seconds: float) -> None:
+    """Fold device-side per-batch results into the epoch sums (this waits for the GPU)."""
+    for losses, correct in pending:
+        sums["loss"] += sum(float(x.asscalar()) for x in losses)
+        sums["correct"] += sum(float(x.asscalar()) for x in correct)
+    pending.clear()
+    sums["seconds"] += seconds
+
+
+def _save_interrupted(run: Run, state: TrainingState, epoch: int, step: int, sums: dict) -> None:
+    """Write a mid-epoch checkpoint after SIGTERM and stop the run."""
+    state.epochs_done, state.step_in_epoch, state.partial = epoch, step, sums
+    path = checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state)
+    log.info("event=interrupted epoch=%d batch=%d checkpoint=%s", epoch + 1, step, path)
+    raise Interrupted(str(path))
+
+
+def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started: float) -> dict:
+    """Validate, log the epoch line, update early stopping and write the checkpoint."""
+    train_loss = sums["loss"] / max(1, sums["images"])
+    if not math.isfinite(train_loss):
+        raise StepError(
+            f"the training loss became {train_loss} in epoch {epoch + 1}; lower lr (now {run.hp.lr}) "
+            f"or check the data; the last good checkpoint is kept in {run.checkpoint_dir}."
+        )
+    labels, probs = predict(run.net, run.val_files, run.prep, run.hp.batch_size, run.ctx[0])
+    values = {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "train_acc": sums["correct"] / max(1, sums["images"]),
+        "val_acc": float((probs.argmax(axis=1) == labels).mean()),
+        "lr": float(run.trainer.learning_rate),
+        "img_per_s": sums["images"] / max(1e-9, sums["seconds"]),
+        "seconds": time.time() - started,
+    }
+    log.info("%s", epoch_line(values))
+    state.history.append(values)
+    state.epochs_done, state.step_in_epoch, state.partial = epoch + 1, 0, {}
+    _update_early_stopping(run.hp, state, values["val_acc"])
+    checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state)
+    return values
+
+
+def _update_early_stopping(hp: Hyperparameters, state: TrainingState, val_acc: float) -> None:
+    """Track the best epoch (its checkpoint becomes the model) and decide whether to stop."""
+    if val_acc > state.best_val_acc:
+        state.best_val_acc, state.best_checkpoint = val_acc, state.name
+        state.epochs_without_improvement = 0
+    else:
+        state.epochs_without_improvement += 1
+    if hp.early_stopping_patience and state.epochs_without_improvement >= hp.early_stopping_patience:
+        state.stopped_early = True
+        log.info("event=early_stop epoch=%d best_val_acc=%.4f best=%s", state.epochs_done, state.best_val_acc, state.best_checkpoint)
+
+
+def fit(run: Run, state: TrainingState) -> TrainingState:
+    """Train from `state` until hp.epochs or early stopping; raises Interrupted on SIGTERM."""
+    for epoch in range(state.epochs_done, run.hp.epochs):
+        if state.stopped_early:
+            break
+        started = time.time()
+        seed_everything(run.hp.seed, epoch)
+        sums = train_epoch(run, state, epoch)
+        finish_epoch(run, state, epoch, sums, started - state.partial.get("seconds", 0.0))
+        if run.stop.requested:
+            raise Interrupted(str(run.checkpoint_dir / state.name))
+    return state
