@@ -1,0 +1,51 @@
+"""Which SageMaker instance types the training image can run on, checked before anything is built.
+
+The `gpu` image ships mxnet-cu112 1.9.1, whose CUDA kernels are compiled for sm_50/60/70/80/86
+only, with no PTX to JIT from (NOTES.md). So it runs on V100 (p3), T4 (g4dn), A10G (g5), A100
+(p4d/p4de) and L4/L40S (g6/g6e: sm_89 runs sm_86 code), but not on H100/H200/B200 (p5, p6 and
+newer), not on K80 (p2, sm_37), not on AMD or Trainium/Inferentia, and not on CPU-only instances
+(the CUDA build needs libcuda from a GPU driver). A wrong type would otherwise fail (or hang) an
+hour into a paid job; here it fails when the pipeline is built or started, naming what works.
+"""
+
+from __future__ import annotations
+
+from gtsrb.common.failure import StepError
+
+# Instance families (the part before the size) whose GPUs the gpu image supports.
+TRAINING_GPU_FAMILIES: tuple[str, ...] = ("ml.g4dn", "ml.g5", "ml.g6", "ml.g6e", "ml.p3", "ml.p3dn", "ml.p4d", "ml.p4de")
+
+# Families refused with a specific reason (anything else unknown is refused too).
+_KNOWN_REASONS: dict[str, str] = {
+    "ml.p5": "H100/H200 GPUs (sm_90) need kernels that mxnet-cu112 1.9.1 does not contain",
+    "ml.p5e": "H200 GPUs (sm_90) need kernels that mxnet-cu112 1.9.1 does not contain",
+    "ml.p5en": "H200 GPUs (sm_90) need kernels that mxnet-cu112 1.9.1 does not contain",
+    "ml.p6": "Blackwell GPUs need kernels that mxnet-cu112 1.9.1 does not contain",
+    "ml.p2": "K80 GPUs (sm_37) are older than the oldest architecture in mxnet-cu112 1.9.1 (sm_50)",
+    "ml.g4ad": "AMD GPUs cannot run CUDA",
+}
+
+
+def family(instance_type: str) -> str:
+    """`ml.g5.xlarge` -> `ml.g5`; `ml.p6-b200.48xlarge` -> `ml.p6`."""
+    parts = instance_type.split(".")
+    if len(parts) != 3 or parts[0] != "ml" or not parts[1] or not parts[2]:
+        raise StepError(f"{instance_type!r} is not a SageMaker instance type (expected e.g. ml.g5.xlarge).")
+    return f"ml.{parts[1].split('-')[0]}"
+
+
+def check_training_instance_type(instance_type: str) -> str:
+    """Return `instance_type` if the gpu training image can run on it, else raise StepError."""
+    fam = family(instance_type)
+    if fam in TRAINING_GPU_FAMILIES:
+        return instance_type
+    if fam in _KNOWN_REASONS:
+        reason = _KNOWN_REASONS[fam]
+    elif fam.startswith(("ml.p", "ml.g")):
+        reason = "this GPU family is not known to run mxnet-cu112 1.9.1 (sm_50-sm_86 kernels, no PTX)"
+    else:
+        reason = "the training step runs the gpu image (mxnet-cu112), which needs an NVIDIA GPU"
+    raise StepError(
+        f"training instance type {instance_type} cannot run the training image: {reason}. "
+        f"Choose one of the families {', '.join(TRAINING_GPU_FAMILIES)} (e.g. ml.g5.xlarge)."
+    )

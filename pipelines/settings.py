@@ -1,0 +1,147 @@
+"""What is fixed when the SageMaker pipeline is built (as opposed to its per-run parameters).
+
+`get_pipeline(**kwargs)` turns the MLOps-template kwargs (region, role, default_bucket, ...) and
+ours (image_tag, use_spot, ...) into one checked Settings; the step builders read only this.
+Nothing here calls AWS: the account comes from the role ARN, the bucket name from the SDK's own
+naming rule, the image URIs from pipelines.images.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from gtsrb.common.failure import StepError
+from pipelines import graph, images
+from pipelines.instances import check_training_instance_type
+
+DEFAULT_PIPELINE_NAME = "gtsrb-traffic-signs"
+DEFAULT_BASE_JOB_PREFIX = "gtsrb"
+DEFAULT_TRAINING_INSTANCE = "ml.g5.xlarge"  # A10G: the cheapest current GPU the image runs on
+DEFAULT_PROCESSING_INSTANCE = "ml.m5.xlarge"  # prepare/evaluate are CPU work (im2rec, inference)
+DEFAULT_MAX_RUN_HOURS = 4.0  # SageMaker's SDK default is 1 h, too short for a real GTSRB run
+DEFAULT_MAX_WAIT_HOURS = 8.0  # spot: waiting for capacity + running, must be >= max run
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/.+$")
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Build-time settings of the SageMaker pipeline, checked by from_kwargs()."""
+
+    region: str
+    role: str
+    bucket: str
+    pipeline_name: str
+    model_package_group_name: str
+    base_job_prefix: str
+    image_registry: str
+    image_tag: str
+    input_data_url: str
+    training_instance_type: str
+    processing_instance_type: str
+    use_spot: bool
+    max_run_seconds: int
+    max_wait_seconds: int
+    volume_kms_key: str | None
+    output_kms_key: str | None
+
+    def image(self, variant: str) -> str:
+        """Our image URI of a variant (`gpu` trains, `cpu` prepares and evaluates)."""
+        return images.image_uri(self.image_registry, variant, self.image_tag)
+
+    @property
+    def s3_root(self) -> str:
+        """Where every step of every execution writes: s3://bucket/base_job_prefix."""
+        return f"s3://{self.bucket}/{self.base_job_prefix}"
+
+
+def account_of(role: str) -> str:
+    """The 12-digit account of an IAM role ARN, or a clear error."""
+    match = _ROLE_ARN.match(role or "")
+    if not match:
+        raise StepError(f"role {role!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>).")
+    return match.group(1)
+
+
+def as_bool(name: str, value: object) -> bool:
+    """A bool from a bool or a JSON/CLI string ("true", "false", "1", "0")."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise StepError(f"{name}={value!r} is not a boolean (use true or false).")
+
+
+def as_number(name: str, value: object) -> float:
+    """A float from a number or a JSON/CLI string, or a clear error naming the key."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise StepError(f"{name}={value!r} is not a number.") from None
+
+
+def as_seconds(name: str, hours: object) -> int:
+    """Hours (number or string) as whole seconds, or a clear error."""
+    seconds = int(round(as_number(name, hours) * 3600))
+    if seconds <= 0:
+        raise StepError(f"{name}={hours!r} must be positive.")
+    return seconds
+
+
+def resolve_region(region: str | None) -> str:
+    """The region argument, else AWS_REGION / AWS_DEFAULT_REGION, else a clear error."""
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise StepError("no AWS region: pass region=... (--kwargs '{\"region\": ...}') or set AWS_DEFAULT_REGION.")
+    return region
+
+
+def from_kwargs(  # noqa: PLR0913 - these are the documented get_pipeline kwargs, one each
+    region: str | None = None,
+    role: str | None = None,
+    default_bucket: str | None = None,
+    pipeline_name: str = DEFAULT_PIPELINE_NAME,
+    model_package_group_name: str = graph.MODEL_PACKAGE_GROUP,
+    base_job_prefix: str = DEFAULT_BASE_JOB_PREFIX,
+    image_tag: str = "latest",
+    image_registry: str | None = None,
+    input_data_url: str | None = None,
+    training_instance_type: str = DEFAULT_TRAINING_INSTANCE,
+    processing_instance_type: str = DEFAULT_PROCESSING_INSTANCE,
+    use_spot: bool | str = True,
+    max_run_hours: float | str = DEFAULT_MAX_RUN_HOURS,
+    max_wait_hours: float | str = DEFAULT_MAX_WAIT_HOURS,
+    volume_kms_key: str | None = None,
+    output_kms_key: str | None = None,
+) -> Settings:
+    """Check and complete the build-time settings (defaults need no AWS call)."""
+    region = resolve_region(region)
+    account = account_of(role or "")
+    bucket = default_bucket or f"sagemaker-{region}-{account}"  # the SDK's default bucket name
+    prefix = base_job_prefix.strip("/")
+    settings = Settings(
+        region=region,
+        role=role or "",
+        bucket=bucket,
+        pipeline_name=pipeline_name,
+        model_package_group_name=model_package_group_name,
+        base_job_prefix=prefix,
+        image_registry=image_registry if image_registry is not None else images.ecr_registry(account, region),
+        image_tag=image_tag or "latest",
+        input_data_url=input_data_url or f"s3://{bucket}/{prefix}/raw",
+        training_instance_type=check_training_instance_type(training_instance_type),
+        processing_instance_type=processing_instance_type,
+        use_spot=as_bool("use_spot", use_spot),
+        max_run_seconds=as_seconds("max_run_hours", max_run_hours),
+        max_wait_seconds=as_seconds("max_wait_hours", max_wait_hours),
+        volume_kms_key=volume_kms_key or None,
+        output_kms_key=output_kms_key or None,
+    )
+    if settings.use_spot and settings.max_wait_seconds < settings.max_run_seconds:
+        raise StepError(f"max_wait_hours={max_wait_hours} must be >= max_run_hours={max_run_hours} with spot training.")
+    if not settings.input_data_url.startswith("s3://"):
+        raise StepError(f"input_data_url={settings.input_data_url!r} must be an s3:// URI.")
+    return settings

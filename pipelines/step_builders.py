@@ -1,0 +1,300 @@
+"""The SageMaker steps, built from the shared step graph (pipelines.graph) with SDK v3.
+
+Import only through pipelines.definition.get_pipeline: the SDK creates a boto3 client when
+some of its modules are imported, so the region must be set first (NOTES.md).
+
+Every name, container path and wire comes from graph.py and gtsrb.common.contract; every image
+from pipelines.images; every hyperparameter name from the train step's Hyperparameters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+
+from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.core.network import NetworkConfig
+from sagemaker.core.processing import Processor
+from sagemaker.core.shapes import (
+    MetricDefinition,
+    ProcessingInput,
+    ProcessingOutput,
+    ProcessingS3Input,
+    ProcessingS3Output,
+    StoppingCondition,
+)
+from sagemaker.core.training.configs import CheckpointConfig, Compute, InputData, Networking, OutputDataConfig
+from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+from sagemaker.core.workflow.execution_variables import ExecutionVariables
+from sagemaker.core.workflow.functions import Join, JsonGet
+from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+from sagemaker.core.workflow.pipeline_context import PipelineSession
+from sagemaker.core.workflow.properties import PropertyFile
+from sagemaker.mlops.workflow.condition_step import ConditionStep
+from sagemaker.mlops.workflow.fail_step import FailStep
+from sagemaker.mlops.workflow.model_step import ModelStep
+from sagemaker.mlops.workflow.pipeline import Pipeline
+from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, Step, TrainingStep
+from sagemaker.serve.model_builder import ModelBuilder
+from sagemaker.train import ModelTrainer
+
+from gtsrb.common import contract as c
+from gtsrb.train.hyperparameters import Hyperparameters
+from gtsrb.train.metrics import METRIC_DEFINITIONS
+from pipelines import graph
+from pipelines.settings import Settings
+
+PROPERTY_FILE = "EvaluationReport"  # the PropertyFile name the condition's JsonGet reads
+PREPARE_CACHE = CacheConfig(enable_caching=True, expire_after="P30D")  # same data + image + args: reuse
+PROCESSING_VOLUME_GB = 30
+TRAINING_VOLUME_GB = 50  # RecordIO splits + checkpoints; NVMe instances ignore it
+# What the registered model accepts and answers, and where it may be deployed.
+CONTENT_TYPES = ["application/x-image", "image/jpeg", "image/png"]
+RESPONSE_TYPES = ["application/json"]
+INFERENCE_INSTANCES = ["ml.g5.xlarge", "ml.g4dn.xlarge", "ml.m5.xlarge", "ml.c5.xlarge"]
+TRANSFORM_INSTANCES = ["ml.g5.xlarge", "ml.g4dn.xlarge", "ml.m5.xlarge"]
+# SDK defaults without network: telemetry off (its HTTP call is a side effect), no config files read.
+SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+# Pipeline parameter -> train hyperparameter (the snake_case field of Hyperparameters).
+HYPERPARAMETER_OF: dict[str, str] = {
+    "Epochs": "epochs",
+    "LearningRate": "lr",
+    "BatchSize": "batch_size",
+    "Model": "model",
+    "ImageSize": "image_size",
+}
+
+
+@dataclass(frozen=True)
+class PipelineParameters:
+    """What a user may change per execution (StartPipelineExecution overrides)."""
+
+    input_data_url: ParameterString
+    processing_instance_type: ParameterString
+    processing_instance_count: ParameterInteger
+    training_instance_type: ParameterString
+    training_instance_count: ParameterInteger
+    epochs: ParameterInteger
+    learning_rate: ParameterFloat
+    batch_size: ParameterInteger
+    model: ParameterString
+    image_size: ParameterInteger
+    accuracy_threshold: ParameterFloat
+    model_approval_status: ParameterString
+
+    def all(self) -> list:
+        """In declaration order, for Pipeline(parameters=...)."""
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+def make_parameters(settings: Settings, threshold: float) -> PipelineParameters:
+    """The parameters, with defaults from the settings and the train step's Hyperparameters."""
+    hp = Hyperparameters()
+    return PipelineParameters(
+        input_data_url=ParameterString("InputDataUrl", default_value=settings.input_data_url),
+        processing_instance_type=ParameterString("ProcessingInstanceType", default_value=settings.processing_instance_type),
+        processing_instance_count=ParameterInteger("ProcessingInstanceCount", default_value=1),
+        training_instance_type=ParameterString("TrainingInstanceType", default_value=settings.training_instance_type),
+        training_instance_count=ParameterInteger("TrainingInstanceCount", default_value=1),
+        epochs=ParameterInteger("Epochs", default_value=hp.epochs),
+        learning_rate=ParameterFloat("LearningRate", default_value=hp.lr),
+        batch_size=ParameterInteger("BatchSize", default_value=hp.batch_size),
+        model=ParameterString("Model", default_value=hp.model),
+        image_size=ParameterInteger("ImageSize", default_value=hp.image_size),
+        accuracy_threshold=ParameterFloat("AccuracyThreshold", default_value=threshold),
+        model_approval_status=ParameterString(
+            "ModelApprovalStatus",
+            default_value=graph.APPROVAL_STATUS,
+            enum_values=["PendingManualApproval", "Approved", "Rejected"],
+        ),
+    )
+
+
+def pipeline_session(settings: Settings, boto_session) -> PipelineSession:
+    """A PipelineSession that records requests instead of sending them."""
+    return PipelineSession(boto_session=boto_session, default_bucket=settings.bucket, sagemaker_config=SDK_CONFIG)
+
+
+def execution_uri(settings: Settings, step: str, *names: str) -> Join:
+    """s3://bucket/prefix/<execution id>/<step>/<names...>: one folder per execution and step."""
+    return Join(on="/", values=[settings.s3_root, ExecutionVariables.PIPELINE_EXECUTION_ID, step, *names])
+
+
+def source_uri(source: graph.Source, steps: dict[str, Step], params: PipelineParameters):
+    """The S3 URI behind a graph Source: the raw-data parameter, a processing output or the model."""
+    if source.step is None:
+        return params.input_data_url
+    step = steps[source.step]
+    if source.step == graph.TRAIN.name and source.output == graph.TRAIN.model_output:
+        return step.properties.ModelArtifacts.S3ModelArtifacts
+    return step.properties.ProcessingOutputConfig.Outputs[source.output].S3Output.S3Uri
+
+
+def processing_step(
+    spec: graph.ProcessingSpec,
+    ctx: BuildContext,
+    extra_arguments: list | None = None,
+    **step_kwargs,
+) -> ProcessingStep:
+    """A ProcessingStep running spec.command() in our cpu image, inputs and outputs from the graph."""
+    settings, params = ctx.settings, ctx.params
+    processor = Processor(
+        role=settings.role,
+        image_uri=settings.image("cpu"),
+        entrypoint=spec.command(),
+        instance_type=params.processing_instance_type,
+        instance_count=params.processing_instance_count,
+        volume_size_in_gb=PROCESSING_VOLUME_GB,
+        volume_kms_key=settings.volume_kms_key,
+        output_kms_key=settings.output_kms_key,
+        base_job_name=f"{settings.base_job_prefix}-{spec.module.rsplit('.', 1)[-1]}",
+        sagemaker_session=ctx.session,
+        network_config=NetworkConfig(enable_network_isolation=True),  # the steps need no internet
+    )
+    inputs = [
+        ProcessingInput(
+            input_name=name,
+            s3_input=ProcessingS3Input(
+                s3_uri=source_uri(item.source, ctx.steps, params),
+                local_path=str(item.path),
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+            ),
+        )
+        for name, item in spec.inputs.items()
+    ]
+    outputs = [
+        ProcessingOutput(
+            output_name=name,
+            s3_output=ProcessingS3Output(
+                s3_uri=execution_uri(settings, spec.name, name), local_path=str(path), s3_upload_mode="EndOfJob"
+            ),
+        )
+        for name, path in spec.outputs.items()
+    ]
+    step_args = processor.run(inputs=inputs, outputs=outputs, arguments=extra_arguments)
+    return ProcessingStep(name=spec.name, step_args=step_args, **step_kwargs)
+
+
+def training_step(ctx: BuildContext) -> TrainingStep:
+    """TrainModel: our gpu image's sagemaker-training entry point (no source upload), spot + checkpoints."""
+    settings, params, spec = ctx.settings, ctx.params, graph.TRAIN
+    stopping = StoppingCondition(
+        max_runtime_in_seconds=settings.max_run_seconds,
+        # SageMaker rejects MaxWaitTimeInSeconds unless spot is on (sagemaker-python-sdk#4140).
+        max_wait_time_in_seconds=settings.max_wait_seconds if settings.use_spot else None,
+    )
+    trainer = ModelTrainer(
+        training_image=settings.image("gpu"),
+        role=settings.role,
+        sagemaker_session=ctx.session,
+        base_job_name=f"{settings.base_job_prefix}-train",
+        compute=Compute(
+            instance_type=params.training_instance_type,
+            instance_count=params.training_instance_count,
+            volume_size_in_gb=TRAINING_VOLUME_GB,
+            volume_kms_key_id=settings.volume_kms_key,
+            enable_managed_spot_training=settings.use_spot,
+        ),
+        networking=Networking(enable_network_isolation=True),  # weights are baked into the image
+        stopping_condition=stopping,
+        output_data_config=OutputDataConfig(
+            s3_output_path=execution_uri(settings, spec.name), kms_key_id=settings.output_kms_key
+        ),
+        # Per execution: a spot restart resumes, a new execution never picks up another's state.
+        checkpoint_config=CheckpointConfig(s3_uri=execution_uri(settings, spec.name, "checkpoints")),
+        hyperparameters={hp: getattr(params, _field_of(name)).to_string() for name, hp in HYPERPARAMETER_OF.items()},
+    ).with_metric_definitions([MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in METRIC_DEFINITIONS])
+    channels = [
+        InputData(channel_name=channel, data_source=source_uri(source, ctx.steps, params))
+        for channel, source in spec.channels.items()
+    ]
+    return TrainingStep(name=spec.name, step_args=trainer.train(input_data_config=channels))
+
+
+def register_step(ctx: BuildContext) -> ModelStep:
+    """RegisterModel: a version in the model package group, with evaluation.json as model quality."""
+    settings, params = ctx.settings, ctx.params
+    report_uri = Join(
+        on="/",
+        values=[source_uri(graph.CONDITION.source, ctx.steps, params), graph.CONDITION.file],
+    )
+    builder = ModelBuilder(
+        image_uri=settings.image("gpu"),
+        s3_model_data_url=source_uri(graph.EVALUATE.inputs["model"].source, ctx.steps, params),
+        role_arn=settings.role,
+        sagemaker_session=ctx.session,
+        dependencies=None,  # no code to upload: the default would probe the S3 bucket
+    )
+    step_args = builder.register(
+        model_package_group_name=settings.model_package_group_name,
+        content_types=CONTENT_TYPES,
+        response_types=RESPONSE_TYPES,
+        inference_instances=INFERENCE_INSTANCES,
+        transform_instances=TRANSFORM_INSTANCES,
+        model_metrics=ModelMetrics(model_statistics=MetricsSource(s3_uri=report_uri, content_type="application/json")),
+        approval_status=params.model_approval_status,
+    )
+    return ModelStep(name=graph.REGISTER, step_args=step_args)
+
+
+def fail_message_expression(accuracy, threshold) -> Join:
+    """graph.fail_message() with pipeline expressions in place of its two values."""
+    marks = ("\x00accuracy\x00", "\x00threshold\x00")
+    values: list = []
+    for part in re.split(r"(\x00\w+\x00)", graph.fail_message(*marks)):
+        if part == marks[0]:
+            values.append(accuracy)
+        elif part == marks[1]:
+            values.append(threshold)
+        elif part:
+            values.append(part)
+    return Join(on="", values=values)
+
+
+def condition_step(ctx: BuildContext, evaluation: ProcessingStep, report: PropertyFile) -> ConditionStep:
+    """CheckAccuracy: accuracy (shared JSON path) >= threshold -> RegisterModel, else the Fail step."""
+    spec, params = graph.CONDITION, ctx.params
+    accuracy = JsonGet(step_name=evaluation.name, property_file=report, json_path=spec.json_path)
+    fail = FailStep(name=spec.if_false, error_message=fail_message_expression(accuracy, params.accuracy_threshold))
+    return ConditionStep(
+        name=spec.name,
+        conditions=[ConditionGreaterThanOrEqualTo(left=accuracy, right=params.accuracy_threshold)],
+        if_steps=[register_step(ctx)],
+        else_steps=[fail],
+    )
+
+
+@dataclass
+class BuildContext:
+    """What every builder needs: settings, parameters, the recording session, steps built so far."""
+
+    settings: Settings
+    params: PipelineParameters
+    session: PipelineSession
+    steps: dict[str, Step]
+
+
+def build_pipeline(settings: Settings, threshold: float, boto_session) -> Pipeline:
+    """Prepare -> Train -> Evaluate -> CheckAccuracy (Register | Fail), in graph.STEP_ORDER."""
+    params = make_parameters(settings, threshold)
+    ctx = BuildContext(settings, params, pipeline_session(settings, boto_session), steps={})
+    image_size_arg = ["--image-size", params.image_size.to_string()]  # prepare packs for the net's input size
+    ctx.steps[graph.PREPARE.name] = processing_step(graph.PREPARE, ctx, image_size_arg, cache_config=PREPARE_CACHE)
+    ctx.steps[graph.TRAIN.name] = training_step(ctx)
+    # The property file lives in the evaluation output: <output>/evaluation.json.
+    output = graph.CONDITION.source.output
+    report = PropertyFile(name=PROPERTY_FILE, output_name=output, path=graph.CONDITION.file)
+    ctx.steps[graph.EVALUATE.name] = processing_step(graph.EVALUATE, ctx, property_files=[report])
+    ctx.steps[graph.CONDITION.name] = condition_step(ctx, ctx.steps[graph.EVALUATE.name], report)
+    return Pipeline(
+        name=settings.pipeline_name,
+        parameters=params.all(),
+        steps=[ctx.steps[name] for name in graph.STEP_ORDER],
+        sagemaker_session=ctx.session,
+    )
+
+
+def _field_of(parameter_name: str) -> str:
+    """PipelineParameters field of a pipeline parameter name (LearningRate -> learning_rate)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", parameter_name).lower()
