@@ -8,6 +8,7 @@ plus the traceback to /opt/ml/output/failure and exits 1 (gtsrb.common.failure.r
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -101,12 +102,14 @@ def train(argv: list[str]) -> None:
     log.info("event=hyperparameters %s", " ".join(f"{k}={v}" for k, v in hp.to_dict().items()))
     run = prepare_run(env, hp)
     state = resume_or_start(run)
-    run.stop.install()
+    previous = run.stop.install()
     try:
         state = fit(run, state)
     except Interrupted as stopped:
         log.info("event=stopped reason=SIGTERM checkpoint=%s note=run_again_to_resume", stopped)
         return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     save_best(run, state, env.model_dir)
 
 

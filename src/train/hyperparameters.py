@@ -54,8 +54,8 @@ class Hyperparameters:
         return dict(CPU_PRESET) if name == "cpu" else {}
 
     @classmethod
-    def preset(cls, name: str) -> Hyperparameters:
-        """The hyperparameters of a preset, e.g. Hyperparameters.preset("cpu")."""
+    def for_preset(cls, name: str) -> Hyperparameters:
+        """The hyperparameters of a preset, e.g. Hyperparameters.for_preset("cpu")."""
         return cls(**{"preset": name, **cls.preset_values(name)})
 
     @classmethod

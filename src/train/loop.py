@@ -45,9 +45,9 @@ class StopFlag:
     def __init__(self) -> None:
         self.requested = False
 
-    def install(self) -> None:
-        """Handle SIGTERM by setting the flag instead of dying mid-write."""
-        signal.signal(signal.SIGTERM, self._handle)
+    def install(self) -> object:
+        """Handle SIGTERM by setting the flag instead of dying mid-write; return the old handler."""
+        return signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
         log.info("event=sigterm action=checkpoint_after_this_batch")

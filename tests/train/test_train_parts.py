@@ -1,0 +1,128 @@
+"""Unit tests of the train step's parts: hyperparameters, GPU check, heads, weights, schedule."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.model_zoo import get_model
+
+from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.failure import StepError
+from gtsrb.common.preprocessing import DEFAULT_IMAGE_SIZE
+from gtsrb.train import devices, pretrained
+from gtsrb.train.hyperparameters import CPU_PRESET, Hyperparameters
+from gtsrb.train.model import classifier, create_network, initialise, load_backbone, set_multipliers
+from gtsrb.train.schedule import learning_rate
+
+
+# --- hyperparameters ---------------------------------------------------------------------------
+def test_defaults_are_the_gpu_recipe() -> None:
+    hp = Hyperparameters()
+    assert (hp.model, hp.pretrained, hp.image_size, hp.amp) == ("resnet50_v1d", "imagenet", DEFAULT_IMAGE_SIZE, True)
+    assert hp.model == pretrained.DEFAULT_BACKBONE and hp.model in pretrained.BAKED_BACKBONES
+    assert Hyperparameters.from_mapping({}) == hp
+
+
+def test_strings_are_converted_as_sagemaker_sends_them() -> None:
+    hp = Hyperparameters.from_mapping({"epochs": "7", "lr": "0.01", "amp": "False", "model": "resnet18_v1b"})
+    assert (hp.epochs, hp.lr, hp.amp, hp.model) == (7, 0.01, False, "resnet18_v1b")
+    assert Hyperparameters.from_mapping({"amp": "True"}).amp is True
+
+
+def test_cpu_preset_and_explicit_values_win() -> None:
+    cpu = Hyperparameters.for_preset("cpu")
+    assert cpu.model == CPU_PRESET["model"] and cpu.image_size == 32 and cpu.pretrained == "none"
+    hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "2"})
+    assert hp.epochs == 2 and hp.model == cpu.model and hp.preset == "cpu"
+    assert hp.to_dict()["preset"] == "cpu"
+
+
+@pytest.mark.parametrize("raw", [{"lr": "-1"}, {"warmup_epochs": "15"}, {"pretrained": "coco"}, {"min_scale": "2"}])
+def test_invalid_values_name_the_key(raw: dict[str, str]) -> None:
+    with pytest.raises(StepError, match=f"hyperparameter {next(iter(raw))}="):
+        Hyperparameters.from_mapping(raw)
+
+
+# --- GPU capability ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("capability", "ok"),
+    [((7, 0), True), ((7, 5), True), ((8, 0), True), ((8, 6), True), ((8, 9), True), ((6, 1), True),
+     ((5, 2), True), ((3, 7), False), ((9, 0), False), ((10, 0), False), ((12, 0), False)],
+)
+def test_supported_architectures(capability: tuple[int, int], ok: bool) -> None:
+    # V100 7.0, T4 7.5, A100 8.0, A10G 8.6, L4/L40S 8.9 run; K80 3.7, H100 9.0, Blackwell do not.
+    assert devices.is_supported(capability) is ok
+
+
+def test_cpu_contexts_without_gpus() -> None:
+    assert devices.training_contexts(0) == [mx.cpu()]
+
+
+# --- networks and heads --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "kind", "in_size"),
+    [("resnet18_v1b", mx.gluon.nn.Dense, 512), ("cifar_resnet20_v2", mx.gluon.nn.Dense, 64),
+     ("mobilenetv3_small", mx.gluon.nn.Conv2D, 1280)],
+)
+def test_classifier_of_each_family(name: str, kind: type, in_size: int) -> None:
+    net = create_network(name)
+    head = classifier(net)
+    assert isinstance(head, kind)
+    initialise(net, 32, [mx.cpu()])
+    assert head.weight.shape[:2] == (NUM_CLASSES, in_size)
+
+
+def test_multipliers_spare_bias_and_batchnorm() -> None:
+    net = create_network("cifar_resnet20_v2")
+    initialise(net, 32, [mx.cpu()])
+    set_multipliers(net, 10.0)
+    params = net._collect_params_with_prefix()
+    assert all(p.wd_mult == 0 for n, p in params.items() if n.endswith(("bias", "gamma", "beta")))
+    assert any(p.wd_mult == 1 for n, p in params.items() if n.endswith("weight"))
+    assert classifier(net).weight.lr_mult == 10.0 and params["features.1.weight"].lr_mult == 1.0
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet20_v2", "mobilenetv3_small"])
+def test_head_swap_keeps_the_backbone_weights(name: str, tmp_path: Path) -> None:
+    # A "pretrained" 1000-class net saved locally, as a zoo or `pretrained` channel file would be.
+    source = get_model(name, classes=1000)
+    initialise(source, 32, [mx.cpu()])
+    file = tmp_path / f"{name}-1000.params"
+    source.save_parameters(str(file))
+    saved = {k: v.asnumpy() for k, v in mx.nd.load(str(file)).items()}
+
+    net = create_network(name)
+    initialise(net, 32, [mx.cpu()])
+    loaded = load_backbone(net, file)
+    head = {id(p) for p in classifier(net).collect_params().values()}
+    params = net._collect_params_with_prefix()
+    assert loaded == len(params) - len(head)
+    for key, param in params.items():
+        if id(param) in head:
+            assert param.shape[0] == NUM_CLASSES and param.shape != saved[key].shape
+        else:
+            np.testing.assert_array_equal(param.data().asnumpy(), saved[key], err_msg=key)
+
+
+# --- pretrained weights cache ---------------------------------------------------------------------
+def test_imagenet_weights_read_from_mxnet_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MXNET_HOME", str(tmp_path))
+    with pytest.raises(StepError, match="resnet50_v1d-117a384e.params is missing"):
+        pretrained.imagenet_params_path("resnet50_v1d")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "resnet50_v1d-117a384e.params").write_bytes(b"x")
+    assert pretrained.imagenet_params_path("resnet50_v1d") == tmp_path / "models" / "resnet50_v1d-117a384e.params"
+    assert not list((tmp_path / "models").glob("*.lock"))  # reading never takes gluoncv's download lock
+
+
+# --- schedule ------------------------------------------------------------------------------------
+def test_warmup_then_cosine_to_zero() -> None:
+    rates = [learning_rate(s, 100, 10, 0.1) for s in range(100)]
+    assert rates[0] == pytest.approx(0.01) and rates[9] == pytest.approx(0.1)
+    assert rates[10] == pytest.approx(0.1) and rates[55] == pytest.approx(0.05)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:])) and rates[-1] < 1e-4
+    assert not any(math.isnan(r) for r in rates)

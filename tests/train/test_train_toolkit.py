@@ -1,0 +1,69 @@
+"""The train step through the real sagemaker-training toolkit, as the GPU image runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from train_testdata import FAST_HPS, NUM_TOY_CLASSES, ROOT, write_job_config
+from gtsrb.common import contract as c
+from gtsrb.common.classes import CLASS_NAMES
+from gtsrb.common.model_io import load_model
+from gtsrb.common.records import predict
+from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS
+
+TOOLKIT = Path(sys.executable).parent / "train"  # the toolkit's console script, the image's ENTRYPOINT
+TRAIN_PY = "from gtsrb.train.cli import main\nmain()\n"  # what the image puts in /opt/ml/code/train.py
+
+
+def run_toolkit(base: Path) -> subprocess.CompletedProcess:
+    """Run the toolkit's `train` with SAGEMAKER_BASE_DIR=base and SAGEMAKER_PROGRAM=train.py."""
+    (base / "code").mkdir(parents=True, exist_ok=True)
+    (base / "code" / "train.py").write_text(TRAIN_PY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+    env.update(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_PROGRAM="train.py", PYTHONUNBUFFERED="1")
+    return subprocess.run([str(TOOLKIT)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_toolkit_trains_and_writes_the_model(tmp_path: Path, channels: dict[str, Path]) -> None:
+    base = tmp_path / "opt_ml"
+    hps = {**FAST_HPS, "amp": "True"}  # a boolean as SageMaker sends it (ignored on CPU)
+    write_job_config(base, hps, channels)
+    done = run_toolkit(base)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    # One epoch line per epoch on stdout, parsed by the SageMaker metric regexes.
+    lines = [l for l in done.stdout.splitlines() if re.search(r"\bepoch=\d+ train_loss=", l)]
+    assert len(lines) == 3
+    for definition in METRIC_DEFINITIONS:
+        assert re.search(definition["Regex"], lines[-1]), definition["Name"]
+
+    # The model directory: everything evaluation needs, and a model that learned.
+    model_dir = base / "model"
+    for name in (c.SYMBOL_FILE, c.PARAMS_FILE, c.CLASSES_FILE, c.PREPROCESSING_FILE, c.HYPERPARAMETERS_FILE, c.HISTORY_FILE):
+        assert (model_dir / name).is_file(), name
+    history = json.loads((model_dir / c.HISTORY_FILE).read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3] and set(EPOCH_FIELDS) <= set(history[0])
+    saved_hps = json.loads((model_dir / c.HYPERPARAMETERS_FILE).read_text())
+    assert saved_hps["model"] == "cifar_resnet20_v2" and saved_hps["epochs"] == 3 and saved_hps["amp"] is True
+    assert json.loads((model_dir / c.CLASSES_FILE).read_text()) == list(CLASS_NAMES)
+    best = max(h["val_acc"] for h in history)
+    assert best >= 0.8 > 3 / NUM_TOY_CLASSES  # chance is 1/6
+
+    # Evaluation on the same split with the exported model reports the best epoch's number.
+    model = load_model(model_dir, mx.cpu())
+    val = c.record_files(channels[c.VALIDATION_CHANNEL], c.VALIDATION_CHANNEL)
+    labels, probs = predict(model.net, val, model.preprocessing, 32, mx.cpu())
+    assert len(labels) == NUM_TOY_CLASSES * 12
+    assert float((probs.argmax(axis=1) == labels).mean()) == pytest.approx(best, abs=1e-9)
+    assert not (base / "output" / "failure").exists()
+    assert list((base / "checkpoints").glob("step-*/state.json"))
