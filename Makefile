@@ -58,3 +58,54 @@ lock: ## Re-pin requirements/dev.txt from pyproject.toml (needs PyPI)
 
 clean: ## Remove runs/, caches and the venv
 	rm -rf runs .pytest_cache $(VENV) data/demo
+
+# --- images: containers/Dockerfile, one per VARIANT (gpu | cpu | "gpu cpu") --------------------
+DOCKER       ?= docker
+BAKE_WEIGHTS ?= 1
+BASE_IMAGE   ?=
+IMMUTABLE    ?=
+TRAIN_ROOT   ?= runs/train-local
+WHEELHOUSES   = $(foreach v,$(VARIANT),build/wheelhouse/$(v)/.stamp)
+image         = $$($(PY) -m pipelines.images uri --variant $(1) --tag $(2))
+# buildx where installed (--provenance=false: ECR/SageMaker reject attestation manifests), else the
+# engine's built-in BuildKit (no attestations); both export Docker media types.
+BUILD_CMD     = $(if $(shell $(DOCKER) buildx version 2>/dev/null),$(DOCKER) buildx build --provenance=false --sbom=false --load,DOCKER_BUILDKIT=1 $(DOCKER) build) --platform linux/amd64 --network host
+
+.PHONY: wheelhouse
+build/wheelhouse/%/.stamp: containers/requirements-%.txt | $(STAMP)
+	@echo ">> wheelhouse for the $* image: build/wheelhouse/$* (pip wheel here; the image installs it offline)"
+	rm -rf build/wheelhouse/$* && $(PY) -m pip wheel --quiet --no-deps -r $< -w build/wheelhouse/$*
+	cp $< build/wheelhouse/$*/requirements.txt && touch $@
+
+wheelhouse: $(WHEELHOUSES) ## Download/build the pinned wheels of VARIANT's image into build/wheelhouse/
+
+build: $(STAMP) $(WHEELHOUSES) ## Build VARIANT's image (gpu|cpu|"gpu cpu"), tags TAG (git SHA) + latest; BAKE_WEIGHTS=0 skips weights
+	@for v in $(VARIANT); do \
+	  echo ">> building $(call image,$$v,$(TAG)) (+ latest): linux/amd64, Docker media types, no provenance"; \
+	  $(BUILD_CMD) -f containers/Dockerfile --build-arg VARIANT=$$v --build-arg BAKE_WEIGHTS=$(BAKE_WEIGHTS) \
+	    --build-arg GIT_SHA=$(TAG) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+	    -t $(call image,$$v,$(TAG)) -t $(call image,$$v,latest) . || exit 1; \
+	done
+
+push: $(STAMP) ## Push VARIANT's image (TAG + latest) to ECR (AWS_REGION; IMMUTABLE=1) or REGISTRY=host:port
+	PY=$(PY) DOCKER=$(DOCKER) VARIANT="$(VARIANT)" TAG=$(TAG) REGISTRY=$(REGISTRY) AWS_REGION=$(AWS_REGION) \
+	  IMMUTABLE=$(IMMUTABLE) containers/push.sh
+
+train-local: $(STAMP) ## Train in the image like SageMaker (docker run --gpus all; VARIANT=cpu: no GPU) on WORK/prepare; HP=, TRAIN_ROOT=
+	$(PY) containers/train_local.py --docker $(DOCKER) --image $(call image,$(firstword $(VARIANT)),latest) \
+	  --root $(TRAIN_ROOT) --channel train=$(WORK)/prepare/train --channel validation=$(WORK)/prepare/validation \
+	  --gpus $(if $(filter cpu,$(VARIANT)),none,all) --hp $(or $(HP),$(if $(filter cpu,$(VARIANT)),preset=cpu))
+
+pin-base: ## Pin the Dockerfile's dated base tag to the digest its registry serves now (needs Docker Hub)
+	DOCKER=$(DOCKER) containers/pin-base.sh
+
+check-gpu-libs: $(STAMP) build/wheelhouse/gpu/.stamp ## Check (no GPU needed) that the GPU wheels satisfy every NEEDED lib of libmxnet.so
+	$(PY) containers/check_gpu_libs.py --wheelhouse build/wheelhouse/gpu
+
+test-containers: $(STAMP) ## Start a Docker engine, build the CPU image, run its steps, push/pull a local registry (root)
+	containers/ci/engine.sh run -- $(MAKE) --no-print-directory container-tests
+
+.PHONY: container-tests
+container-tests: $(STAMP) build/wheelhouse/cpu/.stamp
+	$(MAKE) --no-print-directory build VARIANT=cpu BAKE_WEIGHTS=0
+	GTSRB_TEST_IMAGE=$(call image,cpu,$(TAG)) $(PY) -m pytest -m containers tests/containers $(PYTEST_ARGS)

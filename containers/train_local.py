@@ -1,0 +1,109 @@
+"""Train in one of our images on this machine exactly as SageMaker runs a training job.
+
+Writes the /opt/ml tree SageMaker gives a job (input/config/*.json, input/data/<channel>, model,
+output, checkpoints) under --root, runs `docker run IMAGE train` (the sagemaker-training
+toolkit's entry point, which runs SAGEMAKER_PROGRAM=train.py) with each part mounted where
+SageMaker mounts it, then packs the model folder into model.tar.gz as SageMaker does.
+
+    python containers/train_local.py --image gtsrb-mxnet-gpu:latest --root runs/train-local \\
+        --channel train=runs/demo/prepare/train --channel validation=runs/demo/prepare/validation \\
+        --hp epochs=3 --gpus all
+
+Used by `make train-local` and tests/containers. Standard library only (runs before `make install`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+HOST = "algo-1"  # SageMaker's name for the first (here: only) instance
+MOUNTED = ("model", "output", "checkpoints")  # written by the job, read back on the host
+
+
+def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
+    """`key=value` strings -> dict; exit with a clear message on a malformed one."""
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            sys.exit(f"train_local: {what} {pair!r} is not key=value")
+        result[key] = value
+    return result
+
+
+def write_config(root: Path, channels: dict[str, Path], hps: dict[str, str]) -> None:
+    """The three JSON files the toolkit reads from /opt/ml/input/config (all values strings)."""
+    config = root / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "hyperparameters.json").write_text(json.dumps(hps, indent=2))
+    resources = {"current_host": HOST, "hosts": [HOST], "network_interface_name": "eth0"}
+    (config / "resourceconfig.json").write_text(json.dumps(resources, indent=2))
+    data = {name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+                   "RecordWrapperType": "None"} for name in channels}
+    (config / "inputdataconfig.json").write_text(json.dumps(data, indent=2))
+    for name in MOUNTED:
+        (root / name).mkdir(parents=True, exist_ok=True)
+
+
+def docker_command(docker: str, image: str, root: Path, channels: dict[str, Path], gpus: str) -> list[str]:
+    """`docker run` as SageMaker does it: data read-only, no network (weights are baked in)."""
+    cmd = [docker, "run", "--rm", "--network", "none", "--add-host", f"{HOST}:127.0.0.1", "--shm-size", "2g"]
+    if gpus != "none":
+        cmd += ["--gpus", gpus]
+    cmd += ["-v", f"{root / 'input' / 'config'}:/opt/ml/input/config:ro"]
+    cmd += [arg for name, path in channels.items() for arg in ("-v", f"{path}:/opt/ml/input/data/{name}:ro")]
+    cmd += [arg for name in MOUNTED for arg in ("-v", f"{root / name}:/opt/ml/{name}")]
+    return [*cmd, image, "train"]
+
+
+def pack_model(root: Path) -> Path:
+    """model.tar.gz of the model folder, as SageMaker uploads it (files at the archive's top)."""
+    archive = root / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted((root / "model").iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, lay out /opt/ml, run the job, pack the model; the job's exit code is ours."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", required=True, help="image to run, e.g. gtsrb-mxnet-gpu:latest")
+    parser.add_argument("--root", type=Path, required=True, help="host folder that plays /opt/ml")
+    parser.add_argument("--channel", action="append", default=[], help="NAME=DIR (repeat: train, validation)")
+    parser.add_argument("--hp", nargs="*", default=[], help="hyperparameters as key=value")
+    parser.add_argument("--gpus", default="all", help="docker --gpus value, or none for CPU")
+    parser.add_argument("--docker", default="docker", help="docker client to use")
+    args = parser.parse_args(argv)
+
+    channels = {name: Path(path).resolve() for name, path in parse_pairs(args.channel, "channel").items()}
+    for name, path in channels.items():
+        if not path.is_dir():
+            sys.exit(f"train_local: channel {name}: {path} is not a folder (run the prepare step first)")
+    root = args.root.resolve()
+    # A fresh job: no model or failure file from an earlier run; checkpoints stay (resume).
+    shutil.rmtree(root / "model", ignore_errors=True)
+    shutil.rmtree(root / "output", ignore_errors=True)
+    (root / "model.tar.gz").unlink(missing_ok=True)
+    write_config(root, channels, parse_pairs(args.hp, "hyperparameter"))
+
+    cmd = docker_command(args.docker, args.image, root, channels, args.gpus)
+    print(">> " + " ".join(cmd), flush=True)
+    code = subprocess.call(cmd)
+    failure = root / "output" / "failure"
+    if code != 0:
+        reason = failure.read_text(errors="replace").strip() if failure.is_file() else f"exit code {code}"
+        print(f"train_local: the training job failed: {reason}", file=sys.stderr)
+        return code or 1
+    print(f">> model: {pack_model(root)} (checkpoints: {root / 'checkpoints'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
