@@ -109,3 +109,27 @@ test-containers: $(STAMP) ## Start a Docker engine, build the CPU image, run its
 container-tests: $(STAMP) build/wheelhouse/cpu/.stamp
 	$(MAKE) --no-print-directory build VARIANT=cpu BAKE_WEIGHTS=0
 	GTSRB_TEST_IMAGE=$(call image,cpu,$(TAG)) $(PY) -m pytest -m containers tests/containers $(PYTEST_ARGS)
+
+# --- the SageMaker pipeline: make definition / upsert (pipelines/definition.py) ------------------
+ROLE_ARN      ?=
+BUCKET        ?=
+PIPELINE_NAME ?=
+SPOT          ?= 1
+START         ?=
+WAIT_MINUTES  ?= 0
+DEFINITION    ?= build/pipeline-definition.json
+comma         := ,
+# `make definition` renders without a role too (a placeholder account); `make upsert` needs ROLE_ARN.
+PIPELINE_ROLE  = $(or $(ROLE_ARN),arn:aws:iam::000000000000:role/SageMakerExecutionRole)
+PIPELINE_KWARGS = {"region": "$(AWS_REGION)", "role": "$(PIPELINE_ROLE)", "image_tag": "$(TAG)", "use_spot": "$(if $(filter 1 true yes,$(SPOT)),true,false)"$(if $(BUCKET),$(comma) "default_bucket": "$(BUCKET)")$(if $(PIPELINE_NAME),$(comma) "pipeline_name": "$(PIPELINE_NAME)")$(if $(REGISTRY),$(comma) "image_registry": "$(REGISTRY)")}
+PIPELINE_TAGS ?= [{"Key": "project", "Value": "gtsrb"}, {"Key": "git-sha", "Value": "$(TAG)"}]
+
+definition: $(STAMP) ## Write the SageMaker pipeline JSON offline to DEFINITION= (REGION=, ROLE_ARN=, BUCKET=, TAG=, SPOT=0)
+	@echo ">> rendering the SageMaker pipeline definition (no AWS call), images tagged $(TAG)"
+	$(PY) -m pipelines.get_pipeline_definition --kwargs '$(PIPELINE_KWARGS)' --file-name $(DEFINITION)
+
+upsert: $(STAMP) ## Create/update the SageMaker pipeline, tagged (ROLE_ARN=, REGION=, BUCKET=, TAG=; START=1 WAIT_MINUTES=n runs it)
+	@test -n "$(ROLE_ARN)" || { echo "make upsert: set ROLE_ARN=arn:aws:iam::<account>:role/<SageMaker execution role>" >&2; exit 1; }
+	@echo ">> upserting the SageMaker pipeline in $(AWS_REGION), images tagged $(TAG)$(if $(START), and starting it)"
+	$(PY) -m pipelines.run_pipeline --role-arn '$(ROLE_ARN)' --kwargs '$(PIPELINE_KWARGS)' --tags '$(PIPELINE_TAGS)' \
+	  $(if $(START),--start --wait-minutes $(WAIT_MINUTES))

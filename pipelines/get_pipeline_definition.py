@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 from gtsrb.common.failure import StepError, run_step
@@ -47,7 +48,7 @@ def run(argv: list[str] | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console script entry point: exit 0, or 1 with one ERROR sentence."""
-    sys.exit(run_step(lambda: run(argv)))
+    sys.exit(run_step(partial(run, argv)))
 
 
 if __name__ == "__main__":

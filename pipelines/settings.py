@@ -22,6 +22,14 @@ DEFAULT_TRAINING_INSTANCE = "ml.g5.xlarge"  # A10G: the cheapest current GPU the
 DEFAULT_PROCESSING_INSTANCE = "ml.m5.xlarge"  # prepare/evaluate are CPU work (im2rec, inference)
 DEFAULT_MAX_RUN_HOURS = 4.0  # SageMaker's SDK default is 1 h, too short for a real GTSRB run
 DEFAULT_MAX_WAIT_HOURS = 8.0  # spot: waiting for capacity + running, must be >= max run
+# Pipeline parameter -> train hyperparameter (the snake_case field of gtsrb.train Hyperparameters).
+HYPERPARAMETER_OF: dict[str, str] = {
+    "Epochs": "epochs",
+    "LearningRate": "lr",
+    "BatchSize": "batch_size",
+    "Model": "model",
+    "ImageSize": "image_size",
+}
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/.+$")
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 

@@ -9,6 +9,7 @@ from pipelines.images; every hyperparameter name from the train step's Hyperpara
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, fields
 
@@ -42,7 +43,7 @@ from gtsrb.common import contract as c
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.metrics import METRIC_DEFINITIONS
 from pipelines import graph
-from pipelines.settings import Settings
+from pipelines.settings import HYPERPARAMETER_OF, Settings
 
 PROPERTY_FILE = "EvaluationReport"  # the PropertyFile name the condition's JsonGet reads
 PREPARE_CACHE = CacheConfig(enable_caching=True, expire_after="P30D")  # same data + image + args: reuse
@@ -55,14 +56,6 @@ INFERENCE_INSTANCES = ["ml.g5.xlarge", "ml.g4dn.xlarge", "ml.m5.xlarge", "ml.c5.
 TRANSFORM_INSTANCES = ["ml.g5.xlarge", "ml.g4dn.xlarge", "ml.m5.xlarge"]
 # SDK defaults without network: telemetry off (its HTTP call is a side effect), no config files read.
 SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
-# Pipeline parameter -> train hyperparameter (the snake_case field of Hyperparameters).
-HYPERPARAMETER_OF: dict[str, str] = {
-    "Epochs": "epochs",
-    "LearningRate": "lr",
-    "BatchSize": "batch_size",
-    "Model": "model",
-    "ImageSize": "image_size",
-}
 
 
 @dataclass(frozen=True)
@@ -225,6 +218,7 @@ def register_step(ctx: BuildContext) -> ModelStep:
         role_arn=settings.role,
         sagemaker_session=ctx.session,
         dependencies=None,  # no code to upload: the default would probe the S3 bucket
+        log_level=logging.WARNING,  # its default (DEBUG) sets the SDK's shared logger to DEBUG
     )
     step_args = builder.register(
         model_package_group_name=settings.model_package_group_name,

@@ -1,0 +1,154 @@
+"""`run-pipeline`: create or update the SageMaker pipeline (with tags), optionally start it and wait.
+
+    run-pipeline --role-arn arn:aws:iam::123456789012:role/X \
+        --kwargs '{"region": "eu-west-1", "role": "arn:...", "image_tag": "abc1234"}' \
+        --tags '[{"Key": "project", "Value": "gtsrb"}]' \
+        [--start [--parameters '{"Epochs": 5}'] [--wait-minutes 180]]
+
+Exit codes: 0 upserted (and, when waited for, the execution succeeded); 1 bad input or an AWS
+error; 2 the execution failed or was stopped; 3 still running when --wait-minutes ran out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from botocore.exceptions import BotoCoreError, ClientError
+from sagemaker.core.helper.iam_role_resolver import RoleValidationError
+
+from gtsrb.common.failure import StepError, run_step
+from gtsrb.train.hyperparameters import Hyperparameters
+from pipelines.cli_args import add_pipeline_args, build_pipeline, parse_json, quiet_sdk
+from pipelines.instances import check_training_instance_type
+from pipelines.settings import HYPERPARAMETER_OF
+
+EXIT_EXECUTION_FAILED, EXIT_STILL_RUNNING = 2, 3
+TERMINAL = ("Succeeded", "Failed", "Stopped")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The template's flags (--module-name, --role-arn, --tags, --kwargs, --description) and ours."""
+    parser = argparse.ArgumentParser(prog="run-pipeline", description=__doc__.splitlines()[0])
+    add_pipeline_args(parser)
+    parser.add_argument("-role-arn", "--role-arn", default=None, help="role the pipeline runs as (default: kwargs role)")
+    parser.add_argument("-tags", "--tags", default="[]", help='JSON list of {"Key": ..., "Value": ...}')
+    parser.add_argument("-description", "--description", default=None)
+    parser.add_argument("--start", action="store_true", help="start an execution after the upsert")
+    parser.add_argument("--parameters", default="{}", help='execution parameter overrides as JSON, e.g. {"Epochs": 5}')
+    parser.add_argument("--wait-minutes", type=float, default=0.0, help="wait this long for the execution (0 = do not wait)")
+    parser.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between status checks while waiting")
+    return parser.parse_args(argv)
+
+
+def check_overrides(pipeline, overrides: dict) -> None:
+    """Refuse unknown names, an unusable training instance type or a bad hyperparameter now, not
+    an hour into the execution."""
+    known = [p.name for p in pipeline.parameters]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise StepError(f"--parameters: unknown pipeline parameter {unknown[0]!r}; known: {', '.join(known)}.")
+    if "TrainingInstanceType" in overrides:
+        check_training_instance_type(str(overrides["TrainingInstanceType"]))
+    hps = {HYPERPARAMETER_OF[k]: str(v) for k, v in overrides.items() if k in HYPERPARAMETER_OF}
+    Hyperparameters.from_mapping(hps)  # raises StepError naming the key
+
+
+def check_tags(tags: list) -> list[dict[str, str]]:
+    """Tags as SageMaker wants them: a list of {"Key": str, "Value": str}."""
+    for tag in tags:
+        if not isinstance(tag, dict) or set(tag) != {"Key", "Value"}:
+            raise StepError(f'--tags: every tag must be {{"Key": ..., "Value": ...}}, got {tag!r}.')
+    return [{"Key": str(t["Key"]), "Value": str(t["Value"])} for t in tags]
+
+
+def aws_call(what: str, call: Callable, *args, **kwargs):
+    """Run an AWS call; an AWS error becomes one sentence naming what was being done."""
+    try:
+        return call(*args, **kwargs)
+    except (ClientError, BotoCoreError, RoleValidationError) as err:
+        raise StepError(f"{what} failed: {err}") from None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an execution ended (or not) within the wait."""
+
+    status: str
+    failure_reason: str = ""
+
+
+def wait_for(client, execution_arn: str, wait_s: float, poll_s: float, clock=time.monotonic, sleep=time.sleep) -> Outcome:
+    """Poll DescribePipelineExecution until a terminal status or the deadline."""
+    deadline = clock() + wait_s
+    while True:
+        described = aws_call("DescribePipelineExecution", client.describe_pipeline_execution, PipelineExecutionArn=execution_arn)
+        status = described["PipelineExecutionStatus"]
+        if status in TERMINAL or clock() >= deadline:
+            return Outcome(status, described.get("FailureReason") or "")
+        print(f"execution status={status}", flush=True)
+        sleep(max(0.0, min(poll_s, deadline - clock())))
+
+
+def failed_steps(client, execution_arn: str) -> list[str]:
+    """`StepName: FailureReason` of each failed step (empty if the service cannot list them)."""
+    try:
+        steps = client.list_pipeline_execution_steps(PipelineExecutionArn=execution_arn)["PipelineExecutionSteps"]
+    except (ClientError, BotoCoreError):
+        return []
+    return [f"{s['StepName']}: {s.get('FailureReason', '')}" for s in steps if s.get("StepStatus") == "Failed"]
+
+
+def report(client, execution_arn: str, outcome: Outcome, wait_minutes: float) -> int:
+    """Print how the execution ended; return the exit code."""
+    print(f"execution status={outcome.status} arn={execution_arn}")
+    if outcome.status == "Succeeded":
+        return 0
+    if outcome.status not in TERMINAL:
+        print(f"ERROR: the execution is still {outcome.status} after {wait_minutes:g} minutes; it keeps running.", file=sys.stderr)
+        return EXIT_STILL_RUNNING
+    details = "; ".join(failed_steps(client, execution_arn)) or outcome.failure_reason or "no reason given"
+    print(f"ERROR: the pipeline execution {outcome.status.lower()}: {details}", file=sys.stderr)
+    return EXIT_EXECUTION_FAILED
+
+
+def upsert_and_start(argv: list[str] | None = None) -> int:
+    """Upsert, then optionally start and wait; return the exit code."""
+    args = parse_args(argv)
+    quiet_sdk()
+    tags = check_tags(parse_json("--tags", args.tags, list))
+    overrides = parse_json("--parameters", args.parameters, dict)
+    pipeline = build_pipeline(args.module_name, args.kwargs)
+    check_overrides(pipeline, overrides)
+    role_arn = args.role_arn or parse_json("--kwargs", args.kwargs, dict).get("role")
+    upserted = aws_call("UpsertPipeline", pipeline.upsert, role_arn=role_arn, description=args.description, tags=tags)
+    print(f"upserted pipeline={pipeline.name} arn={upserted['PipelineArn']}")
+    if not args.start:
+        return 0
+    execution = aws_call("StartPipelineExecution", pipeline.start, parameters=overrides or None)
+    print(f"started execution arn={execution.arn}")
+    if args.wait_minutes <= 0:
+        return 0
+    client = pipeline.sagemaker_session.sagemaker_client
+    outcome = wait_for(client, execution.arn, args.wait_minutes * 60, args.poll_seconds)
+    return report(client, execution.arn, outcome, args.wait_minutes)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """upsert_and_start; a failed or unfinished execution exits with its own code (2 or 3)."""
+    code = upsert_and_start(argv)
+    if code:
+        raise SystemExit(code)  # not an Exception: run_step lets it through unchanged
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script entry point (exit codes in the module docstring)."""
+    sys.exit(run_step(partial(run, argv)))
+
+
+if __name__ == "__main__":
+    main()
