@@ -17,11 +17,7 @@ import sys
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-
-def registry_host(account: str, region: str) -> str:
-    """The ECR registry host of an account and region (China regions use amazonaws.com.cn)."""
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"{account}.dkr.ecr.{region}.{suffix}"
+from pipelines.images import ecr_registry
 
 
 def ensure_repository(ecr, name: str, immutable: bool) -> bool:
@@ -66,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.repository:
             created = ensure_repository(ecr, name, args.immutable)
             print(f">> ecr: repository {name} {'created' if created else 'exists'}", file=sys.stderr)
-        registry = registry_host(account, args.region)
+        registry = ecr_registry(account, args.region)
         if not args.no_login:
             docker_login(args.docker, registry, *docker_password(ecr))
             print(f">> ecr: docker logged in to {registry}", file=sys.stderr)

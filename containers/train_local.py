@@ -9,7 +9,7 @@ SageMaker mounts it, then packs the model folder into model.tar.gz as SageMaker 
         --channel train=runs/demo/prepare/train --channel validation=runs/demo/prepare/validation \\
         --hp epochs=3 --gpus all
 
-Used by `make train-local` and tests/containers. Standard library only (runs before `make install`).
+Used by `make train-local` and tests/containers.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import json
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
+
+from gtsrb.common.model_io import archive_model
 
 HOST = "algo-1"  # SageMaker's name for the first (here: only) instance
 MOUNTED = ("model", "output", "checkpoints")  # written by the job, read back on the host
@@ -62,15 +63,6 @@ def docker_command(docker: str, image: str, root: Path, channels: dict[str, Path
     return [*cmd, image, "train"]
 
 
-def pack_model(root: Path) -> Path:
-    """model.tar.gz of the model folder, as SageMaker uploads it (files at the archive's top)."""
-    archive = root / "model.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted((root / "model").iterdir()):
-            tar.add(path, arcname=path.name)
-    return archive
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse, lay out /opt/ml, run the job, pack the model; the job's exit code is ours."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -101,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         reason = failure.read_text(errors="replace").strip() if failure.is_file() else f"exit code {code}"
         print(f"train_local: the training job failed: {reason}", file=sys.stderr)
         return code or 1
-    print(f">> model: {pack_model(root)} (checkpoints: {root / 'checkpoints'})")
+    archive = archive_model(root / "model", root / "model.tar.gz")  # what SageMaker uploads
+    print(f">> model: {archive} (checkpoints: {root / 'checkpoints'})")
     return 0
 
 

@@ -1,0 +1,26 @@
+"""Helpers of the image tests (a unique module name: every test folder has its own conftest)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[2]
+CONTAINERS = REPO / "containers"
+
+
+def load_script(name: str) -> ModuleType:
+    """Import containers/<name>.py (a script folder, not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(f"containers_{name}", CONTAINERS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run a command, capturing text output; the caller asserts on the result."""
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
