@@ -143,7 +143,7 @@ def train_epoch(run: Run, state: TrainingState, epoch: int) -> dict[str, float]:
         pending.append(train_batch(run, batch, loss_fn))
         sums["images"] += batch.data[0].shape[0]
         if run.hp.log_interval and (i + 1) % run.hp.log_interval == 0:
-            log.info("epoch=%d batch=%d/%d lr=%.5g", epoch + 1, i + 1, steps, run.trainer.learning_rate)
+            log.info("epoch=%d batch=%d/%d batch_lr=%.5g", epoch + 1, i + 1, steps, run.trainer.learning_rate)
         if run.stop.requested and i + 1 < steps:
             _add_pending(sums, pending, time.time() - tick)
             _save_interrupted(run, state, epoch, i + 1, sums)
