@@ -158,6 +158,7 @@ def test_grid_images_are_the_records_predicted(test_split: Path) -> None:
         plots.read_images(files, np.array([17]), wrong)
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point(model_archive: Path, test_split: Path, tmp_path: Path) -> None:
     """The command the Processing job runs, with the archive folder SageMaker mounts."""
     out = tmp_path / "evaluation"
