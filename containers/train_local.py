@@ -3,7 +3,8 @@
 Writes the /opt/ml tree SageMaker gives a job (input/config/*.json, input/data/<channel>, model,
 output, checkpoints) under --root, runs `docker run IMAGE train` (the sagemaker-training
 toolkit's entry point, which runs SAGEMAKER_PROGRAM=train.py) with each part mounted where
-SageMaker mounts it, then packs the model folder into model.tar.gz as SageMaker does.
+SageMaker mounts it, then packs the model folder into model.tar.gz as SageMaker does. The job's
+output is also kept in ROOT/job.log (SageMaker's CloudWatch log).
 
     python containers/train_local.py --image gtsrb-mxnet-gpu:latest --root runs/train-local \\
         --channel train=runs/demo/prepare/train --channel validation=runs/demo/prepare/validation \\
@@ -63,6 +64,17 @@ def docker_command(docker: str, image: str, root: Path, channels: dict[str, Path
     return [*cmd, image, "train"]
 
 
+def run_job(cmd: list[str], log_path: Path) -> int:
+    """Run the job, streaming its output to the terminal and to log_path; return its exit code."""
+    out = getattr(sys.stdout, "buffer", None)
+    with log_path.open("wb") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        while chunk := proc.stdout.read1(65536):
+            log.write(chunk)
+            out.write(chunk) if out else sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+    return proc.returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse, lay out /opt/ml, run the job, pack the model; the job's exit code is ours."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -87,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cmd = docker_command(args.docker, args.image, root, channels, args.gpus)
     print(">> " + " ".join(cmd), flush=True)
-    code = subprocess.call(cmd)
+    code = run_job(cmd, root / "job.log")
     failure = root / "output" / "failure"
     if code != 0:
         reason = failure.read_text(errors="replace").strip() if failure.is_file() else f"exit code {code}"

@@ -24,3 +24,10 @@ def load_script(name: str) -> ModuleType:
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """Run a command, capturing text output; the caller asserts on the result."""
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
+
+
+def docker_run(docker: str, image: str, command: list[str], mounts: dict[Path, str] | None = None,
+               timeout: float = 900) -> subprocess.CompletedProcess:
+    """`docker run --rm --network none` (as SageMaker's network isolation) with host:container mounts."""
+    volumes = [arg for host, inside in (mounts or {}).items() for arg in ("-v", f"{host}:{inside}")]
+    return run([docker, "run", "--rm", "--network", "none", *volumes, image, *command], timeout=timeout)

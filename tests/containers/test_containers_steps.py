@@ -1,0 +1,121 @@
+"""The pipeline's steps inside the CPU image, with the container paths SageMaker uses.
+
+demo data -> prepare (processing layout) -> train (the toolkit's real `train` entry point on an
+/opt/ml tree, no network) -> model.tar.gz -> evaluate (processing layout). One chain per session;
+each test asserts on its artifacts. Needs `make test-containers`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from container_helpers import docker_run, load_script
+from gtsrb.common import contract as c
+from gtsrb.train.hyperparameters import Hyperparameters
+from gtsrb.train.metrics import METRIC_DEFINITIONS
+from pipelines import graph
+
+pytestmark = pytest.mark.containers
+
+train_local = load_script("train_local")
+TRAIN_HPS = {"preset": "cpu", "epochs": "1", "warmup_epochs": "0"}
+
+
+@dataclass
+class Chain:
+    """Where each step of the chain left its outputs, and how it ended."""
+
+    raw: Path
+    prepared: Path
+    job: Path
+    evaluation: Path
+    train_exit: int
+    train_log: str
+
+
+def prepare(docker: str, image: str, raw: Path, out: Path) -> None:
+    """PrepareData as a processing job: raw data in, the split folders + manifest out."""
+    size = Hyperparameters.from_mapping(TRAIN_HPS).image_size  # prepare packs for the train size
+    result = docker_run(docker, image, [*graph.PREPARE.command(), "--image-size", str(size)],
+                        {raw: f"{c.PREPARE_INPUT}:ro", out: str(c.PREPARE_OUTPUT)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def evaluate(docker: str, image: str, archive: Path, test_split: Path, out: Path) -> None:
+    """EvaluateModel as a processing job: model.tar.gz + test split in, evaluation.json out."""
+    result = docker_run(docker, image, graph.EVALUATE.command(), {
+        archive.parent: f"{c.EVALUATE_MODEL_INPUT}:ro", test_split: f"{c.EVALUATE_TEST_INPUT}:ro",
+        out: str(c.EVALUATE_OUTPUT)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def chain(docker: str, image: str, tmp_path_factory: pytest.TempPathFactory) -> Chain:
+    """Run the whole chain once; later steps only run when the earlier ones worked."""
+    root = tmp_path_factory.mktemp("chain")
+    paths = Chain(root / "raw", root / "prepared", root / "job", root / "evaluation", -1, "")
+    for folder in (paths.raw, paths.prepared, paths.evaluation):
+        folder.mkdir()
+    demo = docker_run(docker, image, ["python3", "-m", "gtsrb.demo_data", "--output", "/out",
+                                      "--tracks-per-class", "1", "--seed", "0"], {paths.raw: "/out"})
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    prepare(docker, image, paths.raw, paths.prepared)
+    paths.train_exit = train_local.main([
+        "--docker", docker, "--image", image, "--root", str(paths.job), "--gpus", "none",
+        "--channel", f"train={paths.prepared / 'train'}", "--channel", f"validation={paths.prepared / 'validation'}",
+        "--hp", *[f"{k}={v}" for k, v in TRAIN_HPS.items()]])
+    paths.train_log = (paths.job / "job.log").read_text(errors="replace")
+    if paths.train_exit == 0:
+        evaluate(docker, image, paths.job / c.MODEL_ARCHIVE, paths.prepared / "test", paths.evaluation)
+    return paths
+
+
+def test_prepare_writes_every_split_and_the_manifest(chain: Chain) -> None:
+    for split in c.SPLITS:
+        files = c.record_files(chain.prepared / split, split)
+        assert files.rec.stat().st_size > 0 and files.idx.is_file(), split
+    manifest = json.loads((chain.prepared / "manifest" / c.MANIFEST_FILE).read_text())
+    assert manifest
+
+
+def test_training_through_the_toolkit_entry_point(chain: Chain) -> None:
+    assert chain.train_exit == 0, chain.train_log[-4000:]
+    assert not (chain.job / "output" / "failure").exists()
+    model = chain.job / "model"
+    for name in (c.SYMBOL_FILE, c.PARAMS_FILE, c.CLASSES_FILE, c.PREPROCESSING_FILE):
+        assert (model / name).stat().st_size > 0, name
+    assert (chain.job / c.MODEL_ARCHIVE).stat().st_size > 0
+
+
+def test_metric_definitions_match_the_jobs_stdout(chain: Chain) -> None:
+    # SageMaker sees metrics only through these regexes on the job's stdout.
+    for metric in METRIC_DEFINITIONS:
+        values = re.findall(metric["Regex"], chain.train_log)
+        assert values, f"{metric['Name']}: no match in the training log"
+        float(values[-1])
+
+
+def test_evaluation_report_from_the_trained_model(chain: Chain) -> None:
+    assert chain.train_exit == 0, "training failed; see test_training_through_the_toolkit_entry_point"
+    report = json.loads((chain.evaluation / c.EVALUATION_FILE).read_text())
+    accuracy = c.json_get(report, c.ACCURACY_JSON_PATH)
+    assert 0.0 <= accuracy <= 1.0
+    for name in (c.PER_CLASS_FILE, c.CONFUSION_PNG):
+        assert (chain.evaluation / name).stat().st_size > 0, name
+
+
+def test_bad_hyperparameter_fails_the_job_with_a_reason(docker: str, image: str, chain: Chain,
+                                                        tmp_path: Path) -> None:
+    code = train_local.main([
+        "--docker", docker, "--image", image, "--root", str(tmp_path), "--gpus", "none",
+        "--channel", f"train={chain.prepared / 'train'}", "--channel", f"validation={chain.prepared / 'validation'}",
+        "--hp", "preset=cpu", "epochs=-1"])
+    assert code != 0
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert "epochs" in failure.splitlines()[0]
+    assert not any((tmp_path / "model").iterdir())
