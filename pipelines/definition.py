@@ -27,21 +27,31 @@ DEFAULT_ACCURACY_THRESHOLD = 0.95  # the seed baseline (built-in ResNet-18) reac
 
 @contextlib.contextmanager
 def offline_sdk(region: str) -> Iterator[None]:
-    """Let the SDK build steps without AWS: a region for its import-time client, no IAM role check.
+    """Let the SDK build steps without AWS: a region for its import-time client, no IAM role
+    check, no telemetry (its background thread calls STS and an S3 URL for every train/register).
 
-    The role check (iam:SimulatePrincipalPolicy) is switched off only while building; upsert
-    and start still validate the role as the SDK does.
+    Both are switched off only while building; upsert and start behave as the SDK does (role
+    validated; telemetry per the user's SageMaker config, TelemetryOptOut).
     """
     os.environ.setdefault("AWS_DEFAULT_REGION", region)
+    from sagemaker.core.telemetry import telemetry_logging  # imports without a region
+
     previous = os.environ.get("SAGEMAKER_VALIDATE_ROLE")
+    send = telemetry_logging._send_telemetry_request  # noqa: SLF001 - the SDK is pinned exactly
     os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
+    telemetry_logging._send_telemetry_request = _no_telemetry  # noqa: SLF001
     try:
         yield
     finally:
+        telemetry_logging._send_telemetry_request = send  # noqa: SLF001
         if previous is None:
             os.environ.pop("SAGEMAKER_VALIDATE_ROLE", None)
         else:
             os.environ["SAGEMAKER_VALIDATE_ROLE"] = previous
+
+
+def _no_telemetry(*_args: Any, **_kwargs: Any) -> None:
+    """Stands in for the SDK's telemetry sender while the pipeline is built."""
 
 
 def get_pipeline(

@@ -54,8 +54,6 @@ CONTENT_TYPES = ["application/x-image", "image/jpeg", "image/png"]
 RESPONSE_TYPES = ["application/json"]
 INFERENCE_INSTANCES = ["ml.g5.xlarge", "ml.g4dn.xlarge", "ml.m5.xlarge", "ml.c5.xlarge"]
 TRANSFORM_INSTANCES = ["ml.g5.xlarge", "ml.g4dn.xlarge", "ml.m5.xlarge"]
-# SDK defaults without network: telemetry off (its HTTP call is a side effect), no config files read.
-SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 
 
 @dataclass(frozen=True)
@@ -104,8 +102,8 @@ def make_parameters(settings: Settings, threshold: float) -> PipelineParameters:
 
 
 def pipeline_session(settings: Settings, boto_session) -> PipelineSession:
-    """A PipelineSession that records requests instead of sending them."""
-    return PipelineSession(boto_session=boto_session, default_bucket=settings.bucket, sagemaker_config=SDK_CONFIG)
+    """A PipelineSession that records requests instead of sending them (the user's SDK config applies)."""
+    return PipelineSession(boto_session=boto_session, default_bucket=settings.bucket)
 
 
 def execution_uri(settings: Settings, step: str, *names: str) -> Join:

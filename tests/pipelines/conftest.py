@@ -88,6 +88,10 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
         mp.setenv("AWS_ENDPOINT_URL", endpoint)
         mp.setenv("AWS_ACCESS_KEY_ID", "testing")
         mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        # The SDK's telemetry (upsert/start) is an AWS endpoint too, outside the moto server.
+        from sagemaker.core.telemetry import telemetry_logging
+
+        mp.setattr(telemetry_logging, "_send_telemetry_request", lambda *args, **kwargs: None)
         moto = Moto(endpoint=endpoint, role="")
         yield Moto(endpoint=endpoint, role=create_pipeline_role(moto.client("iam")))
     server.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 
 import pytest
@@ -197,10 +198,16 @@ def test_metric_regexes_match_the_train_steps_epoch_line() -> None:
         assert float(match.group(1)) == pytest.approx(values[by_field[metric["Name"]]], rel=1e-5)
 
 
-def test_builds_with_sockets_blocked_and_spot_off(no_network: None) -> None:
+def test_builds_with_sockets_blocked_no_telemetry_and_spot_off(no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sagemaker.core.telemetry import telemetry_logging
+
     from pipelines.definition import get_pipeline
 
+    sent: list = []
+    monkeypatch.setattr(telemetry_logging, "_send_telemetry_request", lambda *args, **kwargs: sent.append(args))
     definition = json.loads(get_pipeline(region=REGION, role=ROLE, use_spot="false").definition())
+    assert sent == []  # ModelTrainer.train and ModelBuilder.register emit telemetry unless switched off
+    assert telemetry_logging._send_telemetry_request is not None and "SAGEMAKER_VALIDATE_ROLE" not in os.environ
     args = steps_by_name(definition)[graph.TRAIN.name]["Arguments"]
     assert not args.get("EnableManagedSpotTraining")
     assert "MaxWaitTimeInSeconds" not in args["StoppingCondition"]  # SageMaker rejects it without spot
