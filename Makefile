@@ -106,9 +106,10 @@ test-containers: $(STAMP) ## Start a Docker engine, build the CPU image, run its
 	containers/ci/engine.sh run -- $(MAKE) --no-print-directory container-tests
 
 .PHONY: container-tests
-container-tests: $(STAMP) build/wheelhouse/cpu/.stamp
+container-tests: $(STAMP) build/wheelhouse/cpu/.stamp build/wheelhouse/gpu/.stamp
 	$(MAKE) --no-print-directory build VARIANT=cpu BAKE_WEIGHTS=0
-	GTSRB_TEST_IMAGE=$(call image,cpu,$(TAG)) $(PY) -m pytest -m containers tests/containers $(PYTEST_ARGS)
+	@echo ">> container tests: steps in the image, registry round trip, pin-base, GPU library check"
+	GTSRB_TEST_IMAGE=$(call image,cpu,$(TAG)) $(PY) -m pytest -m containers tests/containers --durations=5 $(PYTEST_ARGS)
 
 # --- the SageMaker pipeline: make definition / upsert (pipelines/definition.py) ------------------
 ROLE_ARN      ?=
