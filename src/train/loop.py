@@ -34,6 +34,8 @@ from gtsrb.train.schedule import learning_rate
 
 log = logging.getLogger(__name__)
 
+IN_FLIGHT = 3  # batches queued ahead of the device: enough to overlap input and compute
+
 
 class Interrupted(Exception):
     """SIGTERM arrived; a checkpoint has been written."""
@@ -132,7 +134,7 @@ def train_epoch(run: Run, state: TrainingState, epoch: int) -> dict[str, float]:
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
     steps, start = run.steps_per_epoch, state.step_in_epoch
     sums = dict(state.partial) or {"loss": 0.0, "correct": 0.0, "images": 0, "seconds": 0.0}
-    pending: list = []  # device-side NDArrays, read once at the end: no per-batch sync
+    pending: list = []  # device-side results of the last batches, read a few batches later
     tick = time.time()
     for i, batch in enumerate(train_iter(run.train_files, run.prep, run.hp, run.hp.batch_size, epoch)):
         if i >= steps:
@@ -141,13 +143,14 @@ def train_epoch(run: Run, state: TrainingState, epoch: int) -> dict[str, float]:
             continue  # resumed mid-epoch: same shuffle, skip the batches already trained
         run.trainer.set_learning_rate(_rate(run, epoch * steps + i))
         pending.append(train_batch(run, batch, loss_fn))
+        _fold(sums, pending, keep=IN_FLIGHT)  # bound the engine's queue (and device memory)
         sums["images"] += batch.data[0].shape[0]
         if run.hp.log_interval and (i + 1) % run.hp.log_interval == 0:
             log.info("epoch=%d batch=%d/%d batch_lr=%.5g", epoch + 1, i + 1, steps, run.trainer.learning_rate)
         if run.stop.requested and i + 1 < steps:
-            _add_pending(sums, pending, time.time() - tick)
+            _add_pending(sums, pending, tick)
             _save_interrupted(run, state, epoch, i + 1, sums)
-    _add_pending(sums, pending, time.time() - tick)
+    _add_pending(sums, pending, tick)
     return sums
 
 
@@ -157,13 +160,18 @@ def _rate(run: Run, step: int) -> float:
     return learning_rate(step, run.hp.epochs * steps, int(run.hp.warmup_epochs * steps), run.hp.lr)
 
 
-def _add_pending(sums: dict, pending: list, seconds: float) -> None:
-    """Fold device-side per-batch results into the epoch sums (this waits for the GPU)."""
-    for losses, correct in pending:
+def _fold(sums: dict, pending: list, keep: int) -> None:
+    """Read the oldest per-batch results into the sums until `keep` remain (waits for those)."""
+    while len(pending) > keep:
+        losses, correct = pending.pop(0)
         sums["loss"] += sum(float(x.asscalar()) for x in losses)
         sums["correct"] += sum(float(x.asscalar()) for x in correct)
-    pending.clear()
-    sums["seconds"] += seconds
+
+
+def _add_pending(sums: dict, pending: list, tick: float) -> None:
+    """Fold every pending result; time until they are all done (only then is the work done)."""
+    _fold(sums, pending, keep=0)
+    sums["seconds"] += time.time() - tick
 
 
 def _save_interrupted(run: Run, state: TrainingState, epoch: int, step: int, sums: dict) -> None:
