@@ -6,9 +6,10 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
 
 import pytest
-from pipeline_testkit import IMAGE_TAG, REGION, ROLE, steps_by_name
+from pipeline_testkit import IMAGE_TAG, REGION, REPO_ROOT, ROLE, steps_by_name
 
 from gtsrb.common import contract as c
 from gtsrb.common.failure import StepError
@@ -242,3 +243,38 @@ def test_bad_kwargs_fail_with_one_clear_sentence(no_network: None, kwargs: dict,
 
     with pytest.raises(StepError, match=message):
         get_pipeline(**{"region": REGION, "role": ROLE, **kwargs})
+
+
+def test_get_pipeline_definition_cli_writes_json(no_network: None, tmp_path) -> None:
+    from pipelines import get_pipeline_definition
+
+    out = tmp_path / "out" / "definition.json"
+    kwargs = json.dumps({"region": REGION, "role": ROLE, "image_tag": IMAGE_TAG, "pipeline_name": "cli-test"})
+    with pytest.raises(SystemExit) as exited:
+        get_pipeline_definition.main(["--kwargs", kwargs, "--file-name", str(out)])
+    assert exited.value.code == 0
+    written = json.loads(out.read_text())
+    assert [s["Name"] for s in written["Steps"]] == list(graph.STEP_ORDER)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [("{not json", "--kwargs is not valid JSON"), ("[1]", "--kwargs must be a JSON object")])
+def test_get_pipeline_definition_cli_bad_kwargs_exit_1(no_network: None, capsys, kwargs: str, message: str) -> None:
+    from pipelines import get_pipeline_definition
+
+    with pytest.raises(SystemExit) as exited:
+        get_pipeline_definition.main(["--kwargs", kwargs])
+    assert exited.value.code == 1
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_make_definition_renders_without_credentials(tmp_path) -> None:
+    """`make definition` in a fresh process with no AWS credentials or config at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true")
+    out = tmp_path / "definition.json"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "definition", "REGION=eu-central-1", "TAG=fedcba9",
+         f"DEFINITION={out}"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gtsrb-mxnet-gpu:fedcba9" in out.read_text() and "eu-central-1" in out.read_text()
