@@ -126,3 +126,22 @@ def test_warmup_then_cosine_to_zero() -> None:
     assert rates[10] == pytest.approx(0.1) and rates[55] == pytest.approx(0.05)
     assert all(a >= b for a, b in zip(rates[10:], rates[11:])) and rates[-1] < 1e-4
     assert not any(math.isnan(r) for r in rates)
+
+
+# --- export ----------------------------------------------------------------------------------------
+def test_export_in_a_fresh_process_gives_the_same_predictions(tmp_path: Path) -> None:
+    # The AMP path exports from a fresh float32 process; it must be the very network trained.
+    from gtsrb.common.model_io import load_model
+    from gtsrb.train.export import export_in_fresh_process
+
+    net = create_network("cifar_resnet20_v2")
+    initialise(net, 32, [mx.cpu()])
+    net.save_parameters(str(tmp_path / "net.params"))
+    hps = Hyperparameters.for_preset("cpu").to_dict()
+    export_in_fresh_process(tmp_path / "net.params", tmp_path / "model", hps, [{"epoch": 1}])
+    model = load_model(tmp_path / "model", mx.cpu())
+    x = mx.nd.random.uniform(shape=(2, 3, 32, 32))
+    with mx.autograd.predict_mode():
+        expected = net(x).asnumpy()
+    np.testing.assert_allclose(model.net(x).asnumpy(), expected, rtol=1e-4, atol=1e-5)
+    assert model.preprocessing.image_size == 32 and model.hyperparameters["model"] == "cifar_resnet20_v2"
