@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     code = run_job(cmd, root / "job.log")
     failure = root / "output" / "failure"
     if code != 0:
-        reason = failure.read_text(errors="replace").strip() if failure.is_file() else f"exit code {code}"
+        # The failure file starts with the one-sentence reason (then the traceback).
+        reason = failure.read_text(errors="replace").split("\n\n")[0].strip() if failure.is_file() else f"exit code {code}"
         print(f"train_local: the training job failed: {reason}", file=sys.stderr)
         return code or 1
     archive = archive_model(root / "model", root / "model.tar.gz")  # what SageMaker uploads
