@@ -1,0 +1,28 @@
+"""Run the train loop's AMP path on CPU with bfloat16 (float16 AMP needs a GPU): `python amp_cpu_run.py CHANNELS OUT`.
+
+A separate process because amp.init() patches MXNet's operators for the rest of the process.
+(With float16, the patched graph carries amp_cast ops and cannot even run on CPU: "FP16 gemm on
+cpu not implemented", which is why export.py exports from a fresh process.)
+"""
+import sys, json
+from pathlib import Path
+import mxnet as mx
+from mxnet.contrib import amp
+from gtsrb.common import contract as c
+from gtsrb.common.preprocessing import Preprocessing
+from gtsrb.train.checkpoint import TrainingState
+from gtsrb.train.hyperparameters import Hyperparameters
+from gtsrb.train.loop import Run, fit, make_trainer
+from gtsrb.train.model import build_network
+from gtsrb.train.cli import save_best
+ch, out = Path(sys.argv[1]), Path(sys.argv[2])
+hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "2", "batch_size": "16", "lr": "0.05"})
+amp.init(target_dtype="bfloat16")
+ctx = [mx.cpu()]
+net = build_network(hp.model, hp.image_size, ctx, None, hp.head_lr_mult)
+trainer = make_trainer(net, hp, ctx, amp=True)
+tf, vf = c.record_files(ch / "train", "train"), c.record_files(ch / "validation", "validation")
+run = Run(net, trainer, ctx, tf, vf, Preprocessing(hp.image_size), hp, 240, out / "ckpt", amp=True)
+state = fit(run, TrainingState(seed=hp.seed, hyperparameters=hp.to_dict()))
+save_best(run, state, out / "model")
+print(json.dumps({"history": state.history}))

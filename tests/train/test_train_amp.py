@@ -1,0 +1,30 @@
+"""The AMP code path (loss scaling, AMP trainer, float32 export from a fresh process), run on CPU
+with bfloat16 because float16 AMP needs a GPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mxnet as mx
+import pytest
+from train_testdata import ROOT
+
+from gtsrb.common.model_io import load_model
+
+
+@pytest.mark.slow
+def test_amp_path_trains_and_exports_plain_float32(tmp_path: Path, channels: dict[str, Path]) -> None:
+    script = Path(__file__).with_name("amp_cpu_run.py")
+    done = subprocess.run([sys.executable, str(script), str(channels["train"].parent), str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+    assert max(h["val_acc"] for h in result["history"]) > 0.5  # chance is 1/6
+    symbol = (tmp_path / "model" / "model-symbol.json").read_text()
+    assert "amp_cast" not in symbol and "amp_multicast" not in symbol
+    model = load_model(tmp_path / "model", mx.cpu())
+    assert model.net(mx.nd.zeros((1, 3, 32, 32))).dtype == "float32"
