@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import mxnet as mx
+import numpy as np
 import pytest
 from train_testdata import ROOT
 
@@ -27,4 +28,4 @@ def test_amp_path_trains_and_exports_plain_float32(tmp_path: Path, channels: dic
     symbol = (tmp_path / "model" / "model-symbol.json").read_text()
     assert "amp_cast" not in symbol and "amp_multicast" not in symbol
     model = load_model(tmp_path / "model", mx.cpu())
-    assert model.net(mx.nd.zeros((1, 3, 32, 32))).dtype == "float32"
+    assert model.net(mx.nd.zeros((1, 3, 32, 32))).dtype == np.float32
