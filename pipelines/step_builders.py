@@ -39,7 +39,6 @@ from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, Step, Tr
 from sagemaker.serve.model_builder import ModelBuilder
 from sagemaker.train import ModelTrainer
 
-from gtsrb.common import contract as c
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.metrics import METRIC_DEFINITIONS
 from pipelines import graph
@@ -99,6 +98,16 @@ def make_parameters(settings: Settings, threshold: float) -> PipelineParameters:
             enum_values=["PendingManualApproval", "Approved", "Rejected"],
         ),
     )
+
+
+@dataclass
+class BuildContext:
+    """What every builder needs: settings, parameters, the recording session, steps built so far."""
+
+    settings: Settings
+    params: PipelineParameters
+    session: PipelineSession
+    steps: dict[str, Step]
 
 
 def pipeline_session(settings: Settings, boto_session) -> PipelineSession:
@@ -255,16 +264,6 @@ def condition_step(ctx: BuildContext, evaluation: ProcessingStep, report: Proper
         if_steps=[register_step(ctx)],
         else_steps=[fail],
     )
-
-
-@dataclass
-class BuildContext:
-    """What every builder needs: settings, parameters, the recording session, steps built so far."""
-
-    settings: Settings
-    params: PipelineParameters
-    session: PipelineSession
-    steps: dict[str, Step]
 
 
 def build_pipeline(settings: Settings, threshold: float, boto_session) -> Pipeline:

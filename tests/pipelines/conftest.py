@@ -69,7 +69,10 @@ def create_pipeline_role(iam) -> str:
     trust = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
     allow = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-    arn = iam.create_role(RoleName="GtsrbPipelineRole", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    try:  # moto's state is per process: another module's server may have created it already
+        arn = iam.get_role(RoleName="GtsrbPipelineRole")["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        arn = iam.create_role(RoleName="GtsrbPipelineRole", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     iam.put_role_policy(RoleName="GtsrbPipelineRole", PolicyName="all", PolicyDocument=json.dumps(allow))
     return arn
 
