@@ -69,9 +69,18 @@ def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, amp=use_amp)
 
 
+def ensure_writable(folder: Path, flag: str) -> None:
+    """Create `folder` now, so that a bad output path fails before training, not after it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".write-test").touch()
+        (folder / ".write-test").unlink()
+    except OSError as err:
+        raise StepError(f"cannot write to {folder} ({err.strerror}); pass {flag} DIR when running by hand.") from err
+
+
 def resume_or_start(run: Run) -> TrainingState:
     """Continue from the newest complete checkpoint of this run, else a fresh state."""
-    run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     newest = checkpoint.latest(run.checkpoint_dir)
     if newest is None:
         return TrainingState(seed=run.hp.seed, hyperparameters=run.hp.to_dict())
@@ -99,6 +108,8 @@ def train(argv: list[str]) -> None:
     """The whole step for an argument list (SageMaker's `--key value` hyperparameters and flags)."""
     env, raw = parse_args(argv)
     hp = Hyperparameters.from_mapping(raw)
+    ensure_writable(env.model_dir, "--model-dir")
+    ensure_writable(env.checkpoint_dir, "--checkpoint-dir")
     log.info("event=hyperparameters %s", " ".join(f"{k}={v}" for k, v in hp.to_dict().items()))
     run = prepare_run(env, hp)
     state = resume_or_start(run)

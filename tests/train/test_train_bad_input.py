@@ -43,7 +43,7 @@ def copy_channels(channels: dict[str, Path], tmp_path: Path) -> dict[str, Path]:
 def test_missing_channel(base_dir: Path, channels: dict[str, Path]) -> None:
     result = run_train(base_dir, {"train": channels["train"]}, FAST_HPS)
     assert_fails(result, "no `validation` channel")
-    assert not (base_dir / "model").exists()
+    assert not list((base_dir / "model").iterdir())  # no model is written on failure
 
 
 def test_empty_channel(base_dir: Path, channels: dict[str, Path], tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_images_smaller_than_the_crop(base_dir: Path, channels: dict[str, Path])
 def test_nan_loss_names_the_epoch(base_dir: Path, channels: dict[str, Path]) -> None:
     result = run_train(base_dir, channels, {**FAST_HPS, "lr": "1e30", "warmup_epochs": "0"})
     assert_fails(result, "the training loss became nan in epoch 1")
-    assert not (base_dir / "model").exists()
+    assert not list((base_dir / "model").iterdir())  # no model is written on failure
 
 
 @pytest.mark.parametrize(
@@ -119,3 +119,11 @@ def test_pretrained_channel_of_another_architecture(base_dir: Path, channels: di
     net.save_parameters(str(folder / "other.params"))
     result = run_train(base_dir, channels, FAST_HPS, ["--pretrained-dir", str(folder)])
     assert_fails(result, "other.params does not fit this model")
+
+
+def test_unwritable_checkpoint_dir_fails_before_training(base_dir: Path, channels: dict[str, Path], tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run_train(base_dir, channels, FAST_HPS, ["--checkpoint-dir", str(blocker / "checkpoints")])
+    assert_fails(result, f"cannot write to {blocker / 'checkpoints'}", "--checkpoint-dir")
+    assert not list((base_dir / "model").glob("*.params"))
