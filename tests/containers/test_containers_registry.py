@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import urllib.request
 from pathlib import Path
 
@@ -34,11 +33,10 @@ def image_id(docker: str, ref: str) -> str:
     return result.stdout.strip()
 
 
-def test_push_pull_round_trip_with_docker_media_types(docker: str, image: str, registry: str) -> None:
+def test_make_push_pull_round_trip_with_docker_media_types(docker: str, image: str, registry: str) -> None:
     tag = image.rsplit(":", 1)[1]
-    env = {**os.environ, "PY": str(REPO / ".venv" / "bin" / "python"), "DOCKER": docker, "VARIANT": "cpu",
-           "TAG": tag, "REGISTRY": registry}
-    pushed = run([str(CONTAINERS / "push.sh")], env=env, cwd=REPO, timeout=1200)
+    pushed = run(["make", "--no-print-directory", "push", "VARIANT=cpu", f"TAG={tag}", f"REGISTRY={registry}",
+                  f"DOCKER={docker}"], cwd=REPO, timeout=1200)
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     uri = images.image_uri(registry, "cpu", tag)
     assert f"cpu: {uri}" in pushed.stdout  # the URI the pipeline will use is printed
