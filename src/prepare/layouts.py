@@ -1,0 +1,156 @@
+"""Reading GTSRB in either published layout, detected from the folder given.
+
+official: GTSRB/Final_Training/Images/000NN/TTTTT_FFFFF.ppm + GT-000NN.csv (';'-separated), and
+          GTSRB/Final_Test/Images/NNNNN.ppm + GT-final_test.csv (with ClassId).
+kaggle:   Train/<ClassId>/<ClassId:05d>_<track>_<frame>.png + Train.csv, Test/*.png + Test.csv
+          (','-separated, a Path column), optional Meta.csv.
+Both yield the same `Sample` records; nothing here opens an image.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.failure import StepError
+
+OFFICIAL, KAGGLE = "official", "kaggle"
+ROI_COLUMNS = ("Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2")
+NUMBER_COLUMNS = ("Width", "Height", *ROI_COLUMNS, "ClassId")
+# TTTTT_FFFFF (official) or CCCCC_TTTTT_FFFFF (Kaggle): the track is the physical sign.
+TRACK_PATTERN = re.compile(r"^(?:\d+_)?(\d+)_(\d+)$")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One annotated image: where it is, its class, its track and its sign's box."""
+
+    path: Path
+    class_id: int
+    track: str  # "<class>/<track>" for training images; "test/<name>" for test images
+    width: int
+    height: int
+    roi: tuple[int, int, int, int]  # x1, y1, x2, y2: inclusive pixel positions of the sign
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The training and test samples of one GTSRB folder."""
+
+    layout: str
+    root: Path
+    train: list[Sample]
+    test: list[Sample]
+    annotation_files: list[Path]
+
+
+def detect(folder: str | Path) -> tuple[str, Path]:
+    """The layout of `folder` and the root that holds it, or a StepError saying what was expected."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise StepError(f"{folder}: no such data folder; pass the folder that holds GTSRB (official or Kaggle layout).")
+    for root in (folder / "GTSRB", folder):
+        if (root / "Final_Training" / "Images").is_dir():
+            return OFFICIAL, root
+    if (folder / "Train.csv").is_file() and (folder / "Test.csv").is_file():
+        return KAGGLE, folder
+    zips = sorted(p.name for p in folder.glob("*.zip"))
+    hint = f" It holds {', '.join(zips)}: unzip them first." if zips else ""
+    raise StepError(
+        f"{folder}: unknown layout, expected GTSRB/Final_Training/Images (official archives) "
+        f"or Train.csv + Test.csv (Kaggle).{hint}"
+    )
+
+
+def read_dataset(folder: str | Path) -> Dataset:
+    """Detect the layout of `folder` and read all its annotations."""
+    layout, root = detect(folder)
+    reader = _read_official if layout == OFFICIAL else _read_kaggle
+    train, test, files = reader(root)
+    return Dataset(layout=layout, root=root, train=train, test=test, annotation_files=files)
+
+
+def _read_official(root: Path) -> tuple[list[Sample], list[Sample], list[Path]]:
+    """Per-class GT-000NN.csv files for training, GT-final_test.csv for the test set."""
+    train: list[Sample] = []
+    files: list[Path] = []
+    class_dirs = sorted(p for p in (root / "Final_Training" / "Images").iterdir() if p.is_dir())
+    if not class_dirs:
+        raise StepError(f"{root / 'Final_Training' / 'Images'}: no class folders (000NN); is the archive complete?")
+    for class_dir in class_dirs:
+        csv_path = class_dir / f"GT-{class_dir.name}.csv"
+        if not csv_path.is_file():
+            raise StepError(f"{csv_path} is missing: every class folder needs its annotation file.")
+        files.append(csv_path)
+        train += _read_csv(csv_path, ";", "Filename", class_dir, track_prefix=class_dir.name)
+    test_csv = _find_test_csv(root)
+    files.append(test_csv)
+    test = _read_csv(test_csv, ";", "Filename", root / "Final_Test" / "Images", track_prefix=None)
+    return train, test, files
+
+
+def _find_test_csv(root: Path) -> Path:
+    """GT-final_test.csv (with ClassId) ships in its own archive: look where people unzip it."""
+    for candidate in (root / "Final_Test" / "Images", root, root.parent):
+        if (candidate / "GT-final_test.csv").is_file():
+            return candidate / "GT-final_test.csv"
+    raise StepError(
+        f"{root / 'Final_Test' / 'Images' / 'GT-final_test.csv'} is missing: the test labels come in "
+        "GTSRB_Final_Test_GT.zip; unzip it into Final_Test/Images (GT-final_test.test.csv has no ClassId)."
+    )
+
+
+def _read_kaggle(root: Path) -> tuple[list[Sample], list[Sample], list[Path]]:
+    """Train.csv and Test.csv, whose Path column is relative to the root."""
+    train = _read_csv(root / "Train.csv", ",", "Path", root, track_prefix="")
+    test = _read_csv(root / "Test.csv", ",", "Path", root, track_prefix=None)
+    return train, test, [root / "Train.csv", root / "Test.csv"]
+
+
+def _read_csv(path: Path, delimiter: str, name_column: str, base: Path, track_prefix: str | None) -> list[Sample]:
+    """Rows of one annotation file as Samples; missing columns or bad numbers name file and line."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            table = [row for row in csv.reader(f, delimiter=delimiter) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise StepError(f"{path}: cannot read the annotation file ({err}).") from err
+    header = [col.strip() for col in table[0]] if table else []
+    rows = [dict(zip(header, row)) for row in table[1:]]
+    missing = [col for col in (name_column, *NUMBER_COLUMNS) if col not in header]
+    if missing:
+        raise StepError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected "
+            f"{delimiter.join((name_column, *NUMBER_COLUMNS))}."
+        )
+    return [_sample(row, path, line, name_column, base, track_prefix) for line, row in enumerate(rows, start=2)]
+
+
+def _sample(row: dict, path: Path, line: int, name_column: str, base: Path, track_prefix: str | None) -> Sample:
+    """One CSV row as a Sample; labels outside the 43 classes are an error, not a skip."""
+    try:
+        width, height, x1, y1, x2, y2, class_id = (int(row[col]) for col in NUMBER_COLUMNS)
+    except (TypeError, ValueError) as err:
+        raise StepError(f"{path}, line {line}: a number is expected in {', '.join(NUMBER_COLUMNS)} ({err}).") from err
+    if not 0 <= class_id < NUM_CLASSES:
+        raise StepError(f"{path}, line {line}: ClassId {class_id} is outside 0-{NUM_CLASSES - 1}.")
+    image = base / row[name_column]
+    return Sample(
+        path=image,
+        class_id=class_id,
+        track=_track(image, class_id, track_prefix),
+        width=width,
+        height=height,
+        roi=(x1, y1, x2, y2),
+    )
+
+
+def _track(image: Path, class_id: int, prefix: str | None) -> str:
+    """`<class>/<track>` from TTTTT_FFFFF names; an unmatched name is a track of its own."""
+    if prefix is None:
+        return f"test/{image.stem}"
+    match = TRACK_PATTERN.match(image.stem)
+    track = match.group(1) if match else image.stem
+    return f"{class_id:02d}/{track}"
