@@ -15,6 +15,10 @@ from gtsrb.common.failure import StepError
 # Instance families (the part before the size) whose GPUs the gpu image supports.
 TRAINING_GPU_FAMILIES: tuple[str, ...] = ("ml.g4dn", "ml.g5", "ml.g6", "ml.g6e", "ml.p3", "ml.p3dn", "ml.p4d", "ml.p4de")
 
+# GPU families with local NVMe storage: SageMaker refuses a VolumeKmsKeyId there (the instance
+# store is encrypted by the hardware); of the families above only ml.p3 is EBS-only.
+LOCAL_NVME_FAMILIES: tuple[str, ...] = ("ml.g4dn", "ml.g5", "ml.g6", "ml.g6e", "ml.p3dn", "ml.p4d", "ml.p4de")
+
 # Families refused with a specific reason (anything else unknown is refused too).
 _KNOWN_REASONS: dict[str, str] = {
     "ml.p5": "H100/H200 GPUs (sm_90) need kernels that mxnet-cu112 1.9.1 does not contain",
@@ -49,3 +53,13 @@ def check_training_instance_type(instance_type: str) -> str:
         f"training instance type {instance_type} cannot run the training image: {reason}. "
         f"Choose one of the families {', '.join(TRAINING_GPU_FAMILIES)} (e.g. ml.g5.xlarge)."
     )
+
+
+def check_volume_kms_key(instance_type: str, volume_kms_key: str | None) -> None:
+    """Refuse a training volume KMS key on an instance type with local NVMe storage (SageMaker would)."""
+    if volume_kms_key and family(instance_type) in LOCAL_NVME_FAMILIES:
+        raise StepError(
+            f"volume_kms_key cannot be used with training instance type {instance_type}: it has local "
+            "NVMe storage, which SageMaker encrypts itself and refuses a volume key for. Drop "
+            "volume_kms_key or train on ml.p3 (EBS volumes)."
+        )

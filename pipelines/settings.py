@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from gtsrb.common.failure import StepError
 from pipelines import graph, images
-from pipelines.instances import check_training_instance_type
+from pipelines.instances import check_training_instance_type, check_volume_kms_key
 
 DEFAULT_PIPELINE_NAME = "gtsrb-traffic-signs"
 DEFAULT_BASE_JOB_PREFIX = "gtsrb"
@@ -150,6 +150,7 @@ def from_kwargs(  # noqa: PLR0913 - these are the documented get_pipeline kwargs
     )
     if settings.use_spot and settings.max_wait_seconds < settings.max_run_seconds:
         raise StepError(f"max_wait_hours={max_wait_hours} must be >= max_run_hours={max_run_hours} with spot training.")
+    check_volume_kms_key(settings.training_instance_type, settings.volume_kms_key)
     if not settings.input_data_url.startswith("s3://"):
         raise StepError(f"input_data_url={settings.input_data_url!r} must be an s3:// URI.")
     return settings

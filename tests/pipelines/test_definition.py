@@ -229,9 +229,25 @@ def test_guard_accepts_supported_gpus_and_the_parameter_default_follows(no_netwo
     assert {p.name: p.default_value for p in pipeline.parameters}["TrainingInstanceType"] == "ml.g6e.2xlarge"
 
 
+def test_kms_keys_reach_every_job(no_network: None) -> None:
+    from pipelines.definition import get_pipeline
+
+    volume, output = "arn:aws:kms:eu-west-1:123456789012:key/volume", "arn:aws:kms:eu-west-1:123456789012:key/output"
+    pipeline = get_pipeline(region=REGION, role=ROLE, training_instance_type="ml.p3.2xlarge",
+                            volume_kms_key=volume, output_kms_key=output)
+    steps = steps_by_name(json.loads(pipeline.definition()))
+    training = steps[graph.TRAIN.name]["Arguments"]
+    assert (training["ResourceConfig"]["VolumeKmsKeyId"], training["OutputDataConfig"]["KmsKeyId"]) == (volume, output)
+    for spec in (graph.PREPARE, graph.EVALUATE):
+        args = steps[spec.name]["Arguments"]
+        assert args["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == volume
+        assert args["ProcessingOutputConfig"]["KmsKeyId"] == output
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
+        ({"volume_kms_key": "key-1"}, r"volume_kms_key cannot be used with training instance type ml\.g5\.xlarge"),
         ({"bogus": 1}, r"unexpected keyword argument 'bogus'.*accepted: region, role"),
         ({"role": "MyRole"}, r"not an IAM role ARN"),
         ({"max_run_hours": "5", "max_wait_hours": "2"}, r"max_wait_hours=2 must be >= max_run_hours=5"),
