@@ -294,3 +294,12 @@ def test_make_definition_renders_without_credentials(tmp_path) -> None:
          f"DEFINITION={out}"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "gtsrb-mxnet-gpu:fedcba9" in out.read_text() and "eu-central-1" in out.read_text()
+
+
+def test_definition_is_deterministic_so_upserts_keep_the_step_cache(no_network: None, offline_definition: dict) -> None:
+    """No timestamp or generated job name in the definition: re-upserting an unchanged pipeline
+    must not invalidate PrepareData's cache (sagemaker-python-sdk#2736)."""
+    from pipelines.definition import get_pipeline
+
+    again = json.loads(get_pipeline(region=REGION, role=ROLE, image_tag=IMAGE_TAG).definition())
+    assert again == offline_definition
