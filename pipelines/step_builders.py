@@ -130,6 +130,35 @@ def source_uri(source: graph.Source, steps: dict[str, Step], params: PipelinePar
     return step.properties.ProcessingOutputConfig.Outputs[source.output].S3Output.S3Uri
 
 
+def processing_inputs(spec: graph.ProcessingSpec, ctx: BuildContext) -> list[ProcessingInput]:
+    """The spec's inputs: S3 prefixes (parameter or earlier step) at the graph's container paths."""
+    return [
+        ProcessingInput(
+            input_name=name,
+            s3_input=ProcessingS3Input(
+                s3_uri=source_uri(item.source, ctx.steps, ctx.params),
+                local_path=str(item.path),
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+            ),
+        )
+        for name, item in spec.inputs.items()
+    ]
+
+
+def processing_outputs(spec: graph.ProcessingSpec, settings: Settings) -> list[ProcessingOutput]:
+    """The spec's outputs: the graph's container paths, uploaded per execution at the end of the job."""
+    return [
+        ProcessingOutput(
+            output_name=name,
+            s3_output=ProcessingS3Output(
+                s3_uri=execution_uri(settings, spec.name, name), local_path=str(path), s3_upload_mode="EndOfJob"
+            ),
+        )
+        for name, path in spec.outputs.items()
+    ]
+
+
 def processing_step(
     spec: graph.ProcessingSpec,
     ctx: BuildContext,
@@ -151,28 +180,9 @@ def processing_step(
         sagemaker_session=ctx.session,
         network_config=NetworkConfig(enable_network_isolation=True),  # the steps need no internet
     )
-    inputs = [
-        ProcessingInput(
-            input_name=name,
-            s3_input=ProcessingS3Input(
-                s3_uri=source_uri(item.source, ctx.steps, params),
-                local_path=str(item.path),
-                s3_data_type="S3Prefix",
-                s3_input_mode="File",
-            ),
-        )
-        for name, item in spec.inputs.items()
-    ]
-    outputs = [
-        ProcessingOutput(
-            output_name=name,
-            s3_output=ProcessingS3Output(
-                s3_uri=execution_uri(settings, spec.name, name), local_path=str(path), s3_upload_mode="EndOfJob"
-            ),
-        )
-        for name, path in spec.outputs.items()
-    ]
-    step_args = processor.run(inputs=inputs, outputs=outputs, arguments=extra_arguments)
+    step_args = processor.run(
+        inputs=processing_inputs(spec, ctx), outputs=processing_outputs(spec, settings), arguments=extra_arguments
+    )
     return ProcessingStep(name=spec.name, step_args=step_args, **step_kwargs)
 
 
