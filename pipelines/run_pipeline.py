@@ -12,6 +12,7 @@ error; 2 the execution failed or was stopped; 3 still running when --wait-minute
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -116,6 +117,31 @@ def report(client, execution_arn: str, outcome: Outcome, wait_minutes: float) ->
     return EXIT_EXECUTION_FAILED
 
 
+def model_package_groups(definition: str) -> list[str]:
+    """ModelPackageGroupName of every RegisterModel step, inside conditions too."""
+    found, pending = [], list(json.loads(definition)["Steps"])
+    while pending:
+        step = pending.pop()
+        arguments = step.get("Arguments", {})
+        if step.get("Type") == "RegisterModel":
+            found.append(arguments["ModelPackageGroupName"])
+        pending += arguments.get("IfSteps", []) + arguments.get("ElseSteps", [])
+    return found
+
+
+def ensure_model_package_group(client, name: str, tags: list[dict[str, str]]) -> bool:
+    """Create the group RegisterModel writes to unless it exists (first run); True if created."""
+    try:
+        client.describe_model_package_group(ModelPackageGroupName=name)
+        return False
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "ValidationException":  # "does not exist"
+            raise StepError(f"DescribeModelPackageGroup {name} failed: {err}") from None
+    aws_call("CreateModelPackageGroup", client.create_model_package_group, ModelPackageGroupName=name,
+             ModelPackageGroupDescription="GTSRB traffic-sign classifiers registered by the pipeline", Tags=tags)
+    return True
+
+
 def upsert_and_start(argv: list[str] | None = None) -> int:
     """Upsert, then optionally start and wait; return the exit code."""
     args = parse_args(argv)
@@ -127,13 +153,16 @@ def upsert_and_start(argv: list[str] | None = None) -> int:
     role_arn = args.role_arn or parse_json("--kwargs", args.kwargs, dict).get("role")
     upserted = aws_call("UpsertPipeline", pipeline.upsert, role_arn=role_arn, description=args.description, tags=tags)
     print(f"upserted pipeline={pipeline.name} arn={upserted['PipelineArn']}")
+    client = pipeline.sagemaker_session.sagemaker_client
+    for group in model_package_groups(pipeline.definition()):
+        created = ensure_model_package_group(client, group, tags)
+        print(f"model package group={group}{' (created)' if created else ''}")
     if not args.start:
         return 0
     execution = aws_call("StartPipelineExecution", pipeline.start, parameters=overrides or None)
     print(f"started execution arn={execution.arn}")
     if args.wait_minutes <= 0:
         return 0
-    client = pipeline.sagemaker_session.sagemaker_client
     outcome = wait_for(client, execution.arn, args.wait_minutes * 60, args.poll_seconds)
     return report(client, execution.arn, outcome, args.wait_minutes)
 

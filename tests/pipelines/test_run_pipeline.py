@@ -65,6 +65,9 @@ def test_upsert_creates_then_updates_in_place_with_new_tags(moto_server: Moto) -
     tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=updated["PipelineArn"])["Tags"]}
     assert tags == {"git-sha": "bbbbbbb", "team": "vision", "stage": "ci"}  # old tags kept, new ones win
     assert len(sm.list_pipelines(PipelineNamePrefix=name)["PipelineSummaries"]) == 1
+    group = sm.describe_model_package_group(ModelPackageGroupName=name)  # created once, for RegisterModel
+    group_tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=group["ModelPackageGroupArn"])["Tags"]}
+    assert group_tags == {"git-sha": "aaaaaaa", "team": "vision"}
 
 
 def test_start_waits_for_success_and_passes_parameter_overrides(moto_server: Moto, capsys) -> None:
