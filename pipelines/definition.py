@@ -69,6 +69,8 @@ def get_pipeline(
     except TypeError as err:  # an unknown kwarg: name it and what is accepted
         raise StepError(f"get_pipeline: {err}; accepted: {', '.join(accepted_kwargs())}.") from None
     threshold = s.as_number("accuracy_threshold", accuracy_threshold)
+    if not 0.0 <= threshold <= 1.0:
+        raise StepError(f"accuracy_threshold={accuracy_threshold!r} must be an accuracy between 0 and 1.")
     with offline_sdk(settings.region):
         import boto3
 

@@ -252,6 +252,7 @@ def test_kms_keys_reach_every_job(no_network: None) -> None:
         ({"role": "MyRole"}, r"not an IAM role ARN"),
         ({"max_run_hours": "5", "max_wait_hours": "2"}, r"max_wait_hours=2 must be >= max_run_hours=5"),
         ({"input_data_url": "/data/gtsrb"}, r"must be an s3:// URI"),
+        ({"accuracy_threshold": "95"}, r"accuracy_threshold='95' must be an accuracy between 0 and 1"),
     ],
 )
 def test_bad_kwargs_fail_with_one_clear_sentence(no_network: None, kwargs: dict, message: str) -> None:
