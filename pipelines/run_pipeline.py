@@ -26,7 +26,7 @@ from gtsrb.common.failure import StepError, run_step
 from gtsrb.train.hyperparameters import Hyperparameters
 from pipelines.cli_args import add_pipeline_args, build_pipeline, parse_json, quiet_sdk
 from pipelines.instances import check_training_instance_type
-from pipelines.settings import HYPERPARAMETER_OF
+from pipelines.settings import HYPERPARAMETER_OF, as_number
 
 EXIT_EXECUTION_FAILED, EXIT_STILL_RUNNING = 2, 3
 TERMINAL = ("Succeeded", "Failed", "Stopped")
@@ -55,6 +55,8 @@ def check_overrides(pipeline, overrides: dict) -> None:
         raise StepError(f"--parameters: unknown pipeline parameter {unknown[0]!r}; known: {', '.join(known)}.")
     if "TrainingInstanceType" in overrides:
         check_training_instance_type(str(overrides["TrainingInstanceType"]))
+    if "AccuracyThreshold" in overrides and not 0 <= as_number("AccuracyThreshold", overrides["AccuracyThreshold"]) <= 1:
+        raise StepError(f"--parameters: AccuracyThreshold={overrides['AccuracyThreshold']!r} must be between 0 and 1.")
     hps = {HYPERPARAMETER_OF[k]: str(v) for k, v in overrides.items() if k in HYPERPARAMETER_OF}
     Hyperparameters.from_mapping(hps)  # raises StepError naming the key
 

@@ -105,6 +105,7 @@ def test_start_without_wait_exits_0_while_running(moto_server: Moto, execution_s
     [
         (["--parameters", '{"TrainingInstanceType": "ml.p5.48xlarge"}'], "ml.p5.48xlarge cannot run the training image"),
         (["--parameters", '{"Epoch": 3}'], "unknown pipeline parameter 'Epoch'"),
+        (["--parameters", '{"AccuracyThreshold": 95}'], "AccuracyThreshold=95 must be between 0 and 1"),
         (["--parameters", '{"Epochs": "many"}'], "hyperparameter epochs='many' is not a valid int"),
         (["--tags", '{"Key": "a"}'], "--tags must be a JSON array"),
         (["--tags", "[{\"Key\": \"a\"}]"], "every tag must be"),
