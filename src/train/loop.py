@@ -111,6 +111,11 @@ def train_batch(run: Run, batch: mx.io.DataBatch, loss_fn: gluon.loss.Loss) -> t
     # ImageRecordIter batches live on cpu_pinned: split_and_load copies them to each device.
     data = gluon.utils.split_and_load(batch.data[0], run.ctx, even_split=False)
     labels = gluon.utils.split_and_load(batch.label[0], run.ctx, even_split=False)
+    for x in data:
+        # MXNet's CPU BatchNorm updates its running mean/var in the backward pass; a BatchNorm
+        # on the raw input (pre-activation ResNets: resnet*_v2, cifar_resnet*_v2) gets no
+        # backward unless the input asks for a gradient, and would predict with mean 0, var 1.
+        x.attach_grad()
     with autograd.record():
         outputs = [run.net(x) for x in data]
         losses = [loss_fn(o, smooth_labels(y, run.hp.label_smoothing)) for o, y in zip(outputs, labels)]
