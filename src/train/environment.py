@@ -23,6 +23,7 @@ import mxnet as mx
 
 from gtsrb.common import contract as c
 from gtsrb.common.failure import StepError
+from gtsrb.train.hyperparameters import Hyperparameters
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,12 @@ class Environment:
 
 def parse_args(argv: list[str]) -> tuple[Environment, dict[str, str]]:
     """Split argv into the path flags and the `--key value` hyperparameters (strings)."""
-    parser = argparse.ArgumentParser(prog="gtsrb-train", description="Train the GTSRB classifier.", allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="gtsrb-train",
+        description="Train the GTSRB classifier (SageMaker training contract; flags override SM_* variables).",
+        epilog="hyperparameters (--key value): " + ", ".join(f"{k}={v}" for k, v in Hyperparameters().to_dict().items()),
+        allow_abbrev=False,  # `--model` is a hyperparameter, not an abbreviation of --model-dir
+    )
     parser.add_argument("--train", type=Path, default=_channel(c.TRAIN_CHANNEL))
     parser.add_argument("--validation", type=Path, default=_channel(c.VALIDATION_CHANNEL))
     parser.add_argument("--pretrained-dir", type=Path, default=_channel(c.PRETRAINED_CHANNEL))
@@ -74,6 +80,7 @@ def _base_dir() -> Path:
 
 
 def _env_path(name: str) -> Path | None:
+    """An environment variable as a path, if set and not empty."""
     value = os.environ.get(name)
     return Path(value) if value else None
 
