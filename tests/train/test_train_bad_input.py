@@ -127,3 +127,9 @@ def test_unwritable_checkpoint_dir_fails_before_training(base_dir: Path, channel
     result = run_train(base_dir, channels, FAST_HPS, ["--checkpoint-dir", str(blocker / "checkpoints")])
     assert_fails(result, f"cannot write to {blocker / 'checkpoints'}", "--checkpoint-dir")
     assert not list((base_dir / "model").glob("*.params"))
+
+
+def test_checkpoints_of_other_hyperparameters_are_refused(base_dir: Path, channels: dict[str, Path]) -> None:
+    assert run_train(base_dir, channels, {**FAST_HPS, "epochs": "1"}) == (0, "")
+    result = run_train(base_dir, channels, {**FAST_HPS, "epochs": "1", "lr": "0.02"})
+    assert_fails(result, "was written with other hyperparameters (lr)", "empty checkpoint folder")

@@ -163,3 +163,12 @@ def test_input_batchnorm_learns_running_statistics(channels: dict[str, Path], tm
     train_epoch(run, TrainingState(), epoch=0)
     first_bn = run.net._collect_params_with_prefix()["features.0.running_mean"].data().asnumpy()
     assert np.abs(first_bn).max() > 0.01
+
+
+def test_sagemaker_arguments_become_hyperparameters() -> None:
+    from gtsrb.train.environment import hyperparameter_args
+
+    args = ["--epochs", "3", "--amp", "False", "--sagemaker_program", "train.py", "--lr", "-1"]
+    assert hyperparameter_args(args) == {"epochs": "3", "amp": "False", "lr": "-1"}
+    with pytest.raises(StepError, match="cannot read argument 'stray'"):
+        hyperparameter_args(["stray", "1"])
