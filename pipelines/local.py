@@ -342,6 +342,7 @@ class LocalPipeline:
             message = graph.fail_message(f"{accuracy:.4f}", self.options.threshold)
             announce(f"{graph.CONDITION.if_false}: {message}")
             print_summary(self, accuracy, f"NOT registered: {message}")
+            print(f"\nFAILED ({graph.FAIL}): {message}", file=sys.stderr, flush=True)
             return EXIT_BELOW_THRESHOLD
         marker = self.register()
         outcome = (
@@ -409,16 +410,16 @@ def print_plan(pipeline: LocalPipeline) -> None:
 
 def data_counts(manifest_file: Path) -> str:
     """`train 1234 · validation 300 · test 500 images` from the prepare step's manifest."""
-    manifest = read_json(manifest_file)
-    counts = manifest.get("counts") or manifest.get("splits") or {}
-    parts = []
-    for split in c.SPLITS:
-        entry = counts.get(split)
-        total = entry.get("total", entry.get("images")) if isinstance(entry, dict) else entry
-        if isinstance(entry, dict) and total is None:
-            total = sum(v for v in entry.values() if isinstance(v, int))
-        parts.append(f"{split} {total}")
-    return " · ".join(parts) + " images"
+    counts = read_json(manifest_file).get("counts", {})
+    return " · ".join(f"{split} {counts.get(split, {}).get('total', '?')}" for split in c.SPLITS) + " images"
+
+
+def shown_path(path: Path) -> str:
+    """A path relative to the current folder when it is below it (shorter commands to copy)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def print_summary(pipeline: LocalPipeline, accuracy: float, outcome: str) -> None:
@@ -440,7 +441,8 @@ def print_summary(pipeline: LocalPipeline, accuracy: float, outcome: str) -> Non
     print(f"time        {timing}")
     print(f"report      {report_dir}")
     print(f"registry    {outcome}")
-    print(f"browse      mlflow ui --backend-store-uri sqlite:///{os.path.relpath(db)}", flush=True)
+    if db.is_file():
+        print(f"browse      mlflow ui --backend-store-uri sqlite:///{shown_path(db)}", flush=True)
 
 
 def parse_hp(items: list[str]) -> dict[str, str]:

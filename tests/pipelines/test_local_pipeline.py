@@ -136,7 +136,7 @@ def test_interrupted_training_resumes_from_its_checkpoints(first_run, tmp_path: 
 
 @pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"the real GTSRB sample is not at {SAMPLE}")
 def test_the_real_sample_goes_through_all_steps(tmp_path: Path) -> None:
-    result = run_local(tmp_path / "work", "--data", str(SAMPLE), "--threshold", "0", "--hp", "epochs=1", "batch_size=32")
+    result = run_local(tmp_path / "work", "--data", str(SAMPLE), "--threshold", "0", "--hp", "epochs=1", "warmup_epochs=0", "batch_size=32")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "work" / "evaluation" / c.EVALUATION_FILE).read_text())
     test_images = len(list((SAMPLE / "GTSRB" / "Final_Test" / "Images").glob("*.ppm")))
