@@ -102,7 +102,7 @@ def plot_misclassified(
     if not images:
         axes[0, 0].text(0, 0.5, "No misclassified test images.", fontsize=12)
     fig.suptitle("Worst misclassified test images (most confident mistakes first)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / (rows * 3.1)))  # leave the suptitle its own strip
     fig.savefig(path)
     plt.close(fig)
     return path

@@ -56,7 +56,9 @@ def to_batch(images: np.ndarray, prep: Preprocessing) -> mx.nd.NDArray:
     return mx.nd.array(crop.transpose(0, 3, 1, 2))
 
 
-def train_tiny_net(num_outputs: int, steps: int = 60, seed: int = 0) -> mx.gluon.HybridBlock:
+def train_tiny_net(
+    num_outputs: int, steps: int = 60, seed: int = 0, image_size: int = IMAGE_SIZE
+) -> mx.gluon.HybridBlock:
     """A conv + dense net fitted for a few steps on fresh images of the same generator."""
     mx.random.seed(seed)
     net = mx.gluon.nn.HybridSequential()
@@ -68,8 +70,8 @@ def train_tiny_net(num_outputs: int, steps: int = 60, seed: int = 0) -> mx.gluon
     )
     net.initialize(mx.init.Xavier())
     net.hybridize()
-    images, labels = make_images(256, seed=seed + 100)
-    data, label = to_batch(images, Preprocessing(IMAGE_SIZE)), mx.nd.array(labels % num_outputs)
+    images, labels = make_images(256, seed=seed + 100, side=stored_size(image_size))
+    data, label = to_batch(images, Preprocessing(image_size)), mx.nd.array(labels % num_outputs)
     trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.01})
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
     for step in range(steps):

@@ -1,0 +1,72 @@
+"""The evaluate step on the prepare step's real output: the generated demo set and the real sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+from evaluate_testdata import save_tiny_model, train_tiny_net
+from PIL import Image
+
+from gtsrb.common import contract as c
+from gtsrb.common.model_io import load_model
+from gtsrb.common.records import record_count
+from gtsrb.evaluate import plots, report
+from gtsrb.evaluate.step import evaluate
+
+PREPARED_SIZE = 32  # the input size prepared_demo packs for
+
+
+@pytest.fixture(scope="module", params=["demo", "sample"])
+def prepared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepare step output folder: tests/conftest.py's prepared_demo, or the real sample prepared."""
+    if request.param == "demo":
+        import gtsrb.demo_data
+
+        if not hasattr(gtsrb.demo_data, "generate"):
+            pytest.skip("gtsrb.demo_data.generate does not exist yet, so prepared_demo cannot be built")
+        return request.getfixturevalue("prepared_demo")
+    from gtsrb.prepare import PrepareOptions, prepare
+
+    out = tmp_path_factory.mktemp("prepared-sample")
+    prepare(request.getfixturevalue("sample_dir"), out, PrepareOptions(image_size=PREPARED_SIZE))
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_32px(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny 43-class model with a 32 px input (it has not seen the demo signs: it errs a lot)."""
+    net = train_tiny_net(43, steps=5, image_size=PREPARED_SIZE)
+    return save_tiny_model(tmp_path_factory.mktemp("model-32") / "model", net, image_size=PREPARED_SIZE)
+
+
+def test_evaluates_every_prepared_test_record(prepared: Path, model_32px: Path, tmp_path: Path) -> None:
+    test_dir = prepared / "test"
+    files = c.record_files(test_dir, "test")
+    doc = evaluate(model_32px, test_dir, tmp_path / "out", batch_size=64)
+    report.validate_report(doc)
+    expected = record_count(files)
+    assert doc[c.EVALUATION_DETAILS_KEY]["records"] == expected and expected % 64 != 0
+
+    # The reported accuracy equals the one from predictions made through the iterator directly.
+    model = load_model(model_32px, mx.cpu())
+    labels, probs = [], []
+    for batch in mx.io.ImageRecordIter(path_imgrec=str(files.rec), data_shape=model.preprocessing.data_shape,
+                                       batch_size=1, **model.preprocessing.normalize_kwargs()):
+        probs.append(model.net(batch.data[0].as_in_context(mx.cpu())).asnumpy())
+        labels.append(int(batch.label[0].asscalar()))
+    accuracy = float(np.mean(np.concatenate(probs).argmax(axis=1) == np.array(labels)))
+    assert len(labels) == expected
+    assert c.json_get(doc, c.ACCURACY_JSON_PATH) == pytest.approx(accuracy, abs=1e-12)
+
+    # The grid shows the most confident mistakes, their records read back with matching labels.
+    with Image.open(tmp_path / "out" / c.MISCLASSIFIED_PNG) as image:
+        image.load()
+        assert image.size[1] >= 5 * 250  # five rows of five: the untrained model errs often
+    saved = json.loads((tmp_path / "out" / c.EVALUATION_FILE).read_text())
+    assert saved == json.loads(json.dumps(doc))
+    worst = plots.worst_misclassified(np.array(labels), np.concatenate(probs))
+    assert len(plots.read_images(files, worst, np.array(labels))) == plots.GRID_SIZE
