@@ -234,6 +234,6 @@ def fit(run: Run, state: TrainingState) -> TrainingState:
         seed_everything(run.hp.seed, epoch)
         sums = train_epoch(run, state, epoch)
         finish_epoch(run, state, epoch, sums, started - state.partial.get("seconds", 0.0))
-        if run.stop.requested:
-            raise Interrupted(str(run.checkpoint_dir / state.name))
+        if run.stop.requested and epoch + 1 < run.hp.epochs and not state.stopped_early:
+            raise Interrupted(str(run.checkpoint_dir / state.name))  # else: done, save the model
     return state
