@@ -1,0 +1,49 @@
+"""The train step on the prepare step's real output: the generated demo set and the real sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mxnet as mx
+import pytest
+from train_testdata import FAST_HPS, hp_args
+
+from gtsrb.common import contract as c
+from gtsrb.common.failure import run_step
+from gtsrb.common.model_io import load_model
+from gtsrb.common.records import predict
+from gtsrb.train.cli import train
+
+PREPARED_SIZE = 32  # the CPU preset's input size, which prepared_demo packs for
+
+
+@pytest.fixture(scope="module", params=["demo", "sample"])
+def prepared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepare step output folder: tests/conftest.py's prepared_demo, or the real sample prepared."""
+    if request.param == "demo":
+        import gtsrb.demo_data
+
+        if not hasattr(gtsrb.demo_data, "generate"):
+            pytest.skip("gtsrb.demo_data.generate does not exist yet, so prepared_demo cannot be built")
+        return request.getfixturevalue("prepared_demo")
+    from gtsrb.prepare import PrepareOptions, prepare
+
+    out = tmp_path_factory.mktemp("prepared-sample")
+    prepare(request.getfixturevalue("sample_dir"), out, PrepareOptions(image_size=PREPARED_SIZE))
+    return out
+
+
+@pytest.mark.slow
+def test_trains_on_prepared_channels(prepared: Path, base_dir: Path) -> None:
+    argv = [*hp_args({**FAST_HPS, "batch_size": "32"}), "--train", str(prepared / c.TRAIN_CHANNEL),
+            "--validation", str(prepared / c.VALIDATION_CHANNEL), "--model-dir", str(base_dir / "model")]
+    assert run_step(lambda: train(argv), "failure") == 0, (base_dir / "output" / "failure").read_text()
+    history = json.loads((base_dir / "model" / c.HISTORY_FILE).read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]  # it learns something on real-format data
+    model = load_model(base_dir / "model", mx.cpu())
+    assert model.preprocessing.image_size == PREPARED_SIZE
+    val = c.record_files(prepared / c.VALIDATION_CHANNEL, c.VALIDATION_CHANNEL)
+    labels, probs = predict(model.net, val, model.preprocessing, 64, mx.cpu())
+    assert float((probs.argmax(axis=1) == labels).mean()) == max(h["val_acc"] for h in history)
