@@ -42,3 +42,27 @@ def test_pretrained_channel_keeps_backbone_weights(base_dir: Path, channels: dic
     for key in weights:
         np.testing.assert_allclose(trained[key], saved[key], rtol=1e-5, atol=1e-7, err_msg=key)
     assert trained["output.weight"].shape[0] == NUM_CLASSES != saved["output.weight"].shape[0]
+
+
+@pytest.mark.slow
+def test_imagenet_weights_baked_into_mxnet_home_are_used(base_dir: Path, channels: dict[str, Path], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the image build leaves in $MXNET_HOME/models (a locally made stand-in: no download here).
+    from gluoncv.model_zoo.model_store import short_hash
+
+    name = "resnet18_v1b"
+    source = get_model(name, classes=1000)
+    initialise(source, 32, [mx.cpu()])
+    (tmp_path / "home" / "models").mkdir(parents=True)
+    file = tmp_path / "home" / "models" / f"{name}-{short_hash(name)}.params"
+    source.save_parameters(str(file))
+    monkeypatch.setenv("MXNET_HOME", str(tmp_path / "home"))
+
+    hps = {**FAST_HPS, "model": name, "pretrained": "imagenet", "epochs": "1", "lr": "1e-12", "warmup_epochs": "0"}
+    argv = [*hp_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
+            "--model-dir", str(base_dir / "model")]
+    assert run_step(lambda: train(argv), "failure") == 0
+    trained = mx.nd.load(str(next((base_dir / "checkpoints").glob("step-0001-*")) / "net.params"))
+    np.testing.assert_allclose(trained["conv1.weight"].asnumpy(), source.conv1.weight.data().asnumpy(), rtol=1e-5, atol=1e-7)
+    assert trained["fc.weight"].shape == (NUM_CLASSES, 512)
+    assert not list((tmp_path / "home" / "models").glob("*.lock"))  # no gluoncv download machinery
