@@ -9,7 +9,6 @@ import mxnet as mx
 import pytest
 from train_testdata import FAST_HPS, IMAGE_SIZE, balanced_labels, hp_args, write_split
 
-from gtsrb.common import contract as c
 from gtsrb.common.failure import run_step
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.train import devices

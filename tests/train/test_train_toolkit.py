@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import mxnet as mx
-import numpy as np
 import pytest
 
 from train_testdata import FAST_HPS, NUM_TOY_CLASSES, ROOT, write_job_config

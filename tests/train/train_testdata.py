@@ -18,7 +18,6 @@ import mxnet as mx
 import numpy as np
 
 from gtsrb.common import contract as c
-from gtsrb.common.preprocessing import stored_size
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 32  # the CPU preset's input size
