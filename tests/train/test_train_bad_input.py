@@ -132,3 +132,9 @@ def test_checkpoints_of_other_hyperparameters_are_refused(base_dir: Path, channe
     assert run_train(base_dir, channels, {**FAST_HPS, "epochs": "1"}) == (0, "")
     result = run_train(base_dir, channels, {**FAST_HPS, "epochs": "1", "lr": "0.02"})
     assert_fails(result, "was written with other hyperparameters (lr)", "empty checkpoint folder")
+
+
+def test_images_packed_for_another_size(base_dir: Path, channels: dict[str, Path]) -> None:
+    # 36 px records are packed for a 32 px input: a 24 px crop would cut parts of every sign.
+    result = run_train(base_dir, channels, {**FAST_HPS, "image_size": "24"})
+    assert_fails(result, "holds 36px images, but image_size=24 needs 27px ones", "train with image_size=32")
