@@ -135,8 +135,9 @@ stop() {
   log "stopping the registry and dockerd, deleting $ENGINE_DIR"
   stop_pid "$ENGINE_DIR/registry.pid"
   stop_pid "$ENGINE_DIR/dockerd.pid"
-  # vfs layers can hold read-only files; the engine is down, so nothing is in use any more.
-  [ "${KEEP_ENGINE_DIR:-0}" = 1 ] || rm -rf "$ENGINE_DIR"
+  # dockerd leaves its network namespace mounted under exec/netns: unmount what is ours first.
+  awk -v dir="$ENGINE_DIR/" 'index($2, dir) == 1 {print $2}' /proc/mounts | sort -r | xargs -r umount -l || true
+  [ "${KEEP_ENGINE_DIR:-0}" = 1 ] || rm -rf "$ENGINE_DIR" || log "could not delete all of $ENGINE_DIR"
 }
 
 case "${1:-}" in
