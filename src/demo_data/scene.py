@@ -1,0 +1,91 @@
+"""Photograph a clean sign: a track of frames of one physical sign, as a car approaches it.
+
+A "physical sign" fixes colour fading, tilt and background; each frame then varies size
+(growing along the track, ~15-250 px like GTSRB), blur, noise and brightness. The sign fills
+the frame but for a ~10% margin, and its box is returned as GTSRB's inclusive ROI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from gtsrb.demo_data.signs import SIDE, draw_sign
+
+MARGIN = 0.1  # GTSRB images keep ~10% (at least 5 px) around the sign
+
+
+@dataclass(frozen=True)
+class PhysicalSign:
+    """What stays the same across a track."""
+
+    class_id: int
+    tilt_deg: float
+    fade: float  # 0 = fresh paint, 0.35 = washed out
+    tint: tuple[float, float, float]  # BGR colour cast of the scene
+    background: np.ndarray  # SIDE x SIDE BGR clutter behind the sign
+
+
+def physical_sign(class_id: int, rng: np.random.Generator) -> PhysicalSign:
+    """Draw the fixed look of one sign at one place."""
+    return PhysicalSign(
+        class_id=class_id,
+        tilt_deg=float(rng.normal(0, 4)),
+        fade=float(rng.uniform(0, 0.35)),
+        tint=tuple(rng.uniform(0.8, 1.2, 3)),
+        background=clutter(rng),
+    )
+
+
+def clutter(rng: np.random.Generator) -> np.ndarray:
+    """A sky/foliage/building-like background: a gradient with random blocks and lines."""
+    top, bottom = rng.uniform(40, 220, 3), rng.uniform(20, 160, 3)
+    ramp = np.linspace(0, 1, SIDE)[:, None, None]
+    image = (top * (1 - ramp) + bottom * ramp).repeat(SIDE, axis=1).astype(np.uint8)
+    for _ in range(rng.integers(2, 7)):
+        x, y = rng.integers(0, SIDE, 2)
+        w, h = rng.integers(8, 50, 2)
+        cv2.rectangle(image, (int(x), int(y)), (int(x + w), int(y + h)), rng.uniform(0, 255, 3).tolist(), -1)
+    for _ in range(rng.integers(0, 4)):
+        p, q = rng.integers(0, SIDE, 2), rng.integers(0, SIDE, 2)
+        cv2.line(image, tuple(map(int, p)), tuple(map(int, q)), rng.uniform(0, 255, 3).tolist(), int(rng.integers(1, 5)))
+    return cv2.GaussianBlur(image, (5, 5), 0)
+
+
+def compose(sign: PhysicalSign, rng: np.random.Generator) -> np.ndarray:
+    """The sign over its background at SIDE px, tilted, with MARGIN around it."""
+    inner = int(SIDE * (1 - 2 * MARGIN))
+    drawing = cv2.resize(draw_sign(sign.class_id), (inner, inner), interpolation=cv2.INTER_AREA)
+    layer = np.zeros((SIDE, SIDE, 4), np.uint8)
+    offset = (SIDE - inner) // 2
+    layer[offset : offset + inner, offset : offset + inner] = drawing
+    angle = sign.tilt_deg + rng.normal(0, 1.5)
+    warp = cv2.getRotationMatrix2D((SIDE / 2, SIDE / 2), angle, 1.0)
+    layer = cv2.warpAffine(layer, warp, (SIDE, SIDE), flags=cv2.INTER_LINEAR)
+    alpha = layer[:, :, 3:4] / 255.0
+    paint = layer[:, :, :3] * (1 - sign.fade) + 200 * sign.fade
+    return (paint * alpha + sign.background * (1 - alpha)).astype(np.uint8)
+
+
+def photograph(sign: PhysicalSign, side: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """One frame of `side` px and the sign's inclusive ROI in it."""
+    scene = compose(sign, rng).astype(np.float32)
+    scene *= np.array(sign.tint, np.float32) * rng.uniform(0.45, 1.3)  # light, colour cast
+    scene = (scene - 128) * rng.uniform(0.7, 1.2) + 128  # contrast
+    image = cv2.resize(np.clip(scene, 0, 255).astype(np.uint8), (side, side), interpolation=cv2.INTER_AREA)
+    blur = rng.uniform(0, 1.2) * side / 40  # motion/focus blur grows with apparent size
+    if blur > 0.3:
+        image = cv2.GaussianBlur(image, (0, 0), blur)
+    noise = rng.normal(0, rng.uniform(2, 10), image.shape)
+    image = np.clip(image + noise, 0, 255).astype(np.uint8)
+    lo, hi = int(round(MARGIN * side)), side - 1 - int(round(MARGIN * side))
+    return image, (lo, lo, hi, hi)
+
+
+def track_sides(frames: int, rng: np.random.Generator, smallest: int = 15, largest: int = 250) -> list[int]:
+    """Growing frame sizes: most tracks stay small (median GTSRB sign ~35-50 px)."""
+    start = rng.uniform(smallest, 32)
+    end = min(largest, start * rng.uniform(1.6, 4.0) * (3.0 if rng.random() < 0.1 else 1.0))
+    return [int(round(s)) for s in np.geomspace(start, end, frames)]
