@@ -57,7 +57,8 @@ def initialise(net: gluon.HybridBlock, image_size: int, ctx: list[mx.Context]) -
 def load_backbone(net: gluon.HybridBlock, params_file: Path) -> int:
     """Copy every weight of `params_file` whose name and shape match into `net`; return the count.
 
-    Accepts the 1000-class zoo file, a backbone-only file or a 43-class file. The classifier
+    Accepts the 1000-class zoo file, a backbone-only file, a 43-class checkpoint, or an exported
+    model's `model-0000.params` (global parameter names). The classifier
     keeps its random init unless the file has a same-shaped one. Fails if any non-classifier
     parameter is left without a weight: that is a file for another architecture.
     """
@@ -66,10 +67,13 @@ def load_backbone(net: gluon.HybridBlock, params_file: Path) -> int:
     except mx.base.MXNetError as err:
         raise StepError(f"{params_file} is not an MXNet .params file ({str(err).splitlines()[0]}).") from err
     saved = {k.split(":", 1)[-1]: v for k, v in saved.items()}  # Module-style "arg:" / "aux:" prefixes
+    local = _local_names(saved, net.prefix)
     head_ids = {id(p) for p in classifier(net).collect_params().values()}
     missing, loaded = [], 0
     for name, param in net._collect_params_with_prefix().items():
         value = saved.get(name)
+        if value is None:  # an exported model's params (e.g. an earlier model-0000.params)
+            value = local.get(param.name[len(net.prefix):])
         if value is not None and value.shape == param.shape:
             param.set_data(value)
             loaded += 1
@@ -82,6 +86,15 @@ def load_backbone(net: gluon.HybridBlock, params_file: Path) -> int:
         )
     log.info("event=pretrained file=%s loaded=%d", params_file, loaded)
     return loaded
+
+
+def _local_names(saved: dict[str, mx.nd.NDArray], prefix: str) -> dict[str, mx.nd.NDArray]:
+    """Saved global names (`cifarresnetv22_conv0_weight`, as HybridBlock.export writes them) without
+    the network's prefix, whose counter differs from process to process."""
+    if not prefix:
+        return dict(saved)
+    pattern = re.compile(rf"^{re.escape(re.sub(r'[0-9]*_$', '', prefix))}[0-9]*_")
+    return {pattern.sub("", key): value for key, value in saved.items()}
 
 
 def set_multipliers(net: gluon.HybridBlock, head_lr_mult: float) -> None:

@@ -172,3 +172,18 @@ def test_sagemaker_arguments_become_hyperparameters() -> None:
     assert hyperparameter_args(args) == {"epochs": "3", "amp": "False", "lr": "-1"}
     with pytest.raises(StepError, match="cannot read argument 'stray'"):
         hyperparameter_args(["stray", "1"])
+
+
+def test_an_exported_model_seeds_a_new_network(tmp_path: Path) -> None:
+    # An earlier run's model-0000.params (global names such as cifarresnetv22_conv0_weight).
+    from gtsrb.train.export import export
+
+    source = create_network("cifar_resnet20_v2")
+    initialise(source, 32, [mx.cpu()])
+    source.save_parameters(str(tmp_path / "net.params"))
+    export(tmp_path / "net.params", tmp_path / "model", Hyperparameters.for_preset("cpu").to_dict(), [])
+    net = create_network("cifar_resnet20_v2")
+    initialise(net, 32, [mx.cpu()])
+    assert load_backbone(net, tmp_path / "model" / "model-0000.params") == len(net._collect_params_with_prefix())
+    for key, param in source._collect_params_with_prefix().items():
+        np.testing.assert_array_equal(net._collect_params_with_prefix()[key].data().asnumpy(), param.data().asnumpy(), err_msg=key)
