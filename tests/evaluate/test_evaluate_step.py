@@ -130,6 +130,7 @@ def test_pictures_are_images_of_sensible_size(evaluated: tuple[dict, Path]) -> N
     )  # and no staging folder left behind
 
 
+@pytest.mark.slow
 def test_archive_and_batch_size_do_not_change_the_result(
     evaluated: tuple[dict, Path], model_archive: Path, test_split: Path, tmp_path: Path
 ) -> None:
