@@ -26,6 +26,12 @@ GTSRB_TRAIN_COUNTS = (
     1200, 210, 360, 330, 390, 510, 270, 1500, 600, 240, 540, 270, 450, 780, 240, 689, 420, 1200, 390, 210,
     2070, 300, 360, 240, 240,
 )
+# The default demo set: many physical signs with few frames each (3,968 images). A net trained
+# on few tracks per class learns each track's look (background, tint, fading) instead of the
+# sign: 4 tracks x 15 frames gave 20% validation accuracy where 12 x 6 gives 76% (same CPU recipe).
+DEFAULT_TRACKS_PER_CLASS = 12
+DEFAULT_FRAMES_PER_TRACK = 6
+DEFAULT_TEST_PER_CLASS = 20
 COLUMNS = ("Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId")
 
 
@@ -83,9 +89,9 @@ def generate(
     output_dir: str | Path,
     layout: str = OFFICIAL,
     seed: int = 0,
-    tracks_per_class: int = 4,
-    frames_per_track: int = 15,
-    test_per_class: int = 20,
+    tracks_per_class: int = DEFAULT_TRACKS_PER_CLASS,
+    frames_per_track: int = DEFAULT_FRAMES_PER_TRACK,
+    test_per_class: int = DEFAULT_TEST_PER_CLASS,
     workers: int | None = None,
 ) -> Path:
     """Write the dataset under `output_dir` and return that folder (pass it to prepare)."""
