@@ -17,7 +17,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 DOCKERFILE=${DOCKERFILE:-$HERE/../Dockerfile}
 SOCK=$ENGINE_DIR/docker.sock
 
-log() { echo ">> engine: $*" >&2; }
+log() { echo ">> engine [${SECONDS}s]: $*" >&2; }
 
 base_image() {  # the Dockerfile's default base, without a pinned digest (we build it ourselves)
   sed -n 's/^ARG BASE_IMAGE=\([^@]*\).*/\1/p' "$DOCKERFILE" | head -n1

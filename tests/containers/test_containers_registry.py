@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from container_helpers import CONTAINERS, REPO, docker_run, run
+from container_helpers import CONTAINERS, REPO, run
 from pipelines import images
 
 pytestmark = pytest.mark.containers
@@ -51,9 +51,7 @@ def test_make_push_pull_round_trip_with_docker_media_types(docker: str, image: s
         assert run([docker, "rmi", ref]).returncode == 0
     pulled = run([docker, "pull", uri], timeout=1200)
     assert pulled.returncode == 0, pulled.stderr
-    assert image_id(docker, uri) == local_id
-    smoke = docker_run(docker, uri, ["python3", "-c", "import gtsrb.train.cli, gtsrb.evaluate; print('ok')"])
-    assert smoke.returncode == 0 and smoke.stdout.strip().endswith("ok"), smoke.stderr
+    assert image_id(docker, uri) == local_id  # the very image the other tests ran
 
 
 def test_pin_base_writes_the_digest_the_registry_serves(docker: str, registry: str, tmp_path: Path) -> None:
