@@ -43,8 +43,9 @@ class Chain:
 def raw_data(docker: str, image: str, out: Path) -> Path:
     """Tiny raw data: the demo generator run in the image, else the shared real GTSRB sample."""
     if importlib.util.find_spec("gtsrb.demo_data.__main__") is not None:
-        demo = docker_run(docker, image, ["python3", "-m", "gtsrb.demo_data", "--output", "/out",
-                                          "--tracks-per-class", "1", "--seed", "0"], {out: "/out"})
+        demo = docker_run(docker, image, ["python3", "-m", "gtsrb.demo_data", "--output", "/out", "--seed", "0",
+                                          "--tracks-per-class", "2", "--frames-per-track", "5", "--test-per-class", "5"],
+                          {out: "/out"})  # ~800 images: seconds per step
         assert demo.returncode == 0, demo.stderr[-3000:]
         return out
     if not SAMPLE.is_dir():
