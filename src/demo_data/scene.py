@@ -25,6 +25,8 @@ class PhysicalSign:
     tilt_deg: float
     fade: float  # 0 = fresh paint, 0.35 = washed out
     tint: tuple[float, float, float]  # BGR colour cast of the scene
+    skew: float  # perspective: one vertical edge this much taller than the other (camera off-axis)
+    drawing: np.ndarray  # SIDE x SIDE BGRA clean sign, its paint slightly off the class colours
     background: np.ndarray  # SIDE x SIDE BGR clutter behind the sign
 
 
@@ -35,8 +37,16 @@ def physical_sign(class_id: int, rng: np.random.Generator) -> PhysicalSign:
         tilt_deg=float(rng.normal(0, 4)),
         fade=float(rng.uniform(0, 0.35)),
         tint=tuple(rng.uniform(0.8, 1.2, 3)),
+        skew=float(rng.uniform(-0.12, 0.12)),
+        drawing=repaint(draw_sign(class_id), rng),
         background=clutter(rng),
     )
+
+
+def repaint(drawing: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Shift the paint a little per channel: no two physical signs have exactly the same colours."""
+    paint = drawing[:, :, :3].astype(np.float32) * rng.uniform(0.85, 1.1, 3) + rng.uniform(-12, 12, 3)
+    return np.dstack([np.clip(paint, 0, 255).astype(np.uint8), drawing[:, :, 3]])
 
 
 def clutter(rng: np.random.Generator) -> np.ndarray:
@@ -54,25 +64,41 @@ def clutter(rng: np.random.Generator) -> np.ndarray:
     return cv2.GaussianBlur(image, (5, 5), 0)
 
 
-def compose(sign: PhysicalSign, rng: np.random.Generator) -> np.ndarray:
-    """The sign over its background at SIDE px, tilted, with MARGIN around it."""
-    inner = int(SIDE * (1 - 2 * MARGIN))
-    drawing = cv2.resize(draw_sign(sign.class_id), (inner, inner), interpolation=cv2.INTER_AREA)
-    layer = np.zeros((SIDE, SIDE, 4), np.uint8)
-    offset = (SIDE - inner) // 2
-    layer[offset : offset + inner, offset : offset + inner] = drawing
-    angle = sign.tilt_deg + rng.normal(0, 1.5)
-    warp = cv2.getRotationMatrix2D((SIDE / 2, SIDE / 2), angle, 1.0)
-    layer = cv2.warpAffine(layer, warp, (SIDE, SIDE), flags=cv2.INTER_LINEAR)
+def warp(sign: PhysicalSign, rng: np.random.Generator) -> np.ndarray:
+    """This frame's view of the sign: tilt, a slight perspective (off-axis camera) and shift."""
+    angle = np.deg2rad(sign.tilt_deg + rng.normal(0, 1.5))
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float32)
+    skewed = corners * (1 + np.array([[-1], [1], [1], [-1]]) * sign.skew * np.array([0, 1]))  # near edge taller
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], np.float32)
+    half = SIDE * (1 - 2 * MARGIN) / 2 / (1 + abs(sign.skew))
+    centre = SIDE / 2 + rng.uniform(-0.025, 0.025, 2) * SIDE  # the crop is not perfectly centred
+    target = (skewed * (1 + rng.normal(0, 0.02, (4, 2)))) @ rotation.T * half + centre
+    source = np.array([[0, 0], [SIDE, 0], [SIDE, SIDE], [0, SIDE]], np.float32)
+    return cv2.getPerspectiveTransform(source, target.astype(np.float32))
+
+
+def compose(sign: PhysicalSign, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The sign over its background at SIDE px (BGR) and its coverage mask (0-1)."""
+    layer = cv2.warpPerspective(sign.drawing, warp(sign, rng), (SIDE, SIDE), flags=cv2.INTER_LINEAR)
     alpha = layer[:, :, 3:4] / 255.0
     paint = layer[:, :, :3] * (1 - sign.fade) + 200 * sign.fade
-    return (paint * alpha + sign.background * (1 - alpha)).astype(np.uint8)
+    return (paint * alpha + sign.background * (1 - alpha)).astype(np.uint8), alpha[:, :, 0]
+
+
+def roi_of(alpha: np.ndarray, side: int) -> tuple[int, int, int, int]:
+    """GTSRB's inclusive sign box in a `side` px frame, from the sign's coverage mask."""
+    mask = cv2.resize(alpha.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA) > 0.5
+    ys, xs = np.nonzero(mask)
+    lo = max(1, int(round(0.05 * side)))  # the box never touches the frame edge, as in GTSRB
+    x1, y1 = max(lo, int(xs.min())), max(lo, int(ys.min()))
+    x2, y2 = min(side - 1 - lo, int(xs.max())), min(side - 1 - lo, int(ys.max()))
+    return x1, y1, x2, y2
 
 
 def photograph(sign: PhysicalSign, side: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """One frame of `side` px and the sign's inclusive ROI in it."""
-    scene = compose(sign, rng).astype(np.float32)
-    scene *= np.array(sign.tint, np.float32) * rng.uniform(0.45, 1.3)  # light, colour cast
+    scene, alpha = compose(sign, rng)
+    scene = scene.astype(np.float32) * np.array(sign.tint, np.float32) * rng.uniform(0.45, 1.3)  # light, colour cast
     scene = (scene - 128) * rng.uniform(0.7, 1.2) + 128  # contrast
     image = cv2.resize(np.clip(scene, 0, 255).astype(np.uint8), (side, side), interpolation=cv2.INTER_AREA)
     blur = rng.uniform(0, 1.2) * side / 40  # motion/focus blur grows with apparent size
@@ -80,8 +106,7 @@ def photograph(sign: PhysicalSign, side: int, rng: np.random.Generator) -> tuple
         image = cv2.GaussianBlur(image, (0, 0), blur)
     noise = rng.normal(0, rng.uniform(2, 10), image.shape)
     image = np.clip(image + noise, 0, 255).astype(np.uint8)
-    lo, hi = int(round(MARGIN * side)), side - 1 - int(round(MARGIN * side))
-    return image, (lo, lo, hi, hi)
+    return image, roi_of(alpha, side)
 
 
 def track_sides(frames: int, rng: np.random.Generator, smallest: int = 15, largest: int = 250) -> list[int]:

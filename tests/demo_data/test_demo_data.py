@@ -13,7 +13,7 @@ import pytest
 
 from gtsrb.common.classes import MIRROR_PAIRS, NUM_CLASSES
 from gtsrb.demo_data import generate
-from gtsrb.demo_data.generate import tracks_per_class
+from gtsrb.demo_data.writer import tracks_per_class
 from gtsrb.demo_data.signs import draw_sign
 
 SMALL = dict(tracks_per_class=2, frames_per_track=3, test_per_class=1)
