@@ -15,6 +15,7 @@ import numpy as np
 from gtsrb.demo_data.signs import SIDE, draw_sign
 
 MARGIN = 0.1  # GTSRB images keep ~10% (at least 5 px) around the sign
+BACKDROP = 2 * SIDE  # the scene behind a sign; the view of it shifts from frame to frame
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class PhysicalSign:
     tint: tuple[float, float, float]  # BGR colour cast of the scene
     skew: float  # perspective: one vertical edge this much taller than the other (camera off-axis)
     drawing: np.ndarray  # SIDE x SIDE BGRA clean sign, its paint slightly off the class colours
-    background: np.ndarray  # SIDE x SIDE BGR clutter behind the sign
+    background: np.ndarray  # BACKDROP px BGR clutter; each frame sees a SIDE px window of it
 
 
 def physical_sign(class_id: int, rng: np.random.Generator) -> PhysicalSign:
@@ -52,14 +53,14 @@ def repaint(drawing: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def clutter(rng: np.random.Generator) -> np.ndarray:
     """A sky/foliage/building-like background: a gradient with random blocks and lines."""
     top, bottom = rng.uniform(40, 220, 3), rng.uniform(20, 160, 3)
-    ramp = np.linspace(0, 1, SIDE)[:, None, None]
-    image = (top * (1 - ramp) + bottom * ramp).repeat(SIDE, axis=1).astype(np.uint8)
-    for _ in range(rng.integers(2, 7)):
-        x, y = rng.integers(0, SIDE, 2)
-        w, h = rng.integers(8, 50, 2)
+    ramp = np.linspace(0, 1, BACKDROP)[:, None, None]
+    image = (top * (1 - ramp) + bottom * ramp).repeat(BACKDROP, axis=1).astype(np.uint8)
+    for _ in range(rng.integers(4, 12)):
+        x, y = rng.integers(0, BACKDROP, 2)
+        w, h = rng.integers(8, 60, 2)
         cv2.rectangle(image, (int(x), int(y)), (int(x + w), int(y + h)), rng.uniform(0, 255, 3).tolist(), -1)
-    for _ in range(rng.integers(0, 4)):
-        p, q = rng.integers(0, SIDE, 2), rng.integers(0, SIDE, 2)
+    for _ in range(rng.integers(1, 6)):
+        p, q = rng.integers(0, BACKDROP, 2), rng.integers(0, BACKDROP, 2)
         cv2.line(image, tuple(map(int, p)), tuple(map(int, q)), rng.uniform(0, 255, 3).tolist(), int(rng.integers(1, 5)))
     return cv2.GaussianBlur(image, (5, 5), 0)
 
@@ -82,7 +83,9 @@ def compose(sign: PhysicalSign, rng: np.random.Generator) -> tuple[np.ndarray, n
     layer = cv2.warpPerspective(sign.drawing, warp(sign, rng), (SIDE, SIDE), flags=cv2.INTER_LINEAR)
     alpha = layer[:, :, 3:4] / 255.0
     paint = layer[:, :, :3] * (1 - sign.fade) + 200 * sign.fade
-    return (paint * alpha + sign.background * (1 - alpha)).astype(np.uint8), alpha[:, :, 0]
+    x, y = rng.integers(0, BACKDROP - SIDE, 2)  # parallax: the background moves behind the sign
+    background = sign.background[y : y + SIDE, x : x + SIDE]
+    return (paint * alpha + background * (1 - alpha)).astype(np.uint8), alpha[:, :, 0]
 
 
 def roi_of(alpha: np.ndarray, side: int) -> tuple[int, int, int, int]:
