@@ -150,6 +150,22 @@ def _draw_blue(class_id: int, img: np.ndarray) -> None:
             _arrow(img, start, end, WHITE, 7)
 
 
+def shape_and_colour(class_id: int) -> tuple[int, int]:
+    """Kaggle Meta.csv ids. ShapeId: 0 triangle, 1 circle, 2 diamond, 3 inverted triangle, 4 octagon;
+    ColorId: 0 red, 1 blue, 2 yellow, 3 white (the colour that frames the sign)."""
+    if class_id == 11 or 18 <= class_id <= 31:
+        return 0, 0
+    if class_id == 12:
+        return 2, 2
+    if class_id == 13:
+        return 3, 0
+    if class_id == 14:
+        return 4, 0
+    if class_id in (6, 32, 41, 42):
+        return 1, 3
+    return (1, 1) if class_id >= 33 else (1, 0)
+
+
 def draw_sign(class_id: int) -> np.ndarray:
     """The clean SIDE x SIDE BGRA drawing of a class (alpha 0 outside the sign)."""
     if not 0 <= class_id < NUM_CLASSES:

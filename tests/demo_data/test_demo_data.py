@@ -133,3 +133,26 @@ def test_cli_refuses_zero_sizes(tmp_path, flag):
 
     run = subprocess.run([sys.executable, "-m", "gtsrb.demo_data", "--output", str(tmp_path), flag, "0"], capture_output=True, text=True)
     assert run.returncode == 2 and "at least 1" in run.stderr
+
+
+def test_generated_classes_are_imbalanced_and_rois_frame_the_sign(tmp_path):
+    root = generate(tmp_path, seed=1, tracks_per_class=3, frames_per_track=2, test_per_class=1)
+    images = root / "GTSRB" / "Final_Training" / "Images"
+    table = [r for c in range(NUM_CLASSES) for r in rows(images / f"{c:05d}" / f"GT-{c:05d}.csv", ";")]
+    per_class = Counter(int(r["ClassId"]) for r in table)
+    assert max(per_class.values()) >= 2 * min(per_class.values())
+    for r in table:  # a ~10% margin each side, like GTSRB: the box covers 60-95% of the side
+        side = int(r["Width"])
+        share = (int(r["Roi.X2"]) - int(r["Roi.X1"]) + 1) / side
+        assert 0.6 <= share <= 0.95, r
+
+
+def test_kaggle_meta_names_shape_and_colour(tmp_path):
+    root = generate(tmp_path, layout="kaggle", seed=0, tracks_per_class=1, frames_per_track=1, test_per_class=1)
+    meta = {int(r["ClassId"]): r for r in rows(root / "Meta.csv", ",")}
+    assert (meta[14]["ShapeId"], meta[14]["ColorId"]) == ("4", "0")  # red octagon
+    assert (meta[12]["ShapeId"], meta[12]["ColorId"]) == ("2", "2")  # yellow diamond
+    assert (meta[35]["ShapeId"], meta[35]["ColorId"]) == ("1", "1")  # blue circle
+    assert (meta[13]["ShapeId"], meta[25]["ShapeId"]) == ("3", "0")  # yield vs warning triangle
+    drawing = cv2.imread(str(root / meta[14]["Path"]), cv2.IMREAD_UNCHANGED)
+    assert drawing.shape[2] == 4 and drawing[0, 0, 3] == 0  # transparent outside the sign
