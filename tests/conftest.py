@@ -42,3 +42,19 @@ def prepared_demo(tmp_path_factory, demo_official) -> Path:
     out = tmp_path_factory.mktemp("prepared-demo")
     prepare(demo_official, out, PrepareOptions(image_size=32, validation_fraction=0.34))
     return out
+
+
+@pytest.fixture(scope="session")
+def prepared_sample(tmp_path_factory, sample_dir) -> Path:
+    """The prepare step's output folder of the real GTSRB sample at 32 px (skips without it)."""
+    from gtsrb.prepare import PrepareOptions, prepare
+
+    out = tmp_path_factory.mktemp("prepared-sample")
+    prepare(sample_dir, out, PrepareOptions(image_size=32))
+    return out
+
+
+@pytest.fixture(scope="session", params=["prepared_demo", "prepared_sample"])
+def prepared(request) -> Path:
+    """Each prepared folder in turn: generated demo data, then the real sample."""
+    return request.getfixturevalue(request.param)

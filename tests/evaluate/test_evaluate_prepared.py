@@ -20,22 +20,6 @@ from gtsrb.evaluate.step import evaluate
 PREPARED_SIZE = 32  # the input size prepared_demo packs for
 
 
-@pytest.fixture(scope="module", params=["demo", "sample"])
-def prepared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A prepare step output folder: tests/conftest.py's prepared_demo, or the real sample prepared."""
-    if request.param == "demo":
-        import gtsrb.demo_data
-
-        if not hasattr(gtsrb.demo_data, "generate"):
-            pytest.skip("gtsrb.demo_data.generate does not exist yet, so prepared_demo cannot be built")
-        return request.getfixturevalue("prepared_demo")
-    from gtsrb.prepare import PrepareOptions, prepare
-
-    out = tmp_path_factory.mktemp("prepared-sample")
-    prepare(request.getfixturevalue("sample_dir"), out, PrepareOptions(image_size=PREPARED_SIZE))
-    return out
-
-
 @pytest.fixture(scope="module")
 def model_32px(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny 43-class model with a 32 px input (it has not seen the demo signs: it errs a lot)."""

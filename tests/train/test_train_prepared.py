@@ -18,22 +18,6 @@ from gtsrb.train.cli import train
 PREPARED_SIZE = 32  # the CPU preset's input size, which prepared_demo packs for
 
 
-@pytest.fixture(scope="module", params=["demo", "sample"])
-def prepared(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A prepare step output folder: tests/conftest.py's prepared_demo, or the real sample prepared."""
-    if request.param == "demo":
-        import gtsrb.demo_data
-
-        if not hasattr(gtsrb.demo_data, "generate"):
-            pytest.skip("gtsrb.demo_data.generate does not exist yet, so prepared_demo cannot be built")
-        return request.getfixturevalue("prepared_demo")
-    from gtsrb.prepare import PrepareOptions, prepare
-
-    out = tmp_path_factory.mktemp("prepared-sample")
-    prepare(request.getfixturevalue("sample_dir"), out, PrepareOptions(image_size=PREPARED_SIZE))
-    return out
-
-
 @pytest.mark.slow
 def test_trains_on_prepared_channels(prepared: Path, base_dir: Path) -> None:
     argv = [*hp_args({**FAST_HPS, "batch_size": "32"}), "--train", str(prepared / c.TRAIN_CHANNEL),
