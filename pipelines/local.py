@@ -448,7 +448,7 @@ def print_summary(pipeline: LocalPipeline, accuracy: float, outcome: str) -> Non
     print(f"accuracy    {accuracy:.4f}" + (f" ± {std:.4f}" if std is not None else "") + f" (threshold {pipeline.options.threshold})")
     print(f"macro-F1    {macro_f1:.4f}" if macro_f1 is not None else "macro-F1    (not in the report)")
     print(f"time        {timing}")
-    print(f"report      {report_dir}")
+    print(f"report      {shown_path(report_dir)}")
     print(f"registry    {outcome}")
     if db.is_file():
         print(f"browse      mlflow ui --backend-store-uri sqlite:///{shown_path(db)}", flush=True)
