@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,24 @@ def test_register_creates_a_pending_version_with_metrics_and_artifacts(tmp_path:
     assert {"model/model.tar.gz", "evaluation/evaluation.json", "evaluation/per_class.csv", "data/manifest.json"} <= artifacts
     assert (work / registry.DB_FILE).is_file() and (work / registry.ARTIFACTS_DIR).is_dir()
     assert len(registry.find_versions(work)) == 2
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "pipelines.local", *args]
+    return subprocess.run(argv, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+
+
+def test_a_bad_hyperparameter_fails_before_any_step(tmp_path: Path) -> None:
+    result = _run("--work", str(tmp_path / "work"), "--data", str(tmp_path), "--hp", "epoch=3")
+    assert result.returncode == local.EXIT_FAILED
+    assert "unknown hyperparameter 'epoch'" in result.stderr and "==>" not in result.stdout
+
+
+def test_a_failing_step_stops_the_run_with_its_reason_and_log(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = _run("--work", str(tmp_path / "work"), "--data", str(tmp_path / "empty"))
+    assert result.returncode == local.EXIT_FAILED
+    log = tmp_path / "work" / "steps" / f"{graph.PREPARE.name}.log"
+    assert "ERROR:" in result.stderr and str(tmp_path / "empty") in result.stderr and str(log) in result.stderr
+    assert log.is_file() and not (tmp_path / "work" / "steps" / f"{graph.PREPARE.name}.json").exists()
+    assert f"==> {graph.TRAIN.name}" not in result.stdout
