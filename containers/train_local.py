@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         # The failure file starts with the one-sentence reason (then the traceback).
         reason = failure.read_text(errors="replace").split("\n\n")[0].strip() if failure.is_file() else f"exit code {code}"
         print(f"train_local: the training job failed: {reason}", file=sys.stderr)
+        if code == 125 and args.gpus != "none":  # docker itself refused: usually no GPU runtime here
+            print("train_local: docker could not start the container with --gpus; without NVIDIA GPUs and the "
+                  "NVIDIA container toolkit use VARIANT=cpu (make train-local VARIANT=cpu).", file=sys.stderr)
         return code or 1
     archive = archive_model(root / "model", root / "model.tar.gz")  # what SageMaker uploads
     print(f">> model: {archive} (checkpoints: {root / 'checkpoints'})")
