@@ -143,7 +143,7 @@ def training_env(job: TrainingJob, channels: dict[str, Path], hps: dict[str, str
 
 
 # --- running one command: output to the terminal and to the step's log ------------------------
-def run_command(argv: list[str], env: dict[str, str], log_file: Path, failure_file: Path) -> None:
+def run_command(step: str, argv: list[str], env: dict[str, str], log_file: Path, failure_file: Path) -> None:
     """Run `argv`, streaming its output (progress bars included); StepError on a non-zero exit."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     failure_file.unlink(missing_ok=True)
@@ -163,7 +163,7 @@ def run_command(argv: list[str], env: dict[str, str], log_file: Path, failure_fi
         code = proc.wait()
     if code != 0:
         reason = failure_file.read_text(errors="replace").split("\n\n")[0].strip() if failure_file.is_file() else ""
-        raise StepError(f"{reason or f'exit code {code}'} (full log: {log_file})")
+        raise StepError(f"{step} failed: {reason or f'exit code {code}'} (full log: {log_file})")
 
 
 # --- the pipeline --------------------------------------------------------------------------
@@ -239,7 +239,7 @@ class LocalPipeline:
 
         def action() -> None:
             shutil.rmtree(self.data, ignore_errors=True)
-            run_command(argv, {}, self.log_file(DEMO_STEP), self.work / "steps" / DEMO_STEP / "output" / "message")
+            run_command(DEMO_STEP, argv, {}, self.log_file(DEMO_STEP), self.work / "steps" / DEMO_STEP / "output" / "message")
 
         marker = self.cached_step(DEMO_STEP, key, {"data": self.data}, action)
         self.hashes[(None, graph.RAW_DATA.output)] = marker.outputs["data"]
@@ -259,7 +259,7 @@ class LocalPipeline:
         def action() -> None:
             shutil.rmtree(self.work / STEP_DIRS[spec.name], ignore_errors=True)
             env = {"SAGEMAKER_BASE_DIR": str(base)}
-            run_command(argv, env, self.log_file(spec.name), base / "output" / "message")
+            run_command(spec.name, argv, env, self.log_file(spec.name), base / "output" / "message")
 
         return self.cached_step(spec.name, key, processing_outputs(spec, self.work), action)
 
@@ -276,7 +276,7 @@ class LocalPipeline:
             for path in (self.job.model_dir, self.job.output):
                 shutil.rmtree(path, ignore_errors=True)
             self.job.archive.unlink(missing_ok=True)
-            run_command(argv, env, self.log_file(graph.TRAIN.name), self.job.output / "failure")
+            run_command(graph.TRAIN.name, argv, env, self.log_file(graph.TRAIN.name), self.job.output / "failure")
             archive_model(self.job.model_dir, self.job.archive)
 
         return self.cached_step(graph.TRAIN.name, key, step_outputs(graph.TRAIN.name, self.work), action)

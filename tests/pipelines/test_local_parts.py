@@ -162,6 +162,6 @@ def test_a_failing_step_stops_the_run_with_its_reason_and_log(tmp_path: Path) ->
     result = _run("--work", str(tmp_path / "work"), "--data", str(tmp_path / "empty"))
     assert result.returncode == local.EXIT_FAILED
     log = tmp_path / "work" / "steps" / f"{graph.PREPARE.name}.log"
-    assert "ERROR:" in result.stderr and str(tmp_path / "empty") in result.stderr and str(log) in result.stderr
+    assert f"ERROR: {graph.PREPARE.name} failed: " in result.stderr and str(tmp_path / "empty") in result.stderr and str(log) in result.stderr
     assert log.is_file() and not (tmp_path / "work" / "steps" / f"{graph.PREPARE.name}.json").exists()
     assert f"==> {graph.TRAIN.name}" not in result.stdout
