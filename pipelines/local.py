@@ -154,7 +154,10 @@ def run_command(step: str, argv: list[str], env: dict[str, str], log_file: Path,
         try:
             while chunk := os.read(proc.stdout.fileno(), 65536):
                 log.write(chunk)
-                out.write(chunk) if out else sys.stdout.write(chunk.decode(errors="replace"))
+                if out is not None:  # raw bytes keep tqdm's carriage returns intact
+                    out.write(chunk)
+                else:
+                    sys.stdout.write(chunk.decode(errors="replace"))
                 sys.stdout.flush()
         except KeyboardInterrupt:  # let the step save what it can (train checkpoints on SIGTERM)
             proc.send_signal(signal.SIGTERM)
