@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,15 +124,26 @@ def test_an_impossible_threshold_fails_and_registers_nothing(first_run, tmp_path
     assert registry.find_versions(work) == [] and not (work / registry.DB_FILE).exists()
 
 
-def test_interrupted_training_resumes_from_its_checkpoints(first_run, tmp_path: Path) -> None:
+def test_an_interrupted_training_resumes_from_its_checkpoints(first_run, tmp_path: Path) -> None:
     work = copy_work(first_run[0], tmp_path / "work")
-    # What a kill during training leaves: checkpoints, but no finished model and no done-marker.
     (work / "steps" / f"{graph.TRAIN.name}.json").unlink()
-    shutil.rmtree(work / "train" / "model")
-    (work / "train" / c.MODEL_ARCHIVE).unlink()
+    shutil.rmtree(work / "train")  # a fresh training job, interrupted after its first epoch
+    argv = [sys.executable, "-m", "pipelines.local", "--work", str(work), "--demo-size", *DEMO_SIZE,
+            "--threshold", str(THRESHOLD), "--hp", *FAST_HP]
+    with (tmp_path / "first.log").open("w") as log:
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240
+        while not list((work / "train" / "checkpoints").glob("step-0001-*")):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)  # as `kill` or a spot interruption would
+        assert proc.wait(timeout=120) == local.EXIT_INTERRUPTED
+    assert "Run the same command again" in (tmp_path / "first.log").read_text()
+    assert not (work / "steps" / f"{graph.TRAIN.name}.json").exists()
     result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
     assert result.returncode == 0, result.stderr
-    assert "resuming from the checkpoints" in result.stdout
+    assert "resuming from the checkpoints" in result.stdout and "event=resume" in result.stdout
+    assert "epoch=1 " not in result.stdout  # the finished epoch is not trained again
     assert len(json.loads((work / "train" / "model" / c.HISTORY_FILE).read_text())) == EPOCHS
     assert [str(v.version) for v in registry.find_versions(work)] == ["1"]
 
