@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-import mxnet as mx
 from tqdm import tqdm
 
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.contract import RecordFiles, record_files
 from gtsrb.prepare.images import ImageOptions, Packed, pack_image
 from gtsrb.prepare.layouts import Sample
+from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
 
 PARTIAL = ".partial"
 
@@ -67,7 +67,7 @@ def pack_split(
     folder.mkdir(parents=True, exist_ok=True)
     files = partial_files(folder, split)
     result = SplitResult(split)
-    writer = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "w")
+    writer = IndexedRecordWriter(files.idx, files.rec)
     # Chunks of 32 small images amortise inter-process overhead and keep the bar moving.
     outcomes = pool.imap(functools.partial(pack_image, options=options), samples, chunksize=32)
     lst = open(files.lst, "w")
@@ -77,8 +77,7 @@ def pack_split(
             if packed.jpeg is None:
                 continue
             index = result.count - 1
-            header = mx.recordio.IRHeader(0, float(sample.class_id), index, 0)
-            writer.write_idx(index, mx.recordio.pack(header, packed.jpeg))
+            writer.write_idx(index, image_record(sample.class_id, index, packed.jpeg))
             lst.write(f"{index}\t{sample.class_id}\t{_relative(sample.path, root)}\n")
     finally:
         writer.close()
