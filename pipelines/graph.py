@@ -7,7 +7,7 @@ or a wire that is not here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from gtsrb.common import contract as c

@@ -34,7 +34,7 @@ APPROVAL_TAG = "approval_status"  # SageMaker's ModelApprovalStatus
 # Offline and quiet: no telemetry, no "view run at http://..." chatter.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING"}
 # Where evaluation.json keeps the SageMaker model-quality block and what that format lacks.
-METRICS_BLOCK = c.ACCURACY_JSON_PATH.split(".")[0]
+METRICS_BLOCK = c.QUALITY_METRICS_KEY
 DETAILS_BLOCK = c.EVALUATION_DETAILS_KEY
 
 

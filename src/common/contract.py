@@ -52,7 +52,8 @@ CONFUSION_PNG = "confusion_matrix.png"
 MISCLASSIFIED_PNG = "misclassified.png"
 # The JSON path (JsonGet / dotted keys) of the accuracy inside evaluation.json, in SageMaker's
 # model-quality format for multiclass classification.
-ACCURACY_JSON_PATH = "multiclass_classification_metrics.accuracy.value"
+QUALITY_METRICS_KEY = "multiclass_classification_metrics"
+ACCURACY_JSON_PATH = f"{QUALITY_METRICS_KEY}.accuracy.value"
 # Top-level key of evaluation.json for what SageMaker's format has no place for: record count,
 # macro averages, the most confused class pairs (read by the local registry).
 EVALUATION_DETAILS_KEY = "evaluation_details"

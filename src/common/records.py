@@ -7,7 +7,6 @@ accuracy training logs on a split is the accuracy evaluation reports on it.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import mxnet as mx
 import numpy as np

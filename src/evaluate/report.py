@@ -20,7 +20,7 @@ import numpy as np
 from gtsrb.common import contract as c
 from gtsrb.evaluate import metrics as m
 
-METRICS_KEY = "multiclass_classification_metrics"
+METRICS_KEY = c.QUALITY_METRICS_KEY
 DETAILS_KEY = c.EVALUATION_DETAILS_KEY
 # Metrics in METRICS_KEY besides the confusion matrix, each also as *_best_constant_classifier.
 REPORTED: tuple[str, ...] = (
