@@ -19,7 +19,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from bench import report
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.cli import prepare_run
@@ -36,7 +36,7 @@ HP = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "3"})
 def write_split(folder: Path, split: str, count: int, side: int) -> None:
     """`count` random JPEG squares with labels 0..42, packed as the prepare step packs them."""
     folder.mkdir(parents=True)
-    files = c.record_files(folder, split)
+    files = contract.record_files(folder, split)
     rng = np.random.default_rng(0)
     writer = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "w")
     for i in range(count):
@@ -74,9 +74,9 @@ def run() -> None:
     """Measure and print the two benchmark lines."""
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         root = Path(tmp)
-        for split, count in ((c.TRAIN_CHANNEL, RECORDS), (c.VALIDATION_CHANNEL, 64)):
+        for split, count in ((contract.TRAIN_CHANNEL, RECORDS), (contract.VALIDATION_CHANNEL, 64)):
             write_split(root / split, split, count, stored_size(HP.image_size))
-        env = Environment(root / c.TRAIN_CHANNEL, root / c.VALIDATION_CHANNEL, None, root / "model", root / "ckpt", 0)
+        env = Environment(root / contract.TRAIN_CHANNEL, root / contract.VALIDATION_CHANNEL, None, root / "model", root / "ckpt", 0)
         loop = prepare_run(env, HP)
         batches = [(b.data[0].as_in_context(mx.cpu()), b.label[0].as_in_context(mx.cpu()))
                    for _, b in zip(range(loop.steps_per_epoch), train_iter(loop.train_files, loop.prep, HP, HP.batch_size, 2))]

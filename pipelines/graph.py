@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 
 
 @dataclass(frozen=True)
@@ -71,16 +71,16 @@ P = PurePosixPath
 PREPARE = ProcessingSpec(
     name="PrepareData",
     module="gtsrb.prepare",
-    inputs={"data": Input(RAW_DATA, P(c.PREPARE_INPUT))},
-    outputs={name: P(c.PREPARE_OUTPUT) / name for name in (*c.SPLITS, "manifest")},
-    arguments=("--input", str(c.PREPARE_INPUT), "--output", str(c.PREPARE_OUTPUT)),
+    inputs={"data": Input(RAW_DATA, P(contract.PREPARE_INPUT))},
+    outputs={name: P(contract.PREPARE_OUTPUT) / name for name in (*contract.SPLITS, "manifest")},
+    arguments=("--input", str(contract.PREPARE_INPUT), "--output", str(contract.PREPARE_OUTPUT)),
 )
 
 TRAIN = TrainingSpec(
     name="TrainModel",
     channels={
-        c.TRAIN_CHANNEL: Source(PREPARE.name, "train"),
-        c.VALIDATION_CHANNEL: Source(PREPARE.name, "validation"),
+        contract.TRAIN_CHANNEL: Source(PREPARE.name, "train"),
+        contract.VALIDATION_CHANNEL: Source(PREPARE.name, "validation"),
     },
 )
 
@@ -88,14 +88,14 @@ EVALUATE = ProcessingSpec(
     name="EvaluateModel",
     module="gtsrb.evaluate",
     inputs={
-        "model": Input(Source(TRAIN.name, TRAIN.model_output), P(c.EVALUATE_MODEL_INPUT)),
-        "test": Input(Source(PREPARE.name, "test"), P(c.EVALUATE_TEST_INPUT)),
+        "model": Input(Source(TRAIN.name, TRAIN.model_output), P(contract.EVALUATE_MODEL_INPUT)),
+        "test": Input(Source(PREPARE.name, "test"), P(contract.EVALUATE_TEST_INPUT)),
     },
-    outputs={"evaluation": P(c.EVALUATE_OUTPUT)},
+    outputs={"evaluation": P(contract.EVALUATE_OUTPUT)},
     arguments=(
-        "--model", str(c.EVALUATE_MODEL_INPUT),
-        "--test", str(c.EVALUATE_TEST_INPUT),
-        "--output", str(c.EVALUATE_OUTPUT),
+        "--model", str(contract.EVALUATE_MODEL_INPUT),
+        "--test", str(contract.EVALUATE_TEST_INPUT),
+        "--output", str(contract.EVALUATE_OUTPUT),
     ),
 )
 
@@ -110,8 +110,8 @@ APPROVAL_STATUS = "PendingManualApproval"
 CONDITION = ConditionSpec(
     name="CheckAccuracy",
     source=Source(EVALUATE.name, "evaluation"),
-    file=c.EVALUATION_FILE,
-    json_path=c.ACCURACY_JSON_PATH,
+    file=contract.EVALUATION_FILE,
+    json_path=contract.ACCURACY_JSON_PATH,
     if_true=REGISTER,
     if_false=FAIL,
 )

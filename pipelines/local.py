@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.failure import StepError
 from gtsrb.demo_data import writer as demo_writer
 from pipelines import graph
@@ -65,7 +65,7 @@ class TrainingJob:
 
     @property
     def archive(self) -> Path:  # what SageMaker uploads: model.tar.gz of SM_MODEL_DIR
-        return self.base / c.MODEL_ARCHIVE
+        return self.base / contract.MODEL_ARCHIVE
 
     @property
     def checkpoints(self) -> Path:  # /opt/ml/checkpoints, synced with checkpoint_s3_uri on SageMaker
@@ -301,7 +301,7 @@ class LocalPipeline:
         announce(f"{graph.CONDITION.name}: {graph.CONDITION.json_path} >= {self.options.threshold}")
         start = time.monotonic()
         report_file = local_source(graph.CONDITION.source, self.work, self.data) / graph.CONDITION.file
-        accuracy = float(c.json_get(read_json(report_file), graph.CONDITION.json_path))
+        accuracy = float(contract.json_get(read_json(report_file), graph.CONDITION.json_path))
         self.reports.append(StepReport(graph.CONDITION.name, round(time.monotonic() - start, 1)))
         return accuracy >= self.options.threshold, accuracy
 
@@ -310,7 +310,7 @@ class LocalPipeline:
         from pipelines import registry
 
         evaluation = local_source(graph.CONDITION.source, self.work, self.data)
-        manifest = step_outputs(graph.PREPARE.name, self.work)["manifest"] / c.MANIFEST_FILE
+        manifest = step_outputs(graph.PREPARE.name, self.work)["manifest"] / contract.MANIFEST_FILE
         inputs = {
             "model": self.hashes[(graph.TRAIN.name, graph.TRAIN.model_output)],
             "evaluation": self.hashes[(graph.CONDITION.source.step, graph.CONDITION.source.output)],
@@ -423,7 +423,7 @@ def print_plan(pipeline: LocalPipeline) -> None:
 def data_counts(manifest_file: Path) -> str:
     """`train 1234 · validation 300 · test 500 images` from the prepare step's manifest."""
     counts = read_json(manifest_file).get("counts", {})
-    return " · ".join(f"{split} {counts.get(split, {}).get('total', '?')}" for split in c.SPLITS) + " images"
+    return " · ".join(f"{split} {counts.get(split, {}).get('total', '?')}" for split in contract.SPLITS) + " images"
 
 
 def shown_path(path: Path) -> str:
@@ -439,9 +439,9 @@ def print_summary(pipeline: LocalPipeline, accuracy: float, outcome: str) -> Non
     from pipelines.registry import evaluation_metrics
 
     work = pipeline.work
-    manifest = step_outputs(graph.PREPARE.name, work)["manifest"] / c.MANIFEST_FILE
+    manifest = step_outputs(graph.PREPARE.name, work)["manifest"] / contract.MANIFEST_FILE
     report_dir = local_source(graph.CONDITION.source, work, pipeline.data)
-    metrics = evaluation_metrics(read_json(report_dir / c.EVALUATION_FILE))
+    metrics = evaluation_metrics(read_json(report_dir / contract.EVALUATION_FILE))
     std = metrics.get("test_accuracy_std")
     macro_f1 = metrics.get("test_macro_f1")
     timing = " · ".join(f"{r.name} {r.seconds:.1f}s{' (reused)' if r.cached else ''}" for r in pipeline.reports)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from pipelines import graph
 
 if TYPE_CHECKING:  # mlflow takes ~2 s to import: only the registering command pays for it
@@ -34,8 +34,8 @@ APPROVAL_TAG = "approval_status"  # SageMaker's ModelApprovalStatus
 # Offline and quiet: no telemetry, no "view run at http://..." chatter.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING"}
 # Where evaluation.json keeps the SageMaker model-quality block and what that format lacks.
-METRICS_BLOCK = c.QUALITY_METRICS_KEY
-DETAILS_BLOCK = c.EVALUATION_DETAILS_KEY
+METRICS_BLOCK = contract.QUALITY_METRICS_KEY
+DETAILS_BLOCK = contract.EVALUATION_DETAILS_KEY
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def register(work: str | Path, submission: Submission, model_name: str = graph.M
     """Log the run, then create a model version pending manual approval; return what was created."""
     client = open_client(work)
     run_id = log_run(client, work, submission)
-    source = f"{client.get_run(run_id).info.artifact_uri}/model/{c.MODEL_ARCHIVE}"
+    source = f"{client.get_run(run_id).info.artifact_uri}/model/{contract.MODEL_ARCHIVE}"
     _ensure_registered_model(client, model_name)
     version = client.create_model_version(
         model_name,
@@ -130,9 +130,9 @@ def log_run(client: MlflowClient, work: str | Path, submission: Submission) -> s
 
     run = client.create_run(_experiment_id(client, work), run_name=submission.tags.get("run_name"))
     run_id, now = run.info.run_id, int(time.time() * 1000)
-    history_file = submission.model_dir / c.HISTORY_FILE
+    history_file = submission.model_dir / contract.HISTORY_FILE
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
-    report = json.loads((submission.evaluation_dir / c.EVALUATION_FILE).read_text())
+    report = json.loads((submission.evaluation_dir / contract.EVALUATION_FILE).read_text())
     metrics = [Metric(k, v, now, e) for k, v, e in history_metrics(history)]
     metrics += [Metric(k, v, now, 0) for k, v in evaluation_metrics(report).items()]
     params = [Param(k, str(v)[:6000]) for k, v in sorted(submission.params.items())]
@@ -163,7 +163,7 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
 
 def _version_tags(submission: Submission) -> dict[str, str]:
     """The headline test metrics as version tags, so the registry list shows them without the run."""
-    report = json.loads((submission.evaluation_dir / c.EVALUATION_FILE).read_text())
+    report = json.loads((submission.evaluation_dir / contract.EVALUATION_FILE).read_text())
     metrics = evaluation_metrics(report)
     wanted = ("test_accuracy", "test_macro_f1", "test_weighted_f1", "test_records")
     return {name: f"{metrics[name]:.6g}" for name in wanted if name in metrics}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import mxnet as mx
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing
@@ -32,11 +32,11 @@ def save_model(
     """Export a hybridized, already-run network and everything needed to use it."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    net.export(str(model_dir / c.MODEL_PREFIX), epoch=0)
-    (model_dir / c.CLASSES_FILE).write_text(json.dumps(list(CLASS_NAMES), indent=2) + "\n")
-    prep.save(model_dir / c.PREPROCESSING_FILE)
-    (model_dir / c.HYPERPARAMETERS_FILE).write_text(json.dumps(hyperparameters, indent=2) + "\n")
-    (model_dir / c.HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
+    net.export(str(model_dir / contract.MODEL_PREFIX), epoch=0)
+    (model_dir / contract.CLASSES_FILE).write_text(json.dumps(list(CLASS_NAMES), indent=2) + "\n")
+    prep.save(model_dir / contract.PREPROCESSING_FILE)
+    (model_dir / contract.HYPERPARAMETERS_FILE).write_text(json.dumps(hyperparameters, indent=2) + "\n")
+    (model_dir / contract.HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
 
 
 def archive_model(model_dir: str | Path, archive: str | Path) -> Path:
@@ -62,23 +62,23 @@ class LoadedModel:
 def load_model(path: str | Path, ctx: mx.Context, workdir: str | Path | None = None) -> LoadedModel:
     """Load from a model directory or a model.tar.gz (extracted into `workdir` or a temp dir)."""
     path = Path(path)
-    if path.is_dir() and (path / c.MODEL_ARCHIVE).is_file() and not (path / c.SYMBOL_FILE).is_file():
-        path = path / c.MODEL_ARCHIVE  # a SageMaker processing input folder holding the archive
+    if path.is_dir() and (path / contract.MODEL_ARCHIVE).is_file() and not (path / contract.SYMBOL_FILE).is_file():
+        path = path / contract.MODEL_ARCHIVE  # a SageMaker processing input folder holding the archive
     model_dir = _extract(path, workdir) if path.is_file() else path
     if not model_dir.is_dir():
         raise StepError(f"{path}: no such model directory or model.tar.gz; pass the train step's output.")
-    missing = [n for n in (c.SYMBOL_FILE, c.PARAMS_FILE, c.CLASSES_FILE, c.PREPROCESSING_FILE) if not (model_dir / n).is_file()]
+    missing = [n for n in (contract.SYMBOL_FILE, contract.PARAMS_FILE, contract.CLASSES_FILE, contract.PREPROCESSING_FILE) if not (model_dir / n).is_file()]
     if missing:
         raise StepError(f"{path}: the model is incomplete, missing {', '.join(missing)}; re-run the train step.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             net = mx.gluon.SymbolBlock.imports(
-                str(model_dir / c.SYMBOL_FILE), ["data"], str(model_dir / c.PARAMS_FILE), ctx=ctx
+                str(model_dir / contract.SYMBOL_FILE), ["data"], str(model_dir / contract.PARAMS_FILE), ctx=ctx
             )
-        prep = Preprocessing.load(model_dir / c.PREPROCESSING_FILE)
-        class_names = json.loads((model_dir / c.CLASSES_FILE).read_text())
-        hps_file = model_dir / c.HYPERPARAMETERS_FILE
+        prep = Preprocessing.load(model_dir / contract.PREPROCESSING_FILE)
+        class_names = json.loads((model_dir / contract.CLASSES_FILE).read_text())
+        hps_file = model_dir / contract.HYPERPARAMETERS_FILE
         hps = json.loads(hps_file.read_text()) if hps_file.is_file() else {}
     except (mx.base.MXNetError, ValueError, KeyError, OSError) as err:
         raise StepError(f"{path}: the model files are corrupt ({err}); re-run the train step.") from err

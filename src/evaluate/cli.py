@@ -11,7 +11,7 @@ import logging
 from functools import partial
 from pathlib import Path
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.failure import run_step
 from gtsrb.evaluate.step import DEFAULT_BATCH_SIZE, evaluate
 
@@ -23,11 +23,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Evaluate a trained GTSRB model on the test split: evaluation.json (SageMaker "
         "model-quality format), per_class.csv, confusion_matrix.png, misclassified.png.",
     )
-    parser.add_argument("--model", type=Path, default=c.EVALUATE_MODEL_INPUT,
+    parser.add_argument("--model", type=Path, default=contract.EVALUATE_MODEL_INPUT,
                         help="model directory, model.tar.gz, or a folder holding model.tar.gz")
-    parser.add_argument("--test", type=Path, default=c.EVALUATE_TEST_INPUT,
+    parser.add_argument("--test", type=Path, default=contract.EVALUATE_TEST_INPUT,
                         help="folder with test.rec/.idx from the prepare step")
-    parser.add_argument("--output", type=Path, default=c.EVALUATE_OUTPUT, help="folder for the report")
+    parser.add_argument("--output", type=Path, default=contract.EVALUATE_OUTPUT, help="folder for the report")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per forward pass")
     return parser.parse_args(argv)
 

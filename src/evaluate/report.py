@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.evaluate import metrics as m
 
-METRICS_KEY = c.QUALITY_METRICS_KEY
-DETAILS_KEY = c.EVALUATION_DETAILS_KEY
+METRICS_KEY = contract.QUALITY_METRICS_KEY
+DETAILS_KEY = contract.EVALUATION_DETAILS_KEY
 # Metrics in METRICS_KEY besides the confusion matrix, each also as *_best_constant_classifier.
 REPORTED: tuple[str, ...] = (
     "accuracy",
@@ -120,12 +120,12 @@ def validate_report(report: dict) -> None:
     total = sum(int(v) for row in cm.values() for v in row.values())
     if total != report.get(DETAILS_KEY, {}).get("records"):
         raise ValueError("the confusion matrix does not add up to the number of records")
-    c.json_get(report, c.ACCURACY_JSON_PATH)  # the path the pipeline's condition reads must exist
+    contract.json_get(report, contract.ACCURACY_JSON_PATH)  # the path the pipeline's condition reads must exist
 
 
 def write_report(report: dict, folder: Path) -> Path:
     """Write evaluation.json (indented: people read it in the console and the registry)."""
-    path = folder / c.EVALUATION_FILE
+    path = folder / contract.EVALUATION_FILE
     path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return path
 
@@ -133,7 +133,7 @@ def write_report(report: dict, folder: Path) -> Path:
 def write_per_class(labels: np.ndarray, predicted: np.ndarray, class_names: list[str], folder: Path) -> Path:
     """per_class.csv: one row per class of the model, with its support in the test set."""
     stats = m.per_class(m.confusion_matrix(labels, predicted, len(class_names)))
-    path = folder / c.PER_CLASS_FILE
+    path = folder / contract.PER_CLASS_FILE
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(PER_CLASS_COLUMNS)

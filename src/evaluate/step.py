@@ -16,7 +16,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.failure import StepError
 from gtsrb.common.model_io import LoadedModel, load_model
 from gtsrb.common.records import predict
@@ -33,19 +33,19 @@ def default_context() -> mx.Context:
     return mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu()
 
 
-def locate_test_split(test_dir: str | Path) -> c.RecordFiles:
+def locate_test_split(test_dir: str | Path) -> contract.RecordFiles:
     """The test split's files, or a clear error when the folder is not a packed test split."""
     test_dir = Path(test_dir)
     if not test_dir.is_dir():
         raise StepError(f"{test_dir}: no such test folder; pass the prepare step's `test` output.")
-    files = c.record_files(test_dir, "test")
+    files = contract.record_files(test_dir, "test")
     if not files.rec.is_file():
         raise StepError(f"{test_dir} holds no {files.rec.name}; pass the prepare step's `test` output.")
     return files
 
 
 def predict_all(
-    model: LoadedModel, files: c.RecordFiles, batch_size: int, ctx: mx.Context
+    model: LoadedModel, files: contract.RecordFiles, batch_size: int, ctx: mx.Context
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels and probabilities of every test record, checked against the model's classes."""
     try:
@@ -76,7 +76,7 @@ def predict_all(
 
 
 def write_outputs(
-    labels: np.ndarray, probs: np.ndarray, model: LoadedModel, files: c.RecordFiles, sources: dict, folder: Path
+    labels: np.ndarray, probs: np.ndarray, model: LoadedModel, files: contract.RecordFiles, sources: dict, folder: Path
 ) -> dict:
     """Write the four report files into `folder`; return the evaluation.json document."""
     predicted = probs.argmax(axis=1)
@@ -84,7 +84,7 @@ def write_outputs(
     doc = report.build_report(labels, predicted, names, sources)
     report.validate_report(doc)
     report.write_per_class(labels, predicted, names, folder)
-    plots.plot_confusion(confusion_matrix(labels, predicted, len(names)), names, folder / c.CONFUSION_PNG)
+    plots.plot_confusion(confusion_matrix(labels, predicted, len(names)), names, folder / contract.CONFUSION_PNG)
     worst = plots.worst_misclassified(labels, probs)
     plots.plot_misclassified(
         plots.read_images(files, worst, labels),
@@ -92,7 +92,7 @@ def write_outputs(
         [int(predicted[i]) for i in worst],
         [float(probs[i, predicted[i]]) for i in worst],
         names,
-        folder / c.MISCLASSIFIED_PNG,
+        folder / contract.MISCLASSIFIED_PNG,
     )
     report.write_report(doc, folder)  # last: its presence means the report is complete
     return doc
@@ -100,7 +100,7 @@ def write_outputs(
 
 def publish(staging: Path, output_dir: Path) -> None:
     """Move the staged files into the output folder (same file system: each move is atomic)."""
-    for name in (c.PER_CLASS_FILE, c.CONFUSION_PNG, c.MISCLASSIFIED_PNG, c.EVALUATION_FILE):
+    for name in (contract.PER_CLASS_FILE, contract.CONFUSION_PNG, contract.MISCLASSIFIED_PNG, contract.EVALUATION_FILE):
         (staging / name).replace(output_dir / name)
 
 

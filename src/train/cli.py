@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mxnet as mx
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.failure import StepError, run_step
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.train import checkpoint, devices, pretrained
@@ -49,8 +49,8 @@ def weights_file(env: Environment, hp: Hyperparameters) -> Path | None:
 def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     """Check the data, choose devices, build the network and the optimiser."""
     prep = Preprocessing(image_size=hp.image_size)
-    train_files = channel_split(env.train, c.TRAIN_CHANNEL)
-    val_files = channel_split(env.validation, c.VALIDATION_CHANNEL)
+    train_files = channel_split(env.train, contract.TRAIN_CHANNEL)
+    val_files = channel_split(env.validation, contract.VALIDATION_CHANNEL)
     train_count = validate_split(train_files, prep)
     validate_split(val_files, prep)
     create_network(hp.model)  # fail on an unknown model before touching GPUs or weights

@@ -12,7 +12,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing, stored_size
@@ -20,13 +20,13 @@ from gtsrb.common.records import check_split, decode_threads, stored_image_side
 from gtsrb.train.hyperparameters import Hyperparameters
 
 
-def channel_split(folder: Path | None, channel: str) -> c.RecordFiles:
+def channel_split(folder: Path | None, channel: str) -> contract.RecordFiles:
     """The packed split a channel folder holds (`train/train.rec`, ...), or a clear error."""
     if folder is None:
         raise StepError(f"no `{channel}` channel: give it in the training job's inputs (or --{channel} DIR by hand).")
     if not folder.is_dir():
         raise StepError(f"the `{channel}` channel {folder} is not a folder; give the prepare step's `{channel}` output.")
-    files = c.record_files(folder, channel)
+    files = contract.record_files(folder, channel)
     if not any(folder.iterdir()):
         raise StepError(f"the `{channel}` channel {folder} is empty; give the prepare step's `{channel}` output.")
     if not files.rec.is_file():
@@ -34,7 +34,7 @@ def channel_split(folder: Path | None, channel: str) -> c.RecordFiles:
     return files
 
 
-def check_labels(files: c.RecordFiles) -> None:
+def check_labels(files: contract.RecordFiles) -> None:
     """Fail if any record's label is outside 0..NUM_CLASSES-1 (headers only, no decoding)."""
     reader = mx.recordio.MXRecordIO(str(files.rec), "r")
     try:
@@ -52,7 +52,7 @@ def check_labels(files: c.RecordFiles) -> None:
         reader.close()
 
 
-def validate_split(files: c.RecordFiles, prep: Preprocessing) -> int:
+def validate_split(files: contract.RecordFiles, prep: Preprocessing) -> int:
     """Every check a split must pass before training; returns its record count."""
     count = check_split(files, prep)  # missing .idx, empty split, images smaller than the crop
     check_packed_size(files, prep)
@@ -60,7 +60,7 @@ def validate_split(files: c.RecordFiles, prep: Preprocessing) -> int:
     return count
 
 
-def check_packed_size(files: c.RecordFiles, prep: Preprocessing) -> None:
+def check_packed_size(files: contract.RecordFiles, prep: Preprocessing) -> None:
     """Fail if the split was packed for another input size: crops would cut out parts of signs."""
     side = stored_image_side(files)
     if side != stored_size(prep.image_size):
@@ -72,7 +72,7 @@ def check_packed_size(files: c.RecordFiles, prep: Preprocessing) -> None:
         )
 
 
-def train_iter(files: c.RecordFiles, prep: Preprocessing, hp: Hyperparameters, batch_size: int, epoch: int) -> mx.io.ImageRecordIter:
+def train_iter(files: contract.RecordFiles, prep: Preprocessing, hp: Hyperparameters, batch_size: int, epoch: int) -> mx.io.ImageRecordIter:
     """Augmented batches of one epoch, shuffled with a seed of (hp.seed, epoch) for exact resume."""
     jitter = hp.color_jitter
     return mx.io.ImageRecordIter(

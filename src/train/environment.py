@@ -21,7 +21,7 @@ from pathlib import Path
 
 import mxnet as mx
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.failure import StepError
 from gtsrb.train.hyperparameters import Hyperparameters
 
@@ -46,9 +46,9 @@ def parse_args(argv: list[str]) -> tuple[Environment, dict[str, str]]:
         epilog="hyperparameters (--key value): " + ", ".join(f"{k}={v}" for k, v in Hyperparameters().to_dict().items()),
         allow_abbrev=False,  # `--model` is a hyperparameter, not an abbreviation of --model-dir
     )
-    parser.add_argument("--train", type=Path, default=_channel(c.TRAIN_CHANNEL))
-    parser.add_argument("--validation", type=Path, default=_channel(c.VALIDATION_CHANNEL))
-    parser.add_argument("--pretrained-dir", type=Path, default=_channel(c.PRETRAINED_CHANNEL))
+    parser.add_argument("--train", type=Path, default=_channel(contract.TRAIN_CHANNEL))
+    parser.add_argument("--validation", type=Path, default=_channel(contract.VALIDATION_CHANNEL))
+    parser.add_argument("--pretrained-dir", type=Path, default=_channel(contract.PRETRAINED_CHANNEL))
     parser.add_argument("--model-dir", type=Path, default=_env_path("SM_MODEL_DIR"))
     parser.add_argument("--checkpoint-dir", type=Path, default=_base_dir() / "checkpoints")
     parser.add_argument("--num-gpus", type=int, default=None)

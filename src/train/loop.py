@@ -20,7 +20,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing
@@ -63,8 +63,8 @@ class Run:
     net: gluon.HybridBlock
     trainer: gluon.Trainer
     ctx: list[mx.Context]
-    train_files: c.RecordFiles
-    val_files: c.RecordFiles
+    train_files: contract.RecordFiles
+    val_files: contract.RecordFiles
     prep: Preprocessing
     hp: Hyperparameters
     train_count: int

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from container_helpers import REPO, docker_run, load_script
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.metrics import METRIC_DEFINITIONS
 from pipelines import graph
@@ -57,15 +57,15 @@ def prepare(docker: str, image: str, raw: Path, out: Path) -> None:
     """PrepareData as a processing job: raw data in, the split folders + manifest out."""
     size = Hyperparameters.from_mapping(TRAIN_HPS).image_size  # prepare packs for the train size
     result = docker_run(docker, image, [*graph.PREPARE.command(), "--image-size", str(size)],
-                        {raw: f"{c.PREPARE_INPUT}:ro", out: str(c.PREPARE_OUTPUT)})
+                        {raw: f"{contract.PREPARE_INPUT}:ro", out: str(contract.PREPARE_OUTPUT)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def evaluate(docker: str, image: str, archive: Path, test_split: Path, out: Path) -> None:
     """EvaluateModel as a processing job: model.tar.gz + test split in, evaluation.json out."""
     result = docker_run(docker, image, graph.EVALUATE.command(), {
-        archive.parent: f"{c.EVALUATE_MODEL_INPUT}:ro", test_split: f"{c.EVALUATE_TEST_INPUT}:ro",
-        out: str(c.EVALUATE_OUTPUT)})
+        archive.parent: f"{contract.EVALUATE_MODEL_INPUT}:ro", test_split: f"{contract.EVALUATE_TEST_INPUT}:ro",
+        out: str(contract.EVALUATE_OUTPUT)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -84,15 +84,15 @@ def chain(docker: str, image: str, tmp_path_factory: pytest.TempPathFactory) -> 
         "--hp", *[f"{k}={v}" for k, v in TRAIN_HPS.items()]])
     paths.train_log = (paths.job / "job.log").read_text(errors="replace")
     if paths.train_exit == 0:
-        evaluate(docker, image, paths.job / c.MODEL_ARCHIVE, paths.prepared / "test", paths.evaluation)
+        evaluate(docker, image, paths.job / contract.MODEL_ARCHIVE, paths.prepared / "test", paths.evaluation)
     return paths
 
 
 def test_prepare_writes_every_split_and_the_manifest(chain: Chain) -> None:
-    for split in c.SPLITS:
-        files = c.record_files(chain.prepared / split, split)
+    for split in contract.SPLITS:
+        files = contract.record_files(chain.prepared / split, split)
         assert files.rec.stat().st_size > 0 and files.idx.is_file(), split
-    manifest = json.loads((chain.prepared / "manifest" / c.MANIFEST_FILE).read_text())
+    manifest = json.loads((chain.prepared / "manifest" / contract.MANIFEST_FILE).read_text())
     assert manifest
 
 
@@ -100,9 +100,9 @@ def test_training_through_the_toolkit_entry_point(chain: Chain) -> None:
     assert chain.train_exit == 0, chain.train_log[-4000:]
     assert not (chain.job / "output" / "failure").exists()
     model = chain.job / "model"
-    for name in (c.SYMBOL_FILE, c.PARAMS_FILE, c.CLASSES_FILE, c.PREPROCESSING_FILE):
+    for name in (contract.SYMBOL_FILE, contract.PARAMS_FILE, contract.CLASSES_FILE, contract.PREPROCESSING_FILE):
         assert (model / name).stat().st_size > 0, name
-    assert (chain.job / c.MODEL_ARCHIVE).stat().st_size > 0
+    assert (chain.job / contract.MODEL_ARCHIVE).stat().st_size > 0
 
 
 def test_metric_definitions_match_the_jobs_stdout(chain: Chain) -> None:
@@ -115,14 +115,14 @@ def test_metric_definitions_match_the_jobs_stdout(chain: Chain) -> None:
 
 def test_evaluation_report_from_the_trained_model(chain: Chain) -> None:
     assert chain.train_exit == 0, "training failed; see test_training_through_the_toolkit_entry_point"
-    report = json.loads((chain.evaluation / c.EVALUATION_FILE).read_text())
-    accuracy = c.json_get(report, c.ACCURACY_JSON_PATH)
-    test_list = c.record_files(chain.prepared / "test", "test").lst
+    report = json.loads((chain.evaluation / contract.EVALUATION_FILE).read_text())
+    accuracy = contract.json_get(report, contract.ACCURACY_JSON_PATH)
+    test_list = contract.record_files(chain.prepared / "test", "test").lst
     records = len(test_list.read_text().splitlines())  # every packed test image, predicted once
     details = report["evaluation_details"]
     assert details["records"] == records > 0
     assert accuracy == pytest.approx(details["correct"] / records)
-    for name in (c.PER_CLASS_FILE, c.CONFUSION_PNG):
+    for name in (contract.PER_CLASS_FILE, contract.CONFUSION_PNG):
         assert (chain.evaluation / name).stat().st_size > 0, name
 
 

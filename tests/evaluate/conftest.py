@@ -8,7 +8,7 @@ import mxnet as mx
 import pytest
 from evaluate_testdata import TEST_RECORDS, make_images, save_tiny_model, train_tiny_net, write_split
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.model_io import archive_model
 
@@ -37,7 +37,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, trained_net: mx.gluon.Hy
 def model_archive(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
     """The same model as SageMaker hands it over: a folder holding model.tar.gz."""
     folder = tmp_path_factory.mktemp("model-input")
-    archive_model(model_dir, folder / c.MODEL_ARCHIVE)
+    archive_model(model_dir, folder / contract.MODEL_ARCHIVE)
     return folder
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.model_io import save_model
 from gtsrb.common.preprocessing import Preprocessing, stored_size
 
@@ -33,10 +33,10 @@ def make_images(count: int, seed: int, side: int = stored_size(IMAGE_SIZE)) -> t
     return np.clip(images, 0, 255).astype(np.uint8), labels
 
 
-def write_split(folder: Path, images: np.ndarray, labels: np.ndarray, split: str = "test") -> c.RecordFiles:
+def write_split(folder: Path, images: np.ndarray, labels: np.ndarray, split: str = "test") -> contract.RecordFiles:
     """Pack images as the prepare step does: split.rec/.idx/.lst, PNG-encoded, keys 0..N-1."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = c.record_files(folder, split)
+    files = contract.record_files(folder, split)
     writer = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "w")
     with open(files.lst, "w") as lst:
         for i, (image, label) in enumerate(zip(images, labels)):

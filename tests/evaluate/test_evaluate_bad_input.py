@@ -10,7 +10,7 @@ import mxnet as mx
 import pytest
 from evaluate_testdata import save_tiny_model, train_tiny_net
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.evaluate.cli import main
 
 
@@ -19,7 +19,7 @@ def run_failing(model: Path, test: Path, out: Path, capsys: pytest.CaptureFixtur
     code = main(["--model", str(model), "--test", str(test), "--output", str(out), *extra])
     err = capsys.readouterr().err
     assert code == 1
-    assert not (out / c.EVALUATION_FILE).exists()
+    assert not (out / contract.EVALUATION_FILE).exists()
     assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
     message = (base / "output" / "message").read_text()
     assert "Unexpected error" not in message, message  # bad input is reported as such, not as a bug
@@ -41,21 +41,21 @@ def test_missing_model(tmp_path: Path, test_split: Path, capsys, sagemaker_base:
 
 def test_corrupt_archive(tmp_path: Path, test_split: Path, capsys, sagemaker_base: Path) -> None:
     (tmp_path / "model").mkdir()
-    (tmp_path / "model" / c.MODEL_ARCHIVE).write_bytes(b"\x1f\x8b this is not gzip" * 10)
+    (tmp_path / "model" / contract.MODEL_ARCHIVE).write_bytes(b"\x1f\x8b this is not gzip" * 10)
     err = run_failing(tmp_path / "model", test_split, tmp_path / "out", capsys, sagemaker_base)
     assert "not a readable model.tar.gz" in err
 
 
 def test_incomplete_model(tmp_path: Path, model_dir: Path, test_split: Path, capsys, sagemaker_base: Path) -> None:
     broken = shutil.copytree(model_dir, tmp_path / "model")
-    (broken / c.PARAMS_FILE).unlink()
+    (broken / contract.PARAMS_FILE).unlink()
     err = run_failing(broken, test_split, tmp_path / "out", capsys, sagemaker_base)
-    assert f"missing {c.PARAMS_FILE}" in err
+    assert f"missing {contract.PARAMS_FILE}" in err
 
 
 def test_corrupt_weights(tmp_path: Path, model_dir: Path, test_split: Path, capsys, sagemaker_base: Path) -> None:
     broken = shutil.copytree(model_dir, tmp_path / "model")
-    (broken / c.PARAMS_FILE).write_bytes(b"garbage")
+    (broken / contract.PARAMS_FILE).write_bytes(b"garbage")
     err = run_failing(broken, test_split, tmp_path / "out", capsys, sagemaker_base)
     assert "the model files are corrupt" in err
 
@@ -68,7 +68,7 @@ def test_outputs_do_not_match_class_names(tmp_path: Path, five_class_net, test_s
 
 def test_labels_outside_the_model_classes(tmp_path: Path, five_class_net, test_split: Path, capsys, sagemaker_base: Path) -> None:
     model = save_tiny_model(tmp_path / "model", five_class_net)
-    (model / c.CLASSES_FILE).write_text(json.dumps(["a", "b", "c", "d", "e"]))
+    (model / contract.CLASSES_FILE).write_text(json.dumps(["a", "b", "c", "d", "e"]))
     err = run_failing(model, test_split, tmp_path / "out", capsys, sagemaker_base)
     assert "holds labels 1..38, outside the model's 5 classes" in err
 
@@ -86,7 +86,7 @@ def test_network_built_for_another_input_size(tmp_path: Path, trained_net, test_
 
 
 def test_empty_test_set(tmp_path: Path, model_dir: Path, capsys, sagemaker_base: Path) -> None:
-    files = c.record_files(tmp_path / "test", "test")
+    files = contract.record_files(tmp_path / "test", "test")
     files.rec.parent.mkdir()
     files.rec.write_bytes(b"")
     files.idx.write_text("")
@@ -96,7 +96,7 @@ def test_empty_test_set(tmp_path: Path, model_dir: Path, capsys, sagemaker_base:
 
 def test_test_set_without_index(tmp_path: Path, model_dir: Path, test_split: Path, capsys, sagemaker_base: Path) -> None:
     test = shutil.copytree(test_split, tmp_path / "test")
-    c.record_files(test, "test").idx.unlink()
+    contract.record_files(test, "test").idx.unlink()
     err = run_failing(model_dir, test, tmp_path / "out", capsys, sagemaker_base)
     assert "test.idx is missing" in err
 

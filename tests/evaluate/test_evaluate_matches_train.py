@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from evaluate_testdata import TEST_RECORDS, make_images, write_split
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.evaluate.step import evaluate
 
@@ -29,10 +29,10 @@ IMAGE_SIZE = 32  # the train step's CPU preset input
 HPS = {"preset": "cpu", "epochs": "2", "batch_size": "16", "lr": "0.05", "warmup_epochs": "0.5"}
 
 
-def as_test_split(split_files: c.RecordFiles, folder: Path) -> Path:
+def as_test_split(split_files: contract.RecordFiles, folder: Path) -> Path:
     """A folder where the validation split's files appear as test.rec/.idx (symlinks)."""
     folder.mkdir()
-    test = c.record_files(folder, "test")
+    test = contract.record_files(folder, "test")
     for source, target in ((split_files.rec, test.rec), (split_files.idx, test.idx), (split_files.lst, test.lst)):
         target.symlink_to(source)
     return folder
@@ -52,17 +52,17 @@ def run_train(train: Path, validation: Path, model_dir: Path, base: Path) -> str
 @pytest.mark.slow
 def test_train_logged_accuracy_equals_evaluated_accuracy(tmp_path: Path) -> None:
     side = stored_size(IMAGE_SIZE)
-    write_split(tmp_path / "train", *make_images(96, seed=11, side=side), split=c.TRAIN_CHANNEL)
+    write_split(tmp_path / "train", *make_images(96, seed=11, side=side), split=contract.TRAIN_CHANNEL)
     val_files = write_split(tmp_path / "validation", *make_images(TEST_RECORDS, seed=12, side=side),
-                            split=c.VALIDATION_CHANNEL)
+                            split=contract.VALIDATION_CHANNEL)
     stdout = run_train(tmp_path / "train", tmp_path / "validation", tmp_path / "model", tmp_path / "opt-ml")
 
     # The model is the best epoch's weights (the first epoch with the highest val_acc).
-    history = json.loads((tmp_path / "model" / c.HISTORY_FILE).read_text())
+    history = json.loads((tmp_path / "model" / contract.HISTORY_FILE).read_text())
     best = max(history, key=lambda row: row["val_acc"])
     logged = {int(m[1]): float(m[2]) for m in re.finditer(r"epoch=(\d+) .*?\bval_acc=(\S+)", stdout)}
     assert logged[best["epoch"]] == pytest.approx(best["val_acc"], rel=1e-5)  # the line shows 6 digits
 
     doc = evaluate(tmp_path / "model", as_test_split(val_files, tmp_path / "as-test"), tmp_path / "out", batch_size=128)
-    assert c.json_get(doc, c.ACCURACY_JSON_PATH) == pytest.approx(best["val_acc"], abs=1e-12)
-    assert doc[c.EVALUATION_DETAILS_KEY]["records"] == TEST_RECORDS
+    assert contract.json_get(doc, contract.ACCURACY_JSON_PATH) == pytest.approx(best["val_acc"], abs=1e-12)
+    assert doc[contract.EVALUATION_DETAILS_KEY]["records"] == TEST_RECORDS

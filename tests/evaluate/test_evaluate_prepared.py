@@ -11,7 +11,7 @@ import pytest
 from evaluate_testdata import save_tiny_model, train_tiny_net
 from PIL import Image
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import record_count
 from gtsrb.evaluate import plots, report
@@ -29,11 +29,11 @@ def model_32px(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_evaluates_every_prepared_test_record(prepared: Path, model_32px: Path, tmp_path: Path) -> None:
     test_dir = prepared / "test"
-    files = c.record_files(test_dir, "test")
+    files = contract.record_files(test_dir, "test")
     doc = evaluate(model_32px, test_dir, tmp_path / "out", batch_size=64)
     report.validate_report(doc)
     expected = record_count(files)
-    assert doc[c.EVALUATION_DETAILS_KEY]["records"] == expected and expected % 64 != 0
+    assert doc[contract.EVALUATION_DETAILS_KEY]["records"] == expected and expected % 64 != 0
 
     # The reported accuracy equals the one from predictions made through the iterator directly.
     model = load_model(model_32px, mx.cpu())
@@ -44,13 +44,13 @@ def test_evaluates_every_prepared_test_record(prepared: Path, model_32px: Path, 
         labels.append(int(batch.label[0].asscalar()))
     accuracy = float(np.mean(np.concatenate(probs).argmax(axis=1) == np.array(labels)))
     assert len(labels) == expected
-    assert c.json_get(doc, c.ACCURACY_JSON_PATH) == pytest.approx(accuracy, abs=1e-12)
+    assert contract.json_get(doc, contract.ACCURACY_JSON_PATH) == pytest.approx(accuracy, abs=1e-12)
 
     # The grid shows the most confident mistakes, their records read back with matching labels.
-    with Image.open(tmp_path / "out" / c.MISCLASSIFIED_PNG) as image:
+    with Image.open(tmp_path / "out" / contract.MISCLASSIFIED_PNG) as image:
         image.load()
         assert image.size[1] >= 5 * 250  # five rows of five: the untrained model errs often
-    saved = json.loads((tmp_path / "out" / c.EVALUATION_FILE).read_text())
+    saved = json.loads((tmp_path / "out" / contract.EVALUATION_FILE).read_text())
     assert saved == json.loads(json.dumps(doc))
     worst = plots.worst_misclassified(np.array(labels), np.concatenate(probs))
     assert len(plots.read_images(files, worst, np.array(labels))) == plots.GRID_SIZE

@@ -16,7 +16,7 @@ from evaluate_testdata import BATCH_SIZE, TEST_RECORDS, to_batch
 from PIL import Image
 from sklearn import metrics as skm
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import eval_iter
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def read_split(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """Every image (RGB) and label of test.rec, read record by record in .idx order."""
-    files = c.record_files(folder, "test")
+    files = contract.record_files(folder, "test")
     reader = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "r")
     images, labels = [], []
     for key in reader.keys:
@@ -55,13 +55,13 @@ def evaluated(model_dir: Path, test_split: Path, tmp_path_factory: pytest.TempPa
     assert TEST_RECORDS % BATCH_SIZE != 0
     argv = ["--model", str(model_dir), "--test", str(test_split), "--output", str(out), "--batch-size", str(BATCH_SIZE)]
     assert main(argv) == 0
-    return json.loads((out / c.EVALUATION_FILE).read_text()), out
+    return json.loads((out / contract.EVALUATION_FILE).read_text()), out
 
 
 def test_the_iterator_really_pads_the_last_batch(model_dir: Path, test_split: Path) -> None:
     """The trap the exact counting avoids: summing whole batches would count 40 rows, not 37."""
     prep = load_model(model_dir, mx.cpu()).preprocessing
-    naive_rows = sum(batch.data[0].shape[0] for batch in eval_iter(c.record_files(test_split, "test"), prep, BATCH_SIZE))
+    naive_rows = sum(batch.data[0].shape[0] for batch in eval_iter(contract.record_files(test_split, "test"), prep, BATCH_SIZE))
     assert naive_rows == -(-TEST_RECORDS // BATCH_SIZE) * BATCH_SIZE > TEST_RECORDS
 
 
@@ -79,7 +79,7 @@ def test_metrics_equal_independent_computation(evaluated: tuple[dict, Path], mod
     block, details = doc[report.METRICS_KEY], doc[report.DETAILS_KEY]
     assert 0.5 < block["accuracy"]["value"] < 1.0  # the tiny model makes mistakes to count
     assert block["accuracy"]["value"] == pytest.approx(skm.accuracy_score(labels, predicted), abs=1e-12)
-    assert c.json_get(doc, c.ACCURACY_JSON_PATH) == block["accuracy"]["value"]
+    assert contract.json_get(doc, contract.ACCURACY_JSON_PATH) == block["accuracy"]["value"]
     for avg, names in (("weighted", block), ("macro", details)):
         p, r, f1, _ = skm.precision_recall_fscore_support(labels, predicted, average=avg, zero_division=0)
         value = (lambda k: names[k]["value"]) if avg == "weighted" else (lambda k: names[k])
@@ -108,7 +108,7 @@ def test_report_validates_and_lists_sagemaker_metrics(evaluated: tuple[dict, Pat
 def test_per_class_csv_matches_confusion_matrix(evaluated: tuple[dict, Path]) -> None:
     doc, out = evaluated
     cm = doc[report.METRICS_KEY]["confusion_matrix"]
-    with open(out / c.PER_CLASS_FILE, newline="") as f:
+    with open(out / contract.PER_CLASS_FILE, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["class_name"] for r in rows] == list(CLASS_NAMES)
     for row in rows:
@@ -121,12 +121,12 @@ def test_per_class_csv_matches_confusion_matrix(evaluated: tuple[dict, Path]) ->
 
 def test_pictures_are_images_of_sensible_size(evaluated: tuple[dict, Path]) -> None:
     _, out = evaluated
-    for name, min_side in ((c.CONFUSION_PNG, 800), (c.MISCLASSIFIED_PNG, 300)):
+    for name, min_side in ((contract.CONFUSION_PNG, 800), (contract.MISCLASSIFIED_PNG, 300)):
         with Image.open(out / name) as image:
             image.load()  # decodes the whole file: a truncated PNG fails here
             assert image.format == "PNG" and min(image.size) >= min_side, (name, image.size)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [c.EVALUATION_FILE, c.PER_CLASS_FILE, c.CONFUSION_PNG, c.MISCLASSIFIED_PNG]
+        [contract.EVALUATION_FILE, contract.PER_CLASS_FILE, contract.CONFUSION_PNG, contract.MISCLASSIFIED_PNG]
     )  # and no staging folder left behind
 
 
@@ -149,7 +149,7 @@ def test_worst_misclassified_are_the_most_confident_mistakes() -> None:
 
 def test_grid_images_are_the_records_predicted(test_split: Path) -> None:
     images, labels = read_split(test_split)
-    files = c.record_files(test_split, "test")
+    files = contract.record_files(test_split, "test")
     picked = plots.read_images(files, np.array([36, 0, 17]), labels)
     for image, pos in zip(picked, (36, 0, 17)):
         np.testing.assert_array_equal(image, images[pos])
@@ -168,4 +168,4 @@ def test_python_dash_m_entry_point(model_archive: Path, test_split: Path, tmp_pa
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr
     assert f"records={TEST_RECORDS} accuracy=" in result.stderr
-    report.validate_report(json.loads((out / c.EVALUATION_FILE).read_text()))
+    report.validate_report(json.loads((out / contract.EVALUATION_FILE).read_text()))

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from pipeline_testkit import IMAGE_TAG, REGION, REPO_ROOT, ROLE, steps_by_name
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.failure import StepError
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS, epoch_line
@@ -159,15 +159,15 @@ def test_condition_reads_the_shared_json_path(offline_definition: dict) -> None:
     assert condition["Type"] == "GreaterThanOrEqualTo"
     assert condition["RightValue"] == {"Get": "Parameters.AccuracyThreshold"}
     json_get = condition["LeftValue"]["Std:JsonGet"]
-    assert json_get["Path"] == c.ACCURACY_JSON_PATH
+    assert json_get["Path"] == contract.ACCURACY_JSON_PATH
     (prop_file,) = steps[graph.EVALUATE.name]["PropertyFiles"]
     assert json_get["PropertyFile"] == {"Get": f"Steps.{graph.EVALUATE.name}.PropertyFiles.{prop_file['PropertyFileName']}"}
-    assert (prop_file["OutputName"], prop_file["FilePath"]) == (graph.CONDITION.source.output, c.EVALUATION_FILE)
+    assert (prop_file["OutputName"], prop_file["FilePath"]) == (graph.CONDITION.source.output, contract.EVALUATION_FILE)
 
 
 def test_fail_message_is_the_graphs_with_the_real_values(offline_definition: dict) -> None:
     message = steps_by_name(offline_definition)[graph.FAIL]["Arguments"]["ErrorMessage"]
-    values = {c.ACCURACY_JSON_PATH: "0.912", "Parameters.AccuracyThreshold": "0.95"}
+    values = {contract.ACCURACY_JSON_PATH: "0.912", "Parameters.AccuracyThreshold": "0.95"}
     assert render(message, values) == graph.fail_message("0.912", "0.95")
 
 
@@ -177,7 +177,7 @@ def test_register_step(offline_definition: dict) -> None:
     assert args["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     stats = args["ModelMetrics"]["ModelQuality"]["Statistics"]
     evaluation_output = f"Steps.{graph.EVALUATE.name}.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"
-    assert render(stats["S3Uri"], {evaluation_output: "s3://b/x/evaluation"}) == f"s3://b/x/evaluation/{c.EVALUATION_FILE}"
+    assert render(stats["S3Uri"], {evaluation_output: "s3://b/x/evaluation"}) == f"s3://b/x/evaluation/{contract.EVALUATION_FILE}"
     spec = args["InferenceSpecification"]
     assert spec["Containers"][0]["ModelDataUrl"] == {"Get": f"Steps.{graph.TRAIN.name}.ModelArtifacts.S3ModelArtifacts"}
     assert "application/x-image" in spec["SupportedContentTypes"] and spec["SupportedResponseMIMETypes"] == ["application/json"]

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from pipelines import graph, local, registry
 from pipelines.local_cache import Marker, StepCache, hash_tree, step_key
 
 
 def test_processing_outputs_follow_the_readme_layout(tmp_path: Path) -> None:
     prepare = local.processing_outputs(graph.PREPARE, tmp_path)
-    assert prepare == {name: tmp_path / "prepare" / name for name in (*c.SPLITS, "manifest")}
+    assert prepare == {name: tmp_path / "prepare" / name for name in (*contract.SPLITS, "manifest")}
     assert local.processing_outputs(graph.EVALUATE, tmp_path) == {"evaluation": tmp_path / "evaluation"}
 
 
@@ -34,7 +34,7 @@ def test_every_container_path_of_a_command_is_mapped_under_work(spec: graph.Proc
 def test_evaluate_reads_what_prepare_and_train_write(tmp_path: Path) -> None:
     mapping = local.container_mapping(graph.EVALUATE, tmp_path, tmp_path / "raw")
     args = local.local_arguments(graph.EVALUATE.arguments, mapping)
-    assert args[args.index("--model") + 1] == str(tmp_path / "train" / c.MODEL_ARCHIVE)
+    assert args[args.index("--model") + 1] == str(tmp_path / "train" / contract.MODEL_ARCHIVE)
     assert args[args.index("--test") + 1] == str(tmp_path / "prepare" / "test")
     assert args[args.index("--output") + 1] == str(tmp_path / "evaluation")
 
@@ -111,7 +111,7 @@ def test_evaluation_metrics_flattens_the_report() -> None:
     assert metrics["test_accuracy"] == 0.93 and metrics["test_accuracy_std"] == 0.01
     assert metrics["test_weighted_f1"] == 0.9 and metrics["test_macro_f1"] == 0.85 and metrics["test_records"] == 120
     assert not [k for k in metrics if "best_constant" in k or "confusion" in k]
-    assert registry.evaluation_metrics(_report(0.93))["test_accuracy"] == c.json_get(_report(0.93), c.ACCURACY_JSON_PATH)
+    assert registry.evaluation_metrics(_report(0.93))["test_accuracy"] == contract.json_get(_report(0.93), contract.ACCURACY_JSON_PATH)
 
 
 def test_history_metrics_use_the_epoch_as_step() -> None:
@@ -124,12 +124,12 @@ def test_register_creates_a_pending_version_with_metrics_and_artifacts(tmp_path:
     model_dir, evaluation = tmp_path / "model", tmp_path / "evaluation"
     model_dir.mkdir()
     evaluation.mkdir()
-    (model_dir / c.HISTORY_FILE).write_text(json.dumps([{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.8}]))
-    (evaluation / c.EVALUATION_FILE).write_text(json.dumps(_report(0.93)))
-    (evaluation / c.PER_CLASS_FILE).write_text("class_id\n0\n")
+    (model_dir / contract.HISTORY_FILE).write_text(json.dumps([{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.8}]))
+    (evaluation / contract.EVALUATION_FILE).write_text(json.dumps(_report(0.93)))
+    (evaluation / contract.PER_CLASS_FILE).write_text("class_id\n0\n")
     (tmp_path / "manifest.json").write_text("{}")
-    (tmp_path / c.MODEL_ARCHIVE).write_bytes(b"not really a tar")
-    submission = registry.Submission(tmp_path / c.MODEL_ARCHIVE, model_dir, evaluation, tmp_path / "manifest.json", {"epochs": "2"})
+    (tmp_path / contract.MODEL_ARCHIVE).write_bytes(b"not really a tar")
+    submission = registry.Submission(tmp_path / contract.MODEL_ARCHIVE, model_dir, evaluation, tmp_path / "manifest.json", {"epochs": "2"})
     work = tmp_path / "work"
     first, second = registry.register(work, submission), registry.register(work, submission)
     assert (first.version, second.version) == ("1", "2")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from pipelines import graph, local, registry
 
 pytestmark = pytest.mark.slow
@@ -62,52 +62,52 @@ def test_every_step_writes_its_artifacts(first_run) -> None:
     work, result = first_run
     assert result.returncode == 0, result.stderr
     assert (work / "data" / "GTSRB").is_dir()  # the generated demo set
-    for split in c.SPLITS:
-        files = c.record_files(work / "prepare" / split, split)
+    for split in contract.SPLITS:
+        files = contract.record_files(work / "prepare" / split, split)
         assert files.rec.stat().st_size > 0 and files.idx.stat().st_size > 0 and files.lst.is_file()
-    manifest = json.loads((work / "prepare" / "manifest" / c.MANIFEST_FILE).read_text())
+    manifest = json.loads((work / "prepare" / "manifest" / contract.MANIFEST_FILE).read_text())
     assert manifest  # its counts are checked against the summary below
     model_dir = work / "train" / "model"
-    for name in (c.SYMBOL_FILE, c.PARAMS_FILE, c.CLASSES_FILE, c.PREPROCESSING_FILE, c.HISTORY_FILE):
+    for name in (contract.SYMBOL_FILE, contract.PARAMS_FILE, contract.CLASSES_FILE, contract.PREPROCESSING_FILE, contract.HISTORY_FILE):
         assert (model_dir / name).is_file(), name
-    history = json.loads((model_dir / c.HISTORY_FILE).read_text())
-    assert len(history) == EPOCHS and json.loads((model_dir / c.PREPROCESSING_FILE).read_text())["image_size"] == 32
-    assert (work / "train" / c.MODEL_ARCHIVE).stat().st_size > 0
+    history = json.loads((model_dir / contract.HISTORY_FILE).read_text())
+    assert len(history) == EPOCHS and json.loads((model_dir / contract.PREPROCESSING_FILE).read_text())["image_size"] == 32
+    assert (work / "train" / contract.MODEL_ARCHIVE).stat().st_size > 0
     assert any((work / "train" / "checkpoints").iterdir())
-    for name in (c.EVALUATION_FILE, c.PER_CLASS_FILE, c.CONFUSION_PNG, c.MISCLASSIFIED_PNG):
+    for name in (contract.EVALUATION_FILE, contract.PER_CLASS_FILE, contract.CONFUSION_PNG, contract.MISCLASSIFIED_PNG):
         assert (work / "evaluation" / name).stat().st_size > 0, name
-    accuracy = c.json_get(json.loads((work / "evaluation" / c.EVALUATION_FILE).read_text()), c.ACCURACY_JSON_PATH)
+    accuracy = contract.json_get(json.loads((work / "evaluation" / contract.EVALUATION_FILE).read_text()), contract.ACCURACY_JSON_PATH)
     assert accuracy >= THRESHOLD
 
 
 def test_the_model_is_registered_with_its_metrics(first_run) -> None:
     work, result = first_run
-    report = json.loads((work / "evaluation" / c.EVALUATION_FILE).read_text())
+    report = json.loads((work / "evaluation" / contract.EVALUATION_FILE).read_text())
     versions = registry.find_versions(work)
     assert [str(v.version) for v in versions] == ["1"]
     version = versions[0]
     assert version.tags[registry.APPROVAL_TAG] == graph.APPROVAL_STATUS == "PendingManualApproval"
-    assert version.source.endswith(f"model/{c.MODEL_ARCHIVE}")
+    assert version.source.endswith(f"model/{contract.MODEL_ARCHIVE}")
     client = registry.open_client(work)
     run = client.get_run(version.run_id)
-    assert run.data.metrics["test_accuracy"] == pytest.approx(c.json_get(report, c.ACCURACY_JSON_PATH))
-    assert run.data.metrics["test_macro_f1"] == pytest.approx(report[c.EVALUATION_DETAILS_KEY]["macro_f1"])
+    assert run.data.metrics["test_accuracy"] == pytest.approx(contract.json_get(report, contract.ACCURACY_JSON_PATH))
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(report[contract.EVALUATION_DETAILS_KEY]["macro_f1"])
     assert run.data.params["epochs"] == str(EPOCHS) and run.data.params["preset"] == "cpu"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == list(range(1, EPOCHS + 1))
     artifacts = {a.path for d in ("model", "evaluation", "data") for a in client.list_artifacts(run.info.run_id, d)}
-    assert f"model/{c.MODEL_ARCHIVE}" in artifacts and "data/manifest.json" in artifacts
-    assert {f"evaluation/{n}" for n in (c.EVALUATION_FILE, c.PER_CLASS_FILE, c.CONFUSION_PNG)} <= artifacts
+    assert f"model/{contract.MODEL_ARCHIVE}" in artifacts and "data/manifest.json" in artifacts
+    assert {f"evaluation/{n}" for n in (contract.EVALUATION_FILE, contract.PER_CLASS_FILE, contract.CONFUSION_PNG)} <= artifacts
     # the summary: data counts, accuracy, macro-F1, time per step, the registration outcome
     out = result.stdout
     for step in (local.DEMO_STEP, *graph.STEP_ORDER, graph.REGISTER):
         assert f"==> {step}" in out
-    assert f"accuracy    {c.json_get(report, c.ACCURACY_JSON_PATH):.4f}" in out and "macro-F1" in out
+    assert f"accuracy    {contract.json_get(report, contract.ACCURACY_JSON_PATH):.4f}" in out and "macro-F1" in out
     assert f"{graph.MODEL_PACKAGE_GROUP} version 1 (PendingManualApproval)" in out
 
 
 def test_a_rerun_reuses_every_step_and_registers_nothing_new(first_run) -> None:
     work, _ = first_run
-    before = {p: p.stat().st_mtime_ns for p in (work / "train" / c.MODEL_ARCHIVE, work / "evaluation" / c.EVALUATION_FILE)}
+    before = {p: p.stat().st_mtime_ns for p in (work / "train" / contract.MODEL_ARCHIVE, work / "evaluation" / contract.EVALUATION_FILE)}
     result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("reusing the finished step") == 5  # demo data, prepare, train, evaluate, register
@@ -144,7 +144,7 @@ def test_an_interrupted_training_resumes_from_its_checkpoints(first_run, tmp_pat
     assert result.returncode == 0, result.stderr
     assert "resuming from the checkpoints" in result.stdout and "event=resume" in result.stdout
     assert "epoch=1 " not in result.stdout  # the finished epoch is not trained again
-    assert len(json.loads((work / "train" / "model" / c.HISTORY_FILE).read_text())) == EPOCHS
+    assert len(json.loads((work / "train" / "model" / contract.HISTORY_FILE).read_text())) == EPOCHS
     assert [str(v.version) for v in registry.find_versions(work)] == ["1"]
 
 
@@ -152,7 +152,7 @@ def test_an_interrupted_training_resumes_from_its_checkpoints(first_run, tmp_pat
 def test_the_real_sample_goes_through_all_steps(tmp_path: Path) -> None:
     result = run_local(tmp_path / "work", "--data", str(SAMPLE), "--threshold", "0", "--hp", "epochs=1", "warmup_epochs=0", "batch_size=32")
     assert result.returncode == 0, result.stderr
-    report = json.loads((tmp_path / "work" / "evaluation" / c.EVALUATION_FILE).read_text())
+    report = json.loads((tmp_path / "work" / "evaluation" / contract.EVALUATION_FILE).read_text())
     test_images = len(list((SAMPLE / "GTSRB" / "Final_Test" / "Images").glob("*.ppm")))
-    assert report[c.EVALUATION_DETAILS_KEY]["records"] == test_images
+    assert report[contract.EVALUATION_DETAILS_KEY]["records"] == test_images
     assert [str(v.version) for v in registry.find_versions(tmp_path / "work")] == ["1"]

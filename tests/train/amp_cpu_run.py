@@ -8,7 +8,7 @@ import sys, json
 from pathlib import Path
 import mxnet as mx
 from mxnet.contrib import amp
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.hyperparameters import Hyperparameters
@@ -21,7 +21,7 @@ amp.init(target_dtype="bfloat16")
 ctx = [mx.cpu()]
 net = build_network(hp.model, hp.image_size, ctx, None, hp.head_lr_mult)
 trainer = make_trainer(net, hp, ctx, amp=True)
-tf, vf = c.record_files(ch / "train", "train"), c.record_files(ch / "validation", "validation")
+tf, vf = contract.record_files(ch / "train", "train"), contract.record_files(ch / "validation", "validation")
 run = Run(net, trainer, ctx, tf, vf, Preprocessing(hp.image_size), hp, 240, out / "ckpt", amp=True)
 state = fit(run, TrainingState(seed=hp.seed, hyperparameters=hp.to_dict()))
 save_best(run, state, out / "model")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from train_testdata import IMAGE_SIZE, balanced_labels, write_split
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
 
 
@@ -16,9 +16,9 @@ def channels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Read-only `train` (40/class) and `validation` (12/class) channel folders at 36 px."""
     root = tmp_path_factory.mktemp("channels")
     side = stored_size(IMAGE_SIZE)
-    write_split(root / c.TRAIN_CHANNEL, c.TRAIN_CHANNEL, balanced_labels(40), side, seed=1)
-    write_split(root / c.VALIDATION_CHANNEL, c.VALIDATION_CHANNEL, balanced_labels(12), side, seed=2)
-    return {c.TRAIN_CHANNEL: root / c.TRAIN_CHANNEL, c.VALIDATION_CHANNEL: root / c.VALIDATION_CHANNEL}
+    write_split(root / contract.TRAIN_CHANNEL, contract.TRAIN_CHANNEL, balanced_labels(40), side, seed=1)
+    write_split(root / contract.VALIDATION_CHANNEL, contract.VALIDATION_CHANNEL, balanced_labels(12), side, seed=2)
+    return {contract.TRAIN_CHANNEL: root / contract.TRAIN_CHANNEL, contract.VALIDATION_CHANNEL: root / contract.VALIDATION_CHANNEL}
 
 
 @pytest.fixture

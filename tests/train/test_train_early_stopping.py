@@ -9,7 +9,7 @@ from pathlib import Path
 import mxnet as mx
 from train_testdata import FAST_HPS, hp_args
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.failure import run_step
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
@@ -21,10 +21,10 @@ def test_early_stopping_exports_the_best_epoch(base_dir: Path, channels: dict[st
     argv = [*hp_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
             "--model-dir", str(base_dir / "model")]
     assert run_step(lambda: train(argv), "failure") == 0
-    history = json.loads((base_dir / "model" / c.HISTORY_FILE).read_text())
+    history = json.loads((base_dir / "model" / contract.HISTORY_FILE).read_text())
     accs = [h["val_acc"] for h in history]
     assert 2 <= len(history) < 12  # stopped early ...
     assert accs[-1] <= max(accs[:-1])  # ... right after an epoch that did not improve
     model = load_model(base_dir / "model", mx.cpu())
-    labels, probs = predict(model.net, c.record_files(channels["validation"], "validation"), model.preprocessing, 32, mx.cpu())
+    labels, probs = predict(model.net, contract.record_files(channels["validation"], "validation"), model.preprocessing, 32, mx.cpu())
     assert float((probs.argmax(axis=1) == labels).mean()) == max(accs)  # the best epoch's weights

@@ -9,7 +9,7 @@ import mxnet as mx
 import pytest
 from train_testdata import FAST_HPS, hp_args
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.failure import run_step
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
@@ -20,14 +20,14 @@ PREPARED_SIZE = 32  # the CPU preset's input size, which prepared_demo packs for
 
 @pytest.mark.slow
 def test_trains_on_prepared_channels(prepared: Path, base_dir: Path) -> None:
-    argv = [*hp_args({**FAST_HPS, "batch_size": "32"}), "--train", str(prepared / c.TRAIN_CHANNEL),
-            "--validation", str(prepared / c.VALIDATION_CHANNEL), "--model-dir", str(base_dir / "model")]
+    argv = [*hp_args({**FAST_HPS, "batch_size": "32"}), "--train", str(prepared / contract.TRAIN_CHANNEL),
+            "--validation", str(prepared / contract.VALIDATION_CHANNEL), "--model-dir", str(base_dir / "model")]
     assert run_step(lambda: train(argv), "failure") == 0, (base_dir / "output" / "failure").read_text()
-    history = json.loads((base_dir / "model" / c.HISTORY_FILE).read_text())
+    history = json.loads((base_dir / "model" / contract.HISTORY_FILE).read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert history[-1]["train_loss"] < history[0]["train_loss"]  # it learns something on real-format data
     model = load_model(base_dir / "model", mx.cpu())
     assert model.preprocessing.image_size == PREPARED_SIZE
-    val = c.record_files(prepared / c.VALIDATION_CHANNEL, c.VALIDATION_CHANNEL)
+    val = contract.record_files(prepared / contract.VALIDATION_CHANNEL, contract.VALIDATION_CHANNEL)
     labels, probs = predict(model.net, val, model.preprocessing, 64, mx.cpu())
     assert float((probs.argmax(axis=1) == labels).mean()) == max(h["val_acc"] for h in history)

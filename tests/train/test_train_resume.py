@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from train_testdata import FAST_HPS, hp_args, run_module
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 
 HPS = {**FAST_HPS, "epochs": "4", "batch_size": "8", "log_interval": "5"}  # 30 batches an epoch, a line every 5
 
@@ -74,7 +74,7 @@ def test_sigterm_then_kill_then_resume_finishes_every_epoch_once(tmp_path: Path,
     # 3. The resumed run finishes all epochs, each exactly once.
     output = finish(base, args(channels, model_dir))
     assert "event=resume" in output
-    history = json.loads((model_dir / c.HISTORY_FILE).read_text())
+    history = json.loads((model_dir / contract.HISTORY_FILE).read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert history[0]["train_loss"] == pytest.approx(first_epoch["train_loss"], rel=1e-5)  # kept, not redone
     assert max(h["val_acc"] for h in history) >= 0.8  # it still learned (chance is 1/6)

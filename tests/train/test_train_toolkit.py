@@ -18,7 +18,7 @@ import mxnet as mx
 import pytest
 
 from train_testdata import FAST_HPS, NUM_TOY_CLASSES, ROOT, write_job_config
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
@@ -53,19 +53,19 @@ def test_toolkit_trains_and_writes_the_model(tmp_path: Path, channels: dict[str,
 
     # The model directory: everything evaluation needs, and a model that learned.
     model_dir = base / "model"
-    for name in (c.SYMBOL_FILE, c.PARAMS_FILE, c.CLASSES_FILE, c.PREPROCESSING_FILE, c.HYPERPARAMETERS_FILE, c.HISTORY_FILE):
+    for name in (contract.SYMBOL_FILE, contract.PARAMS_FILE, contract.CLASSES_FILE, contract.PREPROCESSING_FILE, contract.HYPERPARAMETERS_FILE, contract.HISTORY_FILE):
         assert (model_dir / name).is_file(), name
-    history = json.loads((model_dir / c.HISTORY_FILE).read_text())
+    history = json.loads((model_dir / contract.HISTORY_FILE).read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3] and set(EPOCH_FIELDS) <= set(history[0])
-    saved_hps = json.loads((model_dir / c.HYPERPARAMETERS_FILE).read_text())
+    saved_hps = json.loads((model_dir / contract.HYPERPARAMETERS_FILE).read_text())
     assert saved_hps["model"] == "cifar_resnet20_v2" and saved_hps["epochs"] == 3 and saved_hps["amp"] is True
-    assert json.loads((model_dir / c.CLASSES_FILE).read_text()) == list(CLASS_NAMES)
+    assert json.loads((model_dir / contract.CLASSES_FILE).read_text()) == list(CLASS_NAMES)
     best = max(h["val_acc"] for h in history)
     assert best >= 0.8 > 3 / NUM_TOY_CLASSES  # chance is 1/6
 
     # Evaluation on the same split with the exported model reports the best epoch's number.
     model = load_model(model_dir, mx.cpu())
-    val = c.record_files(channels[c.VALIDATION_CHANNEL], c.VALIDATION_CHANNEL)
+    val = contract.record_files(channels[contract.VALIDATION_CHANNEL], contract.VALIDATION_CHANNEL)
     labels, probs = predict(model.net, val, model.preprocessing, 32, mx.cpu())
     assert len(labels) == NUM_TOY_CLASSES * 12
     assert float((probs.argmax(axis=1) == labels).mean()) == pytest.approx(best, abs=1e-9)

@@ -17,7 +17,7 @@ import cv2
 import mxnet as mx
 import numpy as np
 
-from gtsrb.common import contract as c
+from gtsrb.common import contract
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 32  # the CPU preset's input size
@@ -43,10 +43,10 @@ def toy_image(label: int, rng: np.random.Generator, side: int) -> np.ndarray:
     return image
 
 
-def write_split(folder: Path, split: str, labels: list[int], side: int, seed: int = 0) -> c.RecordFiles:
+def write_split(folder: Path, split: str, labels: list[int], side: int, seed: int = 0) -> contract.RecordFiles:
     """Pack toy images with these labels as `folder/{split}.rec/.idx/.lst` (RGB, JPEG)."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = c.record_files(folder, split)
+    files = contract.record_files(folder, split)
     rng = np.random.default_rng(seed)
     writer = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "w")
     lines = []
