@@ -1,0 +1,1 @@
+"""Serving: the trained model answers HTTP requests (SageMaker hosting contract) and CLI predictions."""
