@@ -24,7 +24,8 @@ import zipfile
 from pathlib import Path
 
 DRIVER_LIBS = {"libcuda.so.1"}  # provided by the host's driver, never by the image
-# What libmxnet.so of mxnet-cu112 1.9.1 needs from CUDA 11 (NOTES.md); each must resolve to a wheel.
+# What libmxnet.so of mxnet-cu112 1.9.1 needs from CUDA 11 (its NEEDED entries, read with ldd);
+# any CUDA 11.x runtime serves (minor-version compatibility); each must resolve to a wheel.
 CUDA_LIBS = ("libcudart.so.11.0", "libcublas.so.11", "libcufft.so.10", "libcusolver.so.11", "libcurand.so.10",
              "libnvrtc.so.11.2", "libnvToolsExt.so.1", "libcudnn.so.8", "libnccl.so.2")
 LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(.+?)(?:\s+\(0x[0-9a-f]+\))?$")

@@ -1,22 +1,19 @@
 """Which SageMaker instance types the training image can run on, checked before anything is built.
 
-The `gpu` image ships mxnet-cu112 1.9.1, whose CUDA kernels are compiled for sm_50/60/70/80/86
-only, with no PTX to JIT from (NOTES.md). So it runs on V100 (p3), T4 (g4dn), A10G (g5), A100
-(p4d/p4de) and L4/L40S (g6/g6e: sm_89 runs sm_86 code), but not on H100/H200/B200 (p5, p6 and
-newer), not on K80 (p2, sm_37), not on AMD or Trainium/Inferentia, and not on CPU-only instances
-(the CUDA build needs libcuda from a GPU driver). A wrong type would otherwise fail (or hang) an
-hour into a paid job; here it fails when the pipeline is built or started, naming what works.
+The supported families are `gtsrb.train.gpu_families.FAMILY_NAMES` (the train step checks the
+GPU with the same list). Not H100/H200/B200 (p5, p6 and newer), not K80 (p2, sm_37), not AMD or
+Trainium/Inferentia, and not CPU-only instances (the CUDA build needs libcuda from a GPU
+driver). A wrong type would otherwise fail (or hang) an hour into a paid job; here it fails when
+the pipeline is built or started, naming what works.
 """
 
 from __future__ import annotations
 
 from gtsrb.common.failure import StepError
-
-# Instance families (the part before the size) whose GPUs the gpu image supports.
-TRAINING_GPU_FAMILIES: tuple[str, ...] = ("ml.g4dn", "ml.g5", "ml.g6", "ml.g6e", "ml.p3", "ml.p3dn", "ml.p4d", "ml.p4de")
+from gtsrb.train.gpu_families import FAMILY_NAMES
 
 # GPU families with local NVMe storage: SageMaker refuses a VolumeKmsKeyId there (the instance
-# store is encrypted by the hardware); of the families above only ml.p3 is EBS-only.
+# store is encrypted by the hardware); of the supported families only ml.p3 is EBS-only.
 LOCAL_NVME_FAMILIES: tuple[str, ...] = ("ml.g4dn", "ml.g5", "ml.g6", "ml.g6e", "ml.p3dn", "ml.p4d", "ml.p4de")
 
 # Families refused with a specific reason (anything else unknown is refused too).
@@ -41,7 +38,7 @@ def family(instance_type: str) -> str:
 def check_training_instance_type(instance_type: str) -> str:
     """Return `instance_type` if the gpu training image can run on it, else raise StepError."""
     fam = family(instance_type)
-    if fam in TRAINING_GPU_FAMILIES:
+    if fam in FAMILY_NAMES:
         return instance_type
     if fam in _KNOWN_REASONS:
         reason = _KNOWN_REASONS[fam]
@@ -51,7 +48,7 @@ def check_training_instance_type(instance_type: str) -> str:
         reason = "the training step runs the gpu image (mxnet-cu112), which needs an NVIDIA GPU"
     raise StepError(
         f"training instance type {instance_type} cannot run the training image: {reason}. "
-        f"Choose one of the families {', '.join(TRAINING_GPU_FAMILIES)} (e.g. ml.g5.xlarge)."
+        f"Choose one of the families {', '.join(FAMILY_NAMES)} (e.g. ml.g5.xlarge)."
     )
 
 

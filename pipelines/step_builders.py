@@ -1,7 +1,7 @@
 """The SageMaker steps, built from the shared step graph (pipelines.graph) with SDK v3.
 
 Import only through pipelines.definition.get_pipeline: the SDK creates a boto3 client when
-some of its modules are imported, so the region must be set first (NOTES.md).
+some of its modules are imported, so the region must be set first (definition.py does).
 
 Every name, container path and wire comes from graph.py and gtsrb.common.contract; every image
 from pipelines.images; every hyperparameter name from the train step's Hyperparameters.

@@ -1,8 +1,6 @@
 """Where training runs: all visible GPUs (data parallel) or the CPU, and the GPU capability check.
 
-The mxnet-cu112 1.9.1 wheel carries machine code (SASS) for sm_50, 60, 70, 80 and 86 and no
-PTX, so a GPU runs it only if a built architecture has the same major version and a minor
-version <= its own (NOTES.md). Hopper (sm_90, ml.p5) and newer cannot run it at all: we check
+Which GPUs the installed MXNet can run is in `gtsrb.train.gpu_families`; we check every GPU
 before training and fail with a sentence instead of a CUDA error or a hang.
 """
 
@@ -15,23 +13,15 @@ import os
 import mxnet as mx
 
 from gtsrb.common.failure import StepError
+from gtsrb.train.gpu_families import BUILT_ARCHITECTURES, SUPPORTED_TEXT, is_supported
 
 log = logging.getLogger(__name__)
 
-# SASS architectures in the installed MXNet GPU wheel (mxnet-cu112 1.9.1).
-BUILT_ARCHITECTURES: tuple[tuple[int, int], ...] = ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6))
-# Instance families whose GPUs run those architectures (said in the error message).
-WORKING_FAMILIES = "ml.p3 (V100), ml.g4dn (T4), ml.g5 (A10G), ml.p4d/p4de (A100), ml.g6/g6e (L4/L40S)"
-# Settings for MXNet on GPUs (NOTES.md): cuDNN autotune can hang on Ampere (apache/mxnet#20346).
+# Settings for MXNet on GPUs: cuDNN autotune can hang on Ampere (apache/mxnet#20346); the library
+# check only warns about a cuDNN version newer than MXNet was built with.
 GPU_ENVIRONMENT: dict[str, str] = {"MXNET_CUDNN_AUTOTUNE_DEFAULT": "0", "MXNET_CUDNN_LIB_CHECKING": "0"}
 
 _CC_MAJOR, _CC_MINOR = 75, 76  # CUdevice_attribute values of the CUDA driver API
-
-
-def is_supported(capability: tuple[int, int], built: tuple[tuple[int, int], ...] = BUILT_ARCHITECTURES) -> bool:
-    """True if SASS built for one of `built` runs on a GPU of this compute capability."""
-    major, minor = capability
-    return any(b_major == major and b_minor <= minor for b_major, b_minor in built)
 
 
 def check_capabilities(devices: list[tuple[str, tuple[int, int]]]) -> None:
@@ -41,7 +31,7 @@ def check_capabilities(devices: list[tuple[str, tuple[int, int]]]) -> None:
             built = ", ".join(f"sm_{a}{b}" for a, b in BUILT_ARCHITECTURES)
             raise StepError(
                 f"GPU {name} has compute capability {capability[0]}.{capability[1]}, which MXNet 1.9.1 "
-                f"was not built for ({built}, no PTX): use one of {WORKING_FAMILIES}, not ml.p5 or newer."
+                f"was not built for ({built}, no PTX): use one of {SUPPORTED_TEXT}, not ml.p5 or newer."
             )
 
 

@@ -4,7 +4,7 @@ The snake_case field name is also the CLI flag (`--batch_size 64`) and the SageM
 hyperparameter key. Values arrive as strings (SageMaker passes `--key value`, booleans as
 `True`/`False`); `from_mapping` converts and validates them and fails at once naming the key.
 
-The defaults are the GPU recipe for real GTSRB (see README "## Training" for the estimate);
+The defaults are the GPU recipe for real GTSRB (docs/training.md gives the estimate);
 `preset=cpu` switches to a small network trained from scratch at 32 px for 2-core machines.
 """
 
@@ -27,7 +27,7 @@ class Hyperparameters:
     model: str = "resnet50_v1d"  # ImageNet top-1 79%, cheap at 96 px; v1d's avg-pool downsampling suits small inputs
     pretrained: str = "imagenet"  # imagenet (zoo weights baked into the image) | none; a `pretrained` channel wins
     image_size: int = DEFAULT_IMAGE_SIZE  # 96: must equal what prepare packed for (stored side 108 allows random crops)
-    epochs: int = 15  # fine-tuning converges in ~10 epochs; ~4.5 min on one A10G (README estimate)
+    epochs: int = 15  # fine-tuning converges in ~10 epochs; ~4.5 min on one A10G (estimate in docs/training.md)
     batch_size: int = 128  # total over all GPUs; fits a 24 GB A10G at 96 px with AMP many times over
     optimizer: str = "nag"  # SGD with Nesterov momentum: the gluoncv fine-tuning default, robust with BN
     lr: float = 0.02  # backbone lr for batch 128: 1/2.5 of the from-scratch rule (0.1 per 256), keeps ImageNet features; head x10
