@@ -31,7 +31,7 @@ def table_rows(markdown: Path, heading: str) -> list[list[str]]:
             rows.append([cell.strip() for cell in line.strip().strip("|").split(" | ")])
         elif rows:
             break  # the table ended
-    return [row for row in rows[2:]]  # drop the header and the |---| line
+    return rows[2:]  # drop the header and the |---| line
 
 
 def doc_value(text: str, like: object) -> object:
