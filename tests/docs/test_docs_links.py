@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 # The README is not listed yet: its docs table names manuals that other branches add.
 MANUALS = sorted((REPO / "docs").glob("*.md")) + [REPO / "CONTRIBUTING.md"]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-OUTSIDE = re.compile("NOTES" + r"\.md|/work/")  # split so that this file does not match itself
+# A notes file outside the repository and the machine's work folder; each split in two so that
+# this file does not match itself.
+OUTSIDE = re.compile(re.escape("NOTES" + ".md") + "|" + re.escape("/wo" + "rk/"))
 
 
 def anchors(markdown: Path) -> set[str]:
