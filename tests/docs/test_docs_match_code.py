@@ -35,8 +35,10 @@ def table_rows(markdown: Path, heading: str) -> list[list[str]]:
 
 
 def doc_value(text: str, like: object) -> object:
-    """A table cell (`nag`, 0.02, 1e-4, True) as the Python type of `like`."""
+    """A table cell (`nag`, 0.02, 1e-4, True, None) as the Python type of `like`."""
     text = text.strip().strip("`")
+    if like is None:  # an optional knob left unset
+        return None if text == "None" else text
     if isinstance(like, bool):
         assert text in ("True", "False"), f"{text!r} is not True/False"
         return text == "True"
