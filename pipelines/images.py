@@ -49,8 +49,10 @@ def ecr_registry(account: str, region: str) -> str:
 
 
 def image_uri(registry: str, variant: str, tag: str) -> str:
-    """Full image URI, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/gtsrb-mxnet-gpu:abc1234."""
-    return f"{registry}/{repository(variant)}:{tag}" if registry else f"{repository(variant)}:{tag}"
+    """Full image URI, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/gtsrb-mxnet-gpu:abc1234
+    (a digest `sha256:...` as tag gives `...gtsrb-mxnet-gpu@sha256:...`)."""
+    name = f"{registry}/{repository(variant)}" if registry else repository(variant)
+    return f"{name}@{tag}" if tag.startswith("sha256:") else f"{name}:{tag}"
 
 
 def main() -> None:
