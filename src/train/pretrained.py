@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=["download"])
     parser.add_argument("--from", dest="folder", type=Path, help="bake from pre-downloaded zoo files here (offline)")
     parser.add_argument("names", nargs="*")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # names may follow --from DIR
     names = args.names or list(BAKED_BACKBONES)
     for path in copy_from(args.folder, names) if args.folder else download(names):
         print(f"baked {path}")

@@ -19,7 +19,7 @@ import sys
 from gluoncv.model_zoo import model_store
 model_store._model_sha1[{NAME!r}] = sys.argv[1]
 from gtsrb.train import pretrained
-pretrained.main(["download", "--from", "/zoo", {NAME!r}])
+pretrained.main(["download", {NAME!r}, "--from", "/zoo"])
 print("training reads", pretrained.imagenet_params_path({NAME!r}))
 """
 
@@ -34,5 +34,5 @@ def test_stand_in_baked_offline_is_found_by_training(docker: str, image: str, tm
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"training reads /opt/mxnet/models/{stem}.params" in result.stdout
 
-    bad = docker_run(docker, image, ["python3", "-c", SCRIPT, "0" * 8 + sha1[8:]], {tmp_path: "/zoo:ro"})
-    assert bad.returncode != 0 and "has neither" in bad.stdout + bad.stderr
+    bad = docker_run(docker, image, ["python3", "-c", SCRIPT, sha1[:8] + "0" * 32], {tmp_path: "/zoo:ro"})
+    assert bad.returncode != 0 and "its sha1 is not gluoncv's" in bad.stdout + bad.stderr
