@@ -62,10 +62,14 @@ clean: ## Remove runs/, caches and the venv
 # --- images: containers/Dockerfile, one per VARIANT (gpu | cpu | "gpu cpu") --------------------
 DOCKER       ?= docker
 BAKE_WEIGHTS ?= 1
+ZOO_DIR      ?=
+BACKBONES    ?=
 BASE_IMAGE   ?=
 IMMUTABLE    ?=
+LATEST       ?=
 TRAIN_ROOT   ?= runs/train-local
-WHEELHOUSES   = $(foreach v,$(VARIANT),build/wheelhouse/$(v)/.stamp)
+# The weights are baked in a stage on the CPU wheel, so a GPU build with weights needs both.
+WHEELHOUSES   = $(foreach v,$(sort $(VARIANT) $(if $(filter 1,$(BAKE_WEIGHTS)),cpu)),build/wheelhouse/$(v)/.stamp)
 image         = $$($(PY) -m pipelines.images uri --variant $(1) --tag $(2))
 # buildx where installed (--provenance=false: ECR/SageMaker reject attestation manifests), else the
 # engine's built-in BuildKit (no attestations); both export Docker media types.
@@ -79,17 +83,19 @@ build/wheelhouse/%/.stamp: containers/requirements-%.txt | $(STAMP)
 
 wheelhouse: $(WHEELHOUSES) ## Download/build the pinned wheels of VARIANT's image into build/wheelhouse/
 
-build: $(STAMP) $(WHEELHOUSES) ## Build VARIANT's image (gpu|cpu|"gpu cpu"), tags TAG (git SHA) + latest; BAKE_WEIGHTS=0 skips weights
+build: $(STAMP) $(WHEELHOUSES) ## Build VARIANT's image (gpu|cpu|"gpu cpu"), tags TAG (git SHA) + local latest; BAKE_WEIGHTS=0 skips weights, ZOO_DIR= bakes offline
+	@rm -rf build/zoo && mkdir -p build/zoo $(if $(ZOO_DIR),&& cp $(ZOO_DIR)/*.zip $(ZOO_DIR)/*.params build/zoo/ 2>/dev/null; test -n "$$(ls build/zoo)" || { echo "make build: ZOO_DIR=$(ZOO_DIR) holds no .zip/.params zoo files" >&2; exit 1; })
 	@for v in $(VARIANT); do \
 	  echo ">> building $(call image,$$v,$(TAG)) (+ latest): linux/amd64, Docker media types, no provenance"; \
 	  $(BUILD_CMD) -f containers/Dockerfile --build-arg VARIANT=$$v --build-arg BAKE_WEIGHTS=$(BAKE_WEIGHTS) \
 	    --build-arg GIT_SHA=$(TAG) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+	    $(if $(BACKBONES),--build-arg BACKBONES="$(BACKBONES)") \
 	    -t $(call image,$$v,$(TAG)) -t $(call image,$$v,latest) . || exit 1; \
 	done
 
-push: $(STAMP) ## Push VARIANT's image (TAG + latest) to ECR (AWS_REGION; IMMUTABLE=1) or REGISTRY=host:port
+push: $(STAMP) ## Push VARIANT's image (TAG; LATEST=1 also moves latest) to ECR (AWS_REGION; IMMUTABLE=1) or REGISTRY=host:port; same digest: skipped
 	PY=$(PY) DOCKER=$(DOCKER) VARIANT="$(VARIANT)" TAG=$(TAG) REGISTRY=$(REGISTRY) AWS_REGION=$(AWS_REGION) \
-	  IMMUTABLE=$(IMMUTABLE) containers/push.sh
+	  IMMUTABLE=$(IMMUTABLE) LATEST=$(LATEST) containers/push.sh
 
 train-local: $(STAMP) ## Train in the image like SageMaker (docker run --gpus all; VARIANT=cpu: no GPU) on WORK/prepare; HP=, TRAIN_ROOT=
 	$(PY) containers/train_local.py --docker $(DOCKER) --image $(call image,$(firstword $(VARIANT)),latest) \
@@ -102,14 +108,17 @@ pin-base: ## Pin the Dockerfile's dated base tag to the digest its registry serv
 check-gpu-libs: $(STAMP) build/wheelhouse/gpu/.stamp ## Check (no GPU needed) that the GPU wheels satisfy every NEEDED lib of libmxnet.so
 	$(PY) containers/check_gpu_libs.py --wheelhouse build/wheelhouse/gpu
 
-test-containers: $(STAMP) ## Start a Docker engine, build the CPU image, run its steps, push/pull a local registry (root)
+test-containers: $(STAMP) ## Start a Docker engine, build both images, run the steps + SIGTERM in the CPU one, GPU lib check, local registry (root)
 	containers/ci/engine.sh run -- $(MAKE) --no-print-directory container-tests
 
+# CI cannot download zoo weights: both images are built with BAKE_WEIGHTS=0, and a test bakes a
+# stand-in through the same code path. The GPU build is the slow part (several GB of wheels).
 .PHONY: container-tests
 container-tests: $(STAMP) build/wheelhouse/cpu/.stamp build/wheelhouse/gpu/.stamp
-	$(MAKE) --no-print-directory build VARIANT=cpu BAKE_WEIGHTS=0
-	@echo ">> container tests: steps in the image, registry round trip, pin-base, GPU library check"
-	GTSRB_TEST_IMAGE=$(call image,cpu,$(TAG)) $(PY) -m pytest -m containers tests/containers --durations=5 $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory build VARIANT="cpu gpu" BAKE_WEIGHTS=0
+	@echo ">> container tests: steps + SIGTERM in the CPU image, GPU image libraries, registry round trip, pin-base"
+	GTSRB_TEST_IMAGE=$(call image,cpu,$(TAG)) GTSRB_TEST_GPU_IMAGE=$(call image,gpu,$(TAG)) \
+	  $(PY) -m pytest -m containers tests/containers --durations=8 $(PYTEST_ARGS)
 
 # --- the SageMaker pipeline: make definition / upsert (pipelines/definition.py) ------------------
 ROLE_ARN      ?=

@@ -2,7 +2,8 @@
 
 Runs without a GPU: it asks the dynamic loader (`ldd`) to resolve libmxnet.so and everything it
 pulls in, and fails if any library is missing except libcuda.so.1 (the driver's, mounted by the
-NVIDIA container toolkit at run time). It also checks that each CUDA library comes from the
+NVIDIA container toolkit at run time), and the libraries opened later with dlopen (DLOPEN_LIBS)
+with everything they need. It also checks that each CUDA library comes from the
 PyPI nvidia-*-cu11 wheels (site-packages/nvidia/*/lib), i.e. the loader configuration works.
 
     python3 check_gpu_libs.py                      # inside the GPU image (also run by its build)
@@ -28,6 +29,11 @@ DRIVER_LIBS = {"libcuda.so.1"}  # provided by the host's driver, never by the im
 # any CUDA 11.x runtime serves (minor-version compatibility); each must resolve to a wheel.
 CUDA_LIBS = ("libcudart.so.11.0", "libcublas.so.11", "libcufft.so.10", "libcusolver.so.11", "libcurand.so.10",
              "libnvrtc.so.11.2", "libnvToolsExt.so.1", "libcudnn.so.8", "libnccl.so.2")
+# Opened at run time with dlopen (not in any NEEDED list, so ldd of libmxnet.so never sees them):
+# cuDNN 8 loads its sub-libraries on first use, nvrtc loads its builtins when it compiles.
+DLOPEN_LIBS = ("libcudnn_ops_infer.so.8", "libcudnn_ops_train.so.8", "libcudnn_cnn_infer.so.8",
+               "libcudnn_cnn_train.so.8", "libcudnn_adv_infer.so.8", "libcudnn_adv_train.so.8",
+               "libnvrtc-builtins.so.11.8")
 LDD_LINE = re.compile(r"^\s*(\S+)\s+=>\s+(.+?)(?:\s+\(0x[0-9a-f]+\))?$")
 
 
@@ -50,6 +56,28 @@ def problems(resolved: dict[str, str]) -> list[str]:
         path = resolved.get(soname, "not needed")
         if path in ("not found", "not needed") or "/nvidia/" not in path:
             found.append(f"{soname}: {path} (expected from site-packages/nvidia/*/lib)")
+    return found
+
+
+def loader_paths(library_path: str | None) -> dict[str, str]:
+    """soname -> path the loader would dlopen: LD_LIBRARY_PATH dirs (wheelhouse), else ldconfig's cache."""
+    if library_path:
+        return {p.name: str(p) for d in library_path.split(":") for p in Path(d).glob("*.so*")}
+    out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=False).stdout
+    return {m.group(1): m.group(2) for line in out.splitlines() if (m := re.match(r"^\s*(\S+) \(.*\) => (\S+)$", line))}
+
+
+def dlopen_problems(library_path: str | None) -> list[str]:
+    """What is wrong with the dlopen'd libraries: not findable by the loader, or a dependency missing."""
+    found, paths = [], loader_paths(library_path)
+    for soname in DLOPEN_LIBS:
+        path = paths.get(soname)
+        if path is None:
+            found.append(f"{soname}: not found (opened with dlopen at run time)")
+            continue
+        print(f"{soname} => {path} (dlopen)")
+        missing = [s for s, p in resolve(Path(path), library_path).items() if p == "not found" and s not in DRIVER_LIBS]
+        found += [f"{soname}: needs {s}, not found" for s in missing]
     return found
 
 
@@ -84,11 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         if not libmxnet.is_file():
             sys.exit(f"check_gpu_libs: {libmxnet} does not exist")
         resolved = resolve(libmxnet, library_path)
+        late = dlopen_problems(library_path)
     if not resolved:
         sys.exit(f"check_gpu_libs: ldd could not read {libmxnet}")
     for soname in CUDA_LIBS:
         print(f"{soname} => {resolved.get(soname, 'not needed')}")
-    found = problems(resolved)
+    found = problems(resolved) + late
     for line in found:
         print(f"PROBLEM {line}", file=sys.stderr)
     where = args.wheelhouse or "this image"

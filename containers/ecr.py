@@ -1,6 +1,9 @@
-"""Get ECR ready for `make push`: find the account, create missing repositories, log Docker in.
+"""Get ECR ready for `make push`: create missing repositories, log Docker in.
 
-    python containers/ecr.py --region eu-west-1 --repository gtsrb-mxnet-gpu [--immutable]
+    python containers/ecr.py --region eu-west-1 --account 123456789012 --repository gtsrb-mxnet-gpu [--immutable]
+
+The account is pipelines.images.image_account (the one the pipeline definition names), not the
+caller's: in a cross-account setup the caller needs push rights there.
 
 Prints the registry host (e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com) as its last line.
 New repositories scan on push; --immutable makes their tags immutable (then only the git-SHA tag
@@ -20,13 +23,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipelines.images import ecr_registry
 
 
-def ensure_repository(ecr, name: str, immutable: bool) -> bool:
-    """Create the repository if it does not exist; True when it was created."""
+def ensure_repository(ecr, name: str, immutable: bool, account: str) -> bool:
+    """Create the repository in `account` if it does not exist; True when it was created."""
     try:
-        ecr.describe_repositories(repositoryNames=[name])
+        ecr.describe_repositories(registryId=account, repositoryNames=[name])
         return False
     except ecr.exceptions.RepositoryNotFoundException:
         ecr.create_repository(
+            registryId=account,
             repositoryName=name,
             imageScanningConfiguration={"scanOnPush": True},
             imageTagMutability="IMMUTABLE" if immutable else "MUTABLE",
@@ -48,21 +52,21 @@ def docker_login(docker: str, registry: str, user: str, password: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Account from STS, repositories, login; print the registry host."""
+    """Repositories, login; print the registry host."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--region", required=True)
+    parser.add_argument("--account", required=True, help="the images' account (pipelines.images.image_account)")
     parser.add_argument("--repository", action="append", required=True, help="repository name (repeat)")
     parser.add_argument("--immutable", action="store_true", help="tag immutability for new repositories")
     parser.add_argument("--docker", default="docker")
     parser.add_argument("--no-login", action="store_true", help="skip docker login (tests)")
     args = parser.parse_args(argv)
     try:
-        account = boto3.client("sts", region_name=args.region).get_caller_identity()["Account"]
         ecr = boto3.client("ecr", region_name=args.region)
         for name in args.repository:
-            created = ensure_repository(ecr, name, args.immutable)
+            created = ensure_repository(ecr, name, args.immutable, args.account)
             print(f">> ecr: repository {name} {'created' if created else 'exists'}", file=sys.stderr)
-        registry = ecr_registry(account, args.region)
+        registry = ecr_registry(args.account, args.region)
         if not args.no_login:
             docker_login(args.docker, registry, *docker_password(ecr))
             print(f">> ecr: docker logged in to {registry}", file=sys.stderr)

@@ -9,6 +9,8 @@ the pipeline is built or started, naming what works.
 
 from __future__ import annotations
 
+import re
+
 from gtsrb.common.failure import StepError
 from gtsrb.train.gpu_families import FAMILY_NAMES
 
@@ -52,9 +54,21 @@ def check_training_instance_type(instance_type: str) -> str:
     )
 
 
+def has_instance_storage(instance_type: str) -> bool:
+    """True for types with local NVMe instance storage (g4dn/g5/g6, p3dn/p4d, any `d` type: m5d, c6id ...)."""
+    size_free = family(instance_type).removeprefix("ml.")
+    return family(instance_type) in LOCAL_NVME_FAMILIES or bool(re.fullmatch(r"[a-z]+[0-9]+[a-z]*d[a-z]*", size_free))
+
+
+def processing_volume_kms_key(instance_type: str, volume_kms_key: str | None) -> str | None:
+    """The volume key for a processing job, or None on an instance-storage type (SageMaker refuses
+    the key there; the local storage is encrypted by the hardware)."""
+    return None if has_instance_storage(instance_type) else volume_kms_key
+
+
 def check_volume_kms_key(instance_type: str, volume_kms_key: str | None) -> None:
     """Refuse a training volume KMS key on an instance type with local NVMe storage (SageMaker would)."""
-    if volume_kms_key and family(instance_type) in LOCAL_NVME_FAMILIES:
+    if volume_kms_key and has_instance_storage(instance_type):
         raise StepError(
             f"volume_kms_key cannot be used with training instance type {instance_type}: it has local "
             "NVMe storage, which SageMaker encrypts itself and refuses a volume key for. Drop "

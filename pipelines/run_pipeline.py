@@ -25,7 +25,7 @@ from sagemaker.core.helper.iam_role_resolver import RoleValidationError
 from gtsrb.common.failure import StepError, run_step
 from gtsrb.train.hyperparameters import Hyperparameters
 from pipelines.cli_args import add_pipeline_args, build_pipeline, parse_json, quiet_sdk
-from pipelines.instances import check_training_instance_type
+from pipelines.instances import check_training_instance_type, check_volume_kms_key, has_instance_storage
 from pipelines.settings import HYPERPARAMETER_OF, as_number
 
 EXIT_EXECUTION_FAILED, EXIT_STILL_RUNNING = 2, 3
@@ -53,12 +53,29 @@ def check_overrides(pipeline, overrides: dict) -> None:
     unknown = sorted(set(overrides) - set(known))
     if unknown:
         raise StepError(f"--parameters: unknown pipeline parameter {unknown[0]!r}; known: {', '.join(known)}.")
+    keys = volume_kms_keys(json.loads(pipeline.definition()))
     if "TrainingInstanceType" in overrides:
         check_training_instance_type(str(overrides["TrainingInstanceType"]))
+        check_volume_kms_key(str(overrides["TrainingInstanceType"]), keys["Training"])
+    if "ProcessingInstanceType" in overrides and keys["Processing"] and has_instance_storage(str(overrides["ProcessingInstanceType"])):
+        raise StepError(f"--parameters: ProcessingInstanceType={overrides['ProcessingInstanceType']} has instance "
+                        "storage, which refuses the pipeline's volume_kms_key; choose an EBS type (e.g. ml.m5.xlarge).")
     if "AccuracyThreshold" in overrides and not 0 <= as_number("AccuracyThreshold", overrides["AccuracyThreshold"]) <= 1:
         raise StepError(f"--parameters: AccuracyThreshold={overrides['AccuracyThreshold']!r} must be between 0 and 1.")
     hps = {HYPERPARAMETER_OF[k]: str(v) for k, v in overrides.items() if k in HYPERPARAMETER_OF}
     Hyperparameters.from_mapping(hps)  # raises StepError naming the key
+
+
+def volume_kms_keys(definition: dict) -> dict[str, str | None]:
+    """The volume KMS key the definition gives its Training and Processing jobs (None: none)."""
+    keys: dict[str, str | None] = {"Training": None, "Processing": None}
+    for step in definition.get("Steps", []):
+        args = step.get("Arguments", {})
+        if step.get("Type") == "Training":
+            keys["Training"] = args.get("ResourceConfig", {}).get("VolumeKmsKeyId")
+        elif step.get("Type") == "Processing":
+            keys["Processing"] = keys["Processing"] or args.get("ProcessingResources", {}).get("ClusterConfig", {}).get("VolumeKmsKeyId")
+    return keys
 
 
 def check_tags(tags: list) -> list[dict[str, str]]:

@@ -47,6 +47,7 @@ class Settings:
     image_registry: str
     image_tag: str
     input_data_url: str
+    data_version: str
     training_instance_type: str
     processing_instance_type: str
     use_spot: bool
@@ -99,6 +100,16 @@ def as_seconds(name: str, hours: object) -> int:
     return seconds
 
 
+def check_image_tag(tag: str | None) -> str:
+    """An immutable image reference: a git-SHA tag or a digest (sha256:...), never `latest`.
+
+    SageMaker's step cache compares the image URI: a moving tag would reuse results of old code."""
+    if not tag or tag == "latest":
+        raise StepError(f"image_tag={tag!r} is not an immutable reference: pass the git SHA the images were "
+                        "pushed with (make push TAG=...) or a digest sha256:<64 hex>.")
+    return tag
+
+
 def resolve_region(region: str | None) -> str:
     """The region argument, else AWS_REGION / AWS_DEFAULT_REGION, else a clear error."""
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -114,9 +125,11 @@ def from_kwargs(  # noqa: PLR0913 - these are the documented get_pipeline kwargs
     pipeline_name: str = DEFAULT_PIPELINE_NAME,
     model_package_group_name: str = graph.MODEL_PACKAGE_GROUP,
     base_job_prefix: str = DEFAULT_BASE_JOB_PREFIX,
-    image_tag: str = "latest",
+    image_tag: str | None = None,
     image_registry: str | None = None,
+    image_account: str | None = None,
     input_data_url: str | None = None,
+    data_version: str = "1",
     training_instance_type: str = DEFAULT_TRAINING_INSTANCE,
     processing_instance_type: str = DEFAULT_PROCESSING_INSTANCE,
     use_spot: bool | str = True,
@@ -129,6 +142,10 @@ def from_kwargs(  # noqa: PLR0913 - these are the documented get_pipeline kwargs
     region = resolve_region(region)
     account = account_of(role or "")
     bucket = default_bucket or f"sagemaker-{region}-{account}"  # the SDK's default bucket name
+    try:  # one source with `make push`: IMAGE_ACCOUNT, else the role's account
+        images_account = images.image_account(role, image_account)
+    except ValueError as err:
+        raise StepError(f"image_account: {err}.") from None
     prefix = base_job_prefix.strip("/")
     settings = Settings(
         region=region,
@@ -137,9 +154,10 @@ def from_kwargs(  # noqa: PLR0913 - these are the documented get_pipeline kwargs
         pipeline_name=pipeline_name,
         model_package_group_name=model_package_group_name,
         base_job_prefix=prefix,
-        image_registry=image_registry if image_registry is not None else images.ecr_registry(account, region),
-        image_tag=image_tag or "latest",
+        image_registry=image_registry if image_registry is not None else images.ecr_registry(images_account, region),
+        image_tag=check_image_tag(image_tag),
         input_data_url=input_data_url or f"s3://{bucket}/{prefix}/raw",
+        data_version=str(data_version),
         training_instance_type=check_training_instance_type(training_instance_type),
         processing_instance_type=processing_instance_type,
         use_spot=as_bool("use_spot", use_spot),

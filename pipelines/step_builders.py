@@ -42,6 +42,7 @@ from sagemaker.train import ModelTrainer
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.metrics import METRIC_DEFINITIONS
 from pipelines import graph
+from pipelines.instances import processing_volume_kms_key
 from pipelines.settings import HYPERPARAMETER_OF, Settings
 
 PROPERTY_FILE = "EvaluationReport"  # the PropertyFile name the condition's JsonGet reads
@@ -60,6 +61,7 @@ class PipelineParameters:
     """What a user may change per execution (StartPipelineExecution overrides)."""
 
     input_data_url: ParameterString
+    data_version: ParameterString
     processing_instance_type: ParameterString
     processing_instance_count: ParameterInteger
     training_instance_type: ParameterString
@@ -82,6 +84,9 @@ def make_parameters(settings: Settings, threshold: float) -> PipelineParameters:
     hp = Hyperparameters()
     return PipelineParameters(
         input_data_url=ParameterString("InputDataUrl", default_value=settings.input_data_url),
+        # Part of PrepareData's cache key (its arguments): SageMaker compares the input's URI, not
+        # its content, so data re-uploaded under the same InputDataUrl needs a new DataVersion.
+        data_version=ParameterString("DataVersion", default_value=settings.data_version),
         processing_instance_type=ParameterString("ProcessingInstanceType", default_value=settings.processing_instance_type),
         processing_instance_count=ParameterInteger("ProcessingInstanceCount", default_value=1),
         training_instance_type=ParameterString("TrainingInstanceType", default_value=settings.training_instance_type),
@@ -174,7 +179,7 @@ def processing_step(
         instance_type=params.processing_instance_type,
         instance_count=params.processing_instance_count,
         volume_size_in_gb=PROCESSING_VOLUME_GB,
-        volume_kms_key=settings.volume_kms_key,
+        volume_kms_key=processing_volume_kms_key(settings.processing_instance_type, settings.volume_kms_key),
         output_kms_key=settings.output_kms_key,
         base_job_name=f"{settings.base_job_prefix}-{spec.module.rsplit('.', 1)[-1]}",
         sagemaker_session=ctx.session,
@@ -280,8 +285,9 @@ def build_pipeline(settings: Settings, threshold: float, boto_session) -> Pipeli
     """Prepare -> Train -> Evaluate -> CheckAccuracy (Register | Fail), in graph.STEP_ORDER."""
     params = make_parameters(settings, threshold)
     ctx = BuildContext(settings, params, pipeline_session(settings, boto_session), steps={})
-    image_size_arg = ["--image-size", params.image_size.to_string()]  # prepare packs for the net's input size
-    ctx.steps[graph.PREPARE.name] = processing_step(graph.PREPARE, ctx, image_size_arg, cache_config=PREPARE_CACHE)
+    # prepare packs for the net's input size; the data version only keys the step cache
+    prepare_args = ["--image-size", params.image_size.to_string(), "--data-version", params.data_version]
+    ctx.steps[graph.PREPARE.name] = processing_step(graph.PREPARE, ctx, prepare_args, cache_config=PREPARE_CACHE)
     ctx.steps[graph.TRAIN.name] = training_step(ctx)
     # The property file lives in the evaluation output: <output>/evaluation.json.
     output = graph.CONDITION.source.output

@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-skipped-fraction", type=float, default=defaults.max_skipped_fraction)
     parser.add_argument("--workers", type=int, default=defaults.workers, help="0 = one per CPU")
     parser.add_argument("--quality", type=int, default=defaults.quality, help="JPEG quality")
+    parser.add_argument("--data-version", default="", help="the pipeline's DataVersion: only keys SageMaker's step cache")
     return parser.parse_args(argv)
 
 

@@ -17,7 +17,7 @@ import mxnet as mx
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError, run_step
 from gtsrb.common.preprocessing import Preprocessing
-from gtsrb.train import checkpoint, devices, pretrained
+from gtsrb.train import checkpoint, devices, metrics, pretrained
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.data import channel_split, validate_split
 from gtsrb.train.environment import Environment, parse_args
@@ -110,7 +110,7 @@ def train(argv: list[str]) -> None:
     hp = Hyperparameters.from_mapping(raw)
     ensure_writable(env.model_dir, "--model-dir")
     ensure_writable(env.checkpoint_dir, "--checkpoint-dir")
-    log.info("event=hyperparameters %s", " ".join(f"{k}={v}" for k, v in hp.to_dict().items()))
+    log.info("%s", metrics.hyperparameters_line(hp.to_dict()))
     run = prepare_run(env, hp)
     state = resume_or_start(run)
     previous = run.stop.install()

@@ -11,14 +11,26 @@ EPOCH_FIELDS: tuple[str, ...] = ("epoch", "train_loss", "train_acc", "val_acc", 
 
 _NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
+
+def _field(name: str) -> str:
+    """A field of an epoch line only (`epoch=N ... name=V`): the hyperparameters line has `lr=`
+    too, and would give the learning-rate metric an extra first point."""
+    return rf"\bepoch=[0-9]+ (?:\S+ )*?{name}={_NUMBER}"
+
+
 METRIC_DEFINITIONS: list[dict[str, str]] = [
-    {"Name": "train:loss", "Regex": rf"\btrain_loss={_NUMBER}"},
-    {"Name": "train:accuracy", "Regex": rf"\btrain_acc={_NUMBER}"},
-    {"Name": "validation:accuracy", "Regex": rf"\bval_acc={_NUMBER}"},
-    {"Name": "train:learning_rate", "Regex": rf"\blr={_NUMBER}"},
-    {"Name": "train:images_per_second", "Regex": rf"\bimg_per_s={_NUMBER}"},
-    {"Name": "train:epoch_seconds", "Regex": rf"\bseconds={_NUMBER}"},
+    {"Name": "train:loss", "Regex": _field("train_loss")},
+    {"Name": "train:accuracy", "Regex": _field("train_acc")},
+    {"Name": "validation:accuracy", "Regex": _field("val_acc")},
+    {"Name": "train:learning_rate", "Regex": _field("lr")},
+    {"Name": "train:images_per_second", "Regex": _field("img_per_s")},
+    {"Name": "train:epoch_seconds", "Regex": _field("seconds")},
 ]
+
+
+def hyperparameters_line(values: dict[str, object]) -> str:
+    """`event=hyperparameters preset=cpu ... lr=0.1 ...`: the run's settings, logged once at start."""
+    return "event=hyperparameters " + " ".join(f"{k}={v}" for k, v in values.items())
 
 
 def epoch_line(values: dict[str, float | int]) -> str:

@@ -3,7 +3,10 @@
 Training jobs may run with network isolation, so the train step never downloads: it reads
 `$MXNET_HOME/models/{name}-{short_hash}.params` (where gluoncv's own download puts it) and
 fails with a clear sentence when the file is absent. The Docker build runs
-`python -m gtsrb.train.pretrained download` to put BAKED_BACKBONES there.
+`python -m gtsrb.train.pretrained download` to put BAKED_BACKBONES there (in a stage on the CPU
+wheel: importing gluoncv imports mxnet, and the GPU mxnet cannot be imported without a driver).
+`download --from DIR` bakes offline from pre-downloaded zoo files (`{name}-{short_hash}.zip` as
+served, or the `.params` inside), each checked against gluoncv's sha1 table.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
+import zipfile
 from pathlib import Path
 
 from gluoncv.model_zoo import model_store
+from gluoncv.utils import check_sha1
 
 from gtsrb.common.failure import StepError, run_step
 
@@ -58,15 +64,47 @@ def download(names: list[str]) -> list[Path]:
     return paths
 
 
-def main() -> None:
-    """`python -m gtsrb.train.pretrained download [names...]` (default: BAKED_BACKBONES)."""
+def zoo_file_name(name: str) -> str:
+    """`{name}-{short_hash}`, gluoncv's file stem for zoo model `name` (a clear error if unknown)."""
+    try:
+        return f"{name}-{model_store.short_hash(name)}"
+    except ValueError as err:
+        raise StepError(f"the gluoncv zoo has no ImageNet weights for {name!r}; nothing to bake.") from err
+
+
+def copy_from(folder: Path, names: list[str]) -> list[Path]:
+    """Bake `names` from pre-downloaded zoo files in `folder` (no network), sha1-checked."""
+    paths = []
+    models_dir().mkdir(parents=True, exist_ok=True)
+    for name in names:
+        stem = zoo_file_name(name)
+        target = models_dir() / f"{stem}.params"
+        if (folder / f"{stem}.params").is_file():
+            shutil.copyfile(folder / f"{stem}.params", target)
+        elif (folder / f"{stem}.zip").is_file():
+            with zipfile.ZipFile(folder / f"{stem}.zip") as zf:
+                zf.extract(f"{stem}.params", models_dir())
+        else:
+            raise StepError(f"{folder} has neither {stem}.zip nor {stem}.params: put the zoo file for {name} there.")
+        if not check_sha1(str(target), model_store._model_sha1[name]):  # noqa: SLF001 - gluoncv's table
+            target.unlink()
+            raise StepError(f"{folder}/{stem}.*: its sha1 is not gluoncv's for {name}; download it again.")
+        log.info("event=baked model=%s from=%s into=%s", name, folder, models_dir())
+        paths.append(target)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m gtsrb.train.pretrained download [--from DIR] [names...]` (default: BAKED_BACKBONES)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="python -m gtsrb.train.pretrained", description=__doc__)
     parser.add_argument("command", choices=["download"])
-    parser.add_argument("names", nargs="*", default=list(BAKED_BACKBONES))
-    args = parser.parse_args()
-    for path in download(args.names):
-        print(f"downloaded {path}")
+    parser.add_argument("--from", dest="folder", type=Path, help="bake from pre-downloaded zoo files here (offline)")
+    parser.add_argument("names", nargs="*")
+    args = parser.parse_intermixed_args(argv)  # names may follow --from DIR
+    names = args.names or list(BAKED_BACKBONES)
+    for path in copy_from(args.folder, names) if args.folder else download(names):
+        print(f"baked {path}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def repositories() -> dict[str, dict]:
 
 
 def test_creates_missing_repositories_scanning_on_push(capsys: pytest.CaptureFixture) -> None:
-    args = ["--region", REGION, "--repository", "gtsrb-mxnet-gpu", "--repository", "gtsrb-mxnet-cpu", "--no-login"]
+    args = ["--region", REGION, "--account", "123456789012", "--repository", "gtsrb-mxnet-gpu", "--repository", "gtsrb-mxnet-cpu", "--no-login"]
     assert ecr_script.main(args) == 0
     out = capsys.readouterr()
     assert out.out.strip().splitlines()[-1] == f"123456789012.dkr.ecr.{REGION}.amazonaws.com"
@@ -44,7 +44,7 @@ def test_creates_missing_repositories_scanning_on_push(capsys: pytest.CaptureFix
 
 
 def test_immutable_option_applies_to_new_repositories() -> None:
-    assert ecr_script.main(["--region", REGION, "--repository", "gtsrb-mxnet-gpu", "--immutable", "--no-login"]) == 0
+    assert ecr_script.main(["--region", REGION, "--account", "123456789012", "--repository", "gtsrb-mxnet-gpu", "--immutable", "--no-login"]) == 0
     assert repositories()["gtsrb-mxnet-gpu"]["imageTagMutability"] == "IMMUTABLE"
 
 
@@ -59,5 +59,5 @@ def test_without_credentials_it_fails_with_one_clear_line(monkeypatch: pytest.Mo
                                                            capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(ecr_script.boto3, "client", lambda *a, **k: (_ for _ in ()).throw(
         ecr_script.BotoCoreError()))
-    assert ecr_script.main(["--region", REGION, "--repository", "x", "--no-login"]) == 1
+    assert ecr_script.main(["--region", REGION, "--account", "123456789012", "--repository", "x", "--no-login"]) == 1
     assert "cannot prepare ECR in eu-west-1" in capsys.readouterr().err

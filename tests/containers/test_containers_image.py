@@ -31,8 +31,9 @@ def test_image_settings_platform_and_no_secrets(docker: str, image: str) -> None
     env = dict(item.split("=", 1) for item in info["Config"]["Env"])
     assert {k: env.get(k) for k in REQUIRED_ENV} == REQUIRED_ENV
     assert info["Os"] == "linux" and info["Architecture"] == "amd64"
-    # `docker run IMAGE train`: tini is PID 1 and forwards a spot interruption's SIGTERM to the group
-    assert info["Config"]["Entrypoint"] == ["/usr/bin/tini", "-g", "--"]
+    # `docker run IMAGE train`: tini is PID 1 and forwards a spot interruption's SIGTERM to the group;
+    # the shim keeps the toolkit waiting for the script (tests/containers/test_containers_sigterm.py)
+    assert info["Config"]["Entrypoint"] == ["/usr/bin/tini", "-g", "--", "python3", "-m", "gtsrb.entrypoint"]
     history = run([docker, "history", "--no-trunc", "--format", "{{.CreatedBy}}", image]).stdout
     for secret in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", ".dkr.ecr."):
         assert secret not in history and secret not in json.dumps(env)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -44,14 +45,28 @@ def test_make_push_pull_round_trip_with_docker_media_types(docker: str, image: s
     repository = images.repository("cpu")
     media_type, digest, body = manifest(registry, repository, tag)
     assert media_type == DOCKER_MANIFEST and body["mediaType"] == DOCKER_MANIFEST  # ECR/SageMaker-safe
-    assert manifest(registry, repository, "latest")[1] == digest
+    with pytest.raises(urllib.error.HTTPError):  # no unconditional `latest`
+        manifest(registry, repository, "latest")
+    again = run(["make", "--no-print-directory", "push", "VARIANT=cpu", f"TAG={tag}", f"REGISTRY={registry}",
+                 f"DOCKER={docker}", "IMMUTABLE=1"], cwd=REPO, timeout=1200)
+    assert again.returncode == 0 and "already holds this image" in again.stdout, again.stdout + again.stderr
 
     local_id = image_id(docker, image)
-    for ref in (uri, images.image_uri(registry, "cpu", "latest")):
-        assert run([docker, "rmi", ref]).returncode == 0
+    assert run([docker, "rmi", uri]).returncode == 0
     pulled = run([docker, "pull", uri], timeout=1200)
     assert pulled.returncode == 0, pulled.stderr
     assert image_id(docker, uri) == local_id  # the very image the other tests ran
+
+
+def test_a_different_image_under_an_immutable_tag_is_a_clear_error(docker: str, image: str, registry: str) -> None:
+    base = os.environ.get("BASE_IMAGE") or pytest.skip("needs BASE_IMAGE from containers/ci/engine.sh")
+    tag = "immutable-test"
+    for source in (image, base):  # first push, then another image under the same tag
+        assert run([docker, "tag", source, images.image_uri("", "cpu", tag)]).returncode == 0
+        pushed = run(["make", "--no-print-directory", "push", "VARIANT=cpu", f"TAG={tag}", f"REGISTRY={registry}",
+                      f"DOCKER={docker}", "IMMUTABLE=1"], cwd=REPO, timeout=1200)
+    assert pushed.returncode != 0
+    assert "already holds a different image" in pushed.stderr and "the tag is immutable" in pushed.stderr
 
 
 def test_pin_base_writes_the_digest_the_registry_serves(docker: str, registry: str, tmp_path: Path) -> None:

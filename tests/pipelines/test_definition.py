@@ -14,7 +14,7 @@ from pipeline_testkit import IMAGE_TAG, REGION, REPO_ROOT, ROLE, steps_by_name
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError
 from gtsrb.train.hyperparameters import Hyperparameters
-from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS, epoch_line
+from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS, epoch_line, hyperparameters_line
 from pipelines import graph, images
 from pipelines.settings import HYPERPARAMETER_OF
 
@@ -107,7 +107,8 @@ def test_processing_wires_come_from_the_graph(offline_definition: dict) -> None:
     prepare = steps[graph.PREPARE.name]
     assert prepare["Arguments"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] == {"Get": "Parameters.InputDataUrl"}
     assert prepare["Arguments"]["AppSpecification"]["ContainerArguments"] == [
-        "--image-size", {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.ImageSize"}]}}]
+        "--image-size", {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.ImageSize"}]}},
+        "--data-version", {"Get": "Parameters.DataVersion"}]
     assert prepare["CacheConfig"]["Enabled"] is True
     evaluate_inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in steps[graph.EVALUATE.name]["Arguments"]["ProcessingInputs"]}
     assert evaluate_inputs == {
@@ -199,6 +200,15 @@ def test_metric_regexes_match_the_train_steps_epoch_line() -> None:
         assert float(match.group(1)) == pytest.approx(values[by_field[metric["Name"]]], rel=1e-5)
 
 
+def test_metric_regexes_match_nothing_but_epoch_lines() -> None:
+    # The lines a run logs besides epoch lines: the hyperparameters (lr=...), batch lines (batch_lr=...).
+    hp_line = hyperparameters_line(Hyperparameters.from_mapping({}).to_dict())
+    batch_line = "epoch=1 batch=10/50 batch_lr=0.05"
+    assert " lr=" in hp_line
+    for metric in METRIC_DEFINITIONS:
+        assert not re.search(metric["Regex"], hp_line) and not re.search(metric["Regex"], batch_line), metric
+
+
 def test_builds_with_sockets_blocked_no_telemetry_and_spot_off(no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from sagemaker.core.telemetry import telemetry_logging
 
@@ -206,7 +216,7 @@ def test_builds_with_sockets_blocked_no_telemetry_and_spot_off(no_network: None,
 
     sent: list = []
     monkeypatch.setattr(telemetry_logging, "_send_telemetry_request", lambda *args, **kwargs: sent.append(args))
-    definition = json.loads(get_pipeline(region=REGION, role=ROLE, use_spot="false").definition())
+    definition = json.loads(get_pipeline(region=REGION, role=ROLE, image_tag=IMAGE_TAG, use_spot="false").definition())
     assert sent == []  # ModelTrainer.train and ModelBuilder.register emit telemetry unless switched off
     assert telemetry_logging._send_telemetry_request is not None and "SAGEMAKER_VALIDATE_ROLE" not in os.environ
     args = steps_by_name(definition)[graph.TRAIN.name]["Arguments"]
@@ -219,13 +229,13 @@ def test_guard_refuses_training_instances_the_image_cannot_run(no_network: None,
     from pipelines.definition import get_pipeline
 
     with pytest.raises(StepError, match=rf"{re.escape(instance_type)} cannot run the training image.*ml\.g5.*ml\.p4d"):
-        get_pipeline(region=REGION, role=ROLE, training_instance_type=instance_type)
+        get_pipeline(region=REGION, role=ROLE, image_tag=IMAGE_TAG, training_instance_type=instance_type)
 
 
 def test_guard_accepts_supported_gpus_and_the_parameter_default_follows(no_network: None) -> None:
     from pipelines.definition import get_pipeline
 
-    pipeline = get_pipeline(region=REGION, role=ROLE, training_instance_type="ml.g6e.2xlarge")
+    pipeline = get_pipeline(region=REGION, role=ROLE, image_tag=IMAGE_TAG, training_instance_type="ml.g6e.2xlarge")
     assert {p.name: p.default_value for p in pipeline.parameters}["TrainingInstanceType"] == "ml.g6e.2xlarge"
 
 
@@ -233,7 +243,7 @@ def test_kms_keys_reach_every_job(no_network: None) -> None:
     from pipelines.definition import get_pipeline
 
     volume, output = "arn:aws:kms:eu-west-1:123456789012:key/volume", "arn:aws:kms:eu-west-1:123456789012:key/output"
-    pipeline = get_pipeline(region=REGION, role=ROLE, training_instance_type="ml.p3.2xlarge",
+    pipeline = get_pipeline(region=REGION, role=ROLE, image_tag=IMAGE_TAG, training_instance_type="ml.p3.2xlarge",
                             volume_kms_key=volume, output_kms_key=output)
     steps = steps_by_name(json.loads(pipeline.definition()))
     training = steps[graph.TRAIN.name]["Arguments"]
@@ -252,6 +262,8 @@ def test_kms_keys_reach_every_job(no_network: None) -> None:
         ({"role": "MyRole"}, r"not an IAM role ARN"),
         ({"max_run_hours": "5", "max_wait_hours": "2"}, r"max_wait_hours=2 must be >= max_run_hours=5"),
         ({"input_data_url": "/data/gtsrb"}, r"must be an s3:// URI"),
+        ({"image_tag": "latest"}, r"image_tag='latest' is not an immutable reference"),
+        ({"image_account": "12345"}, r"not a 12-digit AWS account id"),
         ({"accuracy_threshold": "95"}, r"accuracy_threshold='95' must be an accuracy between 0 and 1"),
     ],
 )
@@ -259,7 +271,7 @@ def test_bad_kwargs_fail_with_one_clear_sentence(no_network: None, kwargs: dict,
     from pipelines.definition import get_pipeline
 
     with pytest.raises(StepError, match=message):
-        get_pipeline(**{"region": REGION, "role": ROLE, **kwargs})
+        get_pipeline(**{"region": REGION, "role": ROLE, "image_tag": IMAGE_TAG, **kwargs})
 
 
 def test_get_pipeline_definition_cli_writes_json(no_network: None, tmp_path) -> None:

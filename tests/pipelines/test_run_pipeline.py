@@ -120,7 +120,7 @@ def test_bad_input_exits_1_and_starts_nothing(moto_server: Moto, capsys, extra: 
 
 def test_unknown_role_is_refused_by_the_sdks_role_check(moto_server: Moto, capsys) -> None:
     missing = "arn:aws:iam::123456789012:role/DoesNotExist"
-    argv = ["--kwargs", json.dumps({"region": REGION, "role": missing, "pipeline_name": "gtsrb-norole"})]
+    argv = ["--kwargs", json.dumps({"region": REGION, "role": missing, "image_tag": "abc1234", "pipeline_name": "gtsrb-norole"})]
     assert run_cli(argv) == 1
     assert "UpsertPipeline failed" in capsys.readouterr().err
 
