@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gtsrb.common.sagemaker_job import OPT_ML
+
 # --- prepare -> train / evaluate -------------------------------------------------------------
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
-MANIFEST_FILE = "manifest.json"  # written by prepare into its `manifest` output
+TRAIN_SPLIT, VALIDATION_SPLIT, TEST_SPLIT = "train", "validation", "test"
+SPLITS: tuple[str, ...] = (TRAIN_SPLIT, VALIDATION_SPLIT, TEST_SPLIT)
+MANIFEST_OUTPUT = "manifest"  # prepare's fourth output folder (beside one per split)
+MANIFEST_FILE = "manifest.json"  # written by prepare into its MANIFEST_OUTPUT folder
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ ACCURACY_JSON_PATH = f"{QUALITY_METRICS_KEY}.accuracy.value"
 EVALUATION_DETAILS_KEY = "evaluation_details"
 
 # --- the container layout SageMaker gives each step -------------------------------------------
-PROCESSING_ROOT = Path("/opt/ml/processing")
+PROCESSING_ROOT = Path(OPT_ML / "processing")
 PREPARE_INPUT = PROCESSING_ROOT / "input" / "data"  # raw GTSRB, official or Kaggle layout
 PREPARE_OUTPUT = PROCESSING_ROOT / "output"  # + /train, /validation, /test, /manifest
 EVALUATE_MODEL_INPUT = PROCESSING_ROOT / "model"  # model.tar.gz from the training step

@@ -7,13 +7,15 @@ SageMaker shows the first 1 KiB of `/opt/ml/output/failure` (training jobs) or
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from gtsrb.common import sagemaker_job
+
 log = logging.getLogger(__name__)
+REASON_SEPARATOR = "\n\n"  # a failure file: the one-sentence reason, a blank line, the traceback
 
 
 class StepError(Exception):
@@ -22,7 +24,7 @@ class StepError(Exception):
 
 def output_dir() -> Path:
     """SageMaker's /opt/ml/output, moved with SAGEMAKER_BASE_DIR as the training toolkit does."""
-    return Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")) / "output"
+    return sagemaker_job.base_dir() / sagemaker_job.OUTPUT_DIR
 
 
 def write_failure(message: str, file_name: str) -> Path | None:
@@ -36,10 +38,17 @@ def write_failure(message: str, file_name: str) -> Path | None:
     return path
 
 
-def run_step(main: Callable[[], None], failure_file: str = "failure") -> int:
+def failure_reason(path: Path) -> str:
+    """The one-sentence reason at the top of a failure file run_step wrote ("" when there is none)."""
+    if not path.is_file():
+        return ""
+    return path.read_text(errors="replace").split(REASON_SEPARATOR)[0].strip()
+
+
+def run_step(main: Callable[[], None], failure_file: str = sagemaker_job.TRAINING_FAILURE_FILE) -> int:
     """Run `main`; on any exception log one sentence, write the failure file, return exit code 1.
 
-    `failure_file` is "failure" for training jobs and "message" for processing jobs.
+    `failure_file` is sagemaker_job.TRAINING_FAILURE_FILE or PROCESSING_FAILURE_FILE.
     A StepError's message is the sentence; anything else is reported as unexpected, with its
     type and traceback, so that a bug is never mistaken for bad input.
     """
@@ -53,7 +62,7 @@ def run_step(main: Callable[[], None], failure_file: str = "failure") -> int:
     except Exception as err:  # noqa: BLE001 - the boundary: report every failure, then exit 1
         sentence, trace = f"Unexpected error ({type(err).__name__}: {err}).", traceback.format_exc()
         print(trace, file=sys.stderr)
-    write_failure(f"{sentence}\n\n{trace}", failure_file)
+    write_failure(f"{sentence}{REASON_SEPARATOR}{trace}", failure_file)
     log.error("%s", sentence)
     print(f"ERROR: {sentence}", file=sys.stderr)
     return 1

@@ -38,7 +38,7 @@ def locate_test_split(test_dir: str | Path) -> contract.RecordFiles:
     test_dir = Path(test_dir)
     if not test_dir.is_dir():
         raise StepError(f"{test_dir}: no such test folder; pass the prepare step's `test` output.")
-    files = contract.record_files(test_dir, "test")
+    files = contract.record_files(test_dir, contract.TEST_SPLIT)
     if not files.rec.is_file():
         raise StepError(f"{test_dir} holds no {files.rec.name}; pass the prepare step's `test` output.")
     return files

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gluoncv.model_zoo import model_store
 
+from gtsrb.common import sagemaker_job
 from gtsrb.common.failure import StepError, run_step
 
 log = logging.getLogger(__name__)
@@ -70,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_step(main, "message"))
+    raise SystemExit(run_step(main, sagemaker_job.PROCESSING_FAILURE_FILE))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import mxnet as mx
 import pytest
-from train_testdata import FAST_HPS, IMAGE_SIZE, balanced_labels, hp_args, write_split
+from gtsrb.common.sagemaker_job import hyperparameters_to_args
+from train_testdata import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
 
 from gtsrb.common.failure import run_step
 from gtsrb.common.preprocessing import stored_size
@@ -17,7 +18,7 @@ from gtsrb.train.cli import train
 
 def run_train(base: Path, channels: dict[str, Path | None], hps: dict[str, str], extra: list[str] = ()) -> tuple[int, str]:
     """Run the step in-process as the toolkit would; return (exit code, failure file text)."""
-    argv = [*hp_args(hps), "--model-dir", str(base / "model"), *extra]
+    argv = [*hyperparameters_to_args(hps), "--model-dir", str(base / "model"), *extra]
     for name, folder in channels.items():
         if folder is not None:
             argv += [f"--{name}", str(folder)]

@@ -166,12 +166,15 @@ def test_input_batchnorm_learns_running_statistics(channels: dict[str, Path], tm
 
 
 def test_sagemaker_arguments_become_hyperparameters() -> None:
-    from gtsrb.train.environment import hyperparameter_args
+    from gtsrb.common.sagemaker_job import args_to_hyperparameters
+    from gtsrb.train.environment import parse_args
 
     args = ["--epochs", "3", "--amp", "False", "--sagemaker_program", "train.py", "--lr", "-1"]
-    assert hyperparameter_args(args) == {"epochs": "3", "amp": "False", "lr": "-1"}
-    with pytest.raises(StepError, match="cannot read argument 'stray'"):
-        hyperparameter_args(["stray", "1"])
+    assert args_to_hyperparameters(args) == {"epochs": "3", "amp": "False", "lr": "-1"}
+    with pytest.raises(ValueError, match="cannot read argument 'stray'"):
+        args_to_hyperparameters(["stray", "1"])
+    with pytest.raises(StepError, match="cannot read argument '--lr'"):  # the train step's own message
+        parse_args(["--model-dir", "m", "--epochs", "3", "--lr"])
 
 
 def test_an_exported_model_seeds_a_new_network(tmp_path: Path) -> None:

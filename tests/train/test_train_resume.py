@@ -13,7 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from train_testdata import FAST_HPS, hp_args, run_module
+from gtsrb.common.sagemaker_job import hyperparameters_to_args
+from train_testdata import FAST_HPS, run_module
 
 from gtsrb.common import contract
 
@@ -21,7 +22,7 @@ HPS = {**FAST_HPS, "epochs": "4", "batch_size": "8", "log_interval": "5"}  # 30 
 
 
 def args(channels: dict[str, Path], model_dir: Path) -> list[str]:
-    return [*hp_args(HPS), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
+    return [*hyperparameters_to_args(HPS), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
             "--model-dir", str(model_dir)]
 
 
