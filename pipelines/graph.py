@@ -77,10 +77,7 @@ PREPARE = ProcessingSpec(
 
 TRAIN = TrainingSpec(
     name="TrainModel",
-    channels={
-        contract.TRAIN_CHANNEL: Source(PREPARE.name, contract.TRAIN_SPLIT),
-        contract.VALIDATION_CHANNEL: Source(PREPARE.name, contract.VALIDATION_SPLIT),
-    },
+    channels={channel: Source(PREPARE.name, split) for channel, split in contract.CHANNEL_SPLITS.items()},
 )
 
 EVALUATE = ProcessingSpec(

@@ -38,6 +38,8 @@ def record_files(split_dir: str | Path, split: str) -> RecordFiles:
 TRAIN_CHANNEL = "train"
 VALIDATION_CHANNEL = "validation"
 PRETRAINED_CHANNEL = "pretrained"  # optional: a .params file with backbone weights
+# The prepare split each data channel carries (the split's files keep the split's name).
+CHANNEL_SPLITS: dict[str, str] = {TRAIN_CHANNEL: TRAIN_SPLIT, VALIDATION_CHANNEL: VALIDATION_SPLIT}
 
 # --- train -> evaluate / registry: the model directory (SM_MODEL_DIR, then model.tar.gz) ------
 MODEL_PREFIX = "model"  # HybridBlock.export(prefix) -> model-symbol.json, model-0000.params

@@ -52,17 +52,41 @@ def run_step(main: Callable[[], None], failure_file: str = sagemaker_job.TRAININ
     A StepError's message is the sentence; anything else is reported as unexpected, with its
     type and traceback, so that a bug is never mistaken for bad input.
     """
+    failed = _failure_of(main)
+    if failed is None:
+        return 0
+    sentence, trace = failed
+    write_failure(f"{sentence}{REASON_SEPARATOR}{trace}", failure_file)
+    _report(sentence)
+    return 1
+
+
+def run_tool(main: Callable[[], None]) -> int:
+    """run_step for a command-line tool off SageMaker (the CI runner): the same sentence and exit
+    code 1, and no failure file (that file is for the steps in the images)."""
+    failed = _failure_of(main)
+    if failed is None:
+        return 0
+    _report(failed[0])
+    return 1
+
+
+def _failure_of(main: Callable[[], None]) -> tuple[str, str] | None:
+    """Run `main`: None when it returns, else the one-sentence reason and the traceback."""
     try:
         main()
-        return 0
+        return None
     except StepError as err:
-        sentence, trace = str(err), traceback.format_exc()
+        return str(err), traceback.format_exc()
     except KeyboardInterrupt:
-        sentence, trace = "Interrupted by the user.", ""
+        return "Interrupted by the user.", ""
     except Exception as err:  # noqa: BLE001 - the boundary: report every failure, then exit 1
-        sentence, trace = f"Unexpected error ({type(err).__name__}: {err}).", traceback.format_exc()
+        trace = traceback.format_exc()
         print(trace, file=sys.stderr)
-    write_failure(f"{sentence}{REASON_SEPARATOR}{trace}", failure_file)
+        return f"Unexpected error ({type(err).__name__}: {err}).", trace
+
+
+def _report(sentence: str) -> None:
+    """The sentence in the log and on stderr."""
     log.error("%s", sentence)
     print(f"ERROR: {sentence}", file=sys.stderr)
-    return 1

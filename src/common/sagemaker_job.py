@@ -23,6 +23,8 @@ TRAINING_FAILURE_FILE = "failure"
 PROCESSING_FAILURE_FILE = "message"
 # SageMaker's own keys among the hyperparameters (never ours).
 SAGEMAKER_KEY_PREFIX = "sagemaker_"
+# Booleans as strings: SageMaker passes Python's True/False; JSON and the Makefile say true/false.
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def base_dir() -> Path:
@@ -43,3 +45,13 @@ def args_to_hyperparameters(args: list[str]) -> dict[str, str]:
         raise ValueError(f"cannot read argument {stray!r}: hyperparameters are given as `--key value`.")
     pairs = {key[2:]: value for key, value in zip(args[::2], args[1::2], strict=True)}
     return {k: v for k, v in pairs.items() if not k.startswith(SAGEMAKER_KEY_PREFIX)}
+
+
+def parse_bool(text: object) -> bool:
+    """A bool, or a string that spells one (True/False, true/false, 1/0); ValueError otherwise."""
+    if isinstance(text, bool):
+        return text
+    value = _BOOLEANS.get(str(text).strip().lower())
+    if value is None:
+        raise ValueError("expected True or False")
+    return value

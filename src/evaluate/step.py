@@ -125,7 +125,7 @@ def evaluate(
             publish(staging, output_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    block, extra = doc[report.METRICS_KEY], doc[report.DETAILS_KEY]
+    block, extra = doc[contract.QUALITY_METRICS_KEY], doc[contract.EVALUATION_DETAILS_KEY]
     log.info(
         "event=evaluated records=%d accuracy=%.6f accuracy_std=%.6f weighted_f1=%.6f macro_f1=%.6f output=%s",
         extra["records"], block["accuracy"]["value"], block["accuracy"]["standard_deviation"],

@@ -28,7 +28,7 @@ from gtsrb.common.records import predict
 from gtsrb.train import checkpoint
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.data import train_iter
-from gtsrb.train.hyperparameters import Hyperparameters
+from gtsrb.train.hyperparameters import Hyperparameters, epoch_seed
 from gtsrb.train.metrics import epoch_line
 from gtsrb.train.schedule import learning_rate
 
@@ -94,7 +94,7 @@ def make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, ctx: list[mx.Conte
 
 def seed_everything(seed: int, epoch: int) -> None:
     """Seed MXNet, NumPy and Python from (seed, epoch): a resumed epoch draws the same numbers."""
-    value = seed * 1000 + epoch
+    value = epoch_seed(seed, epoch)
     mx.random.seed(value)
     np.random.seed(value)
     random.seed(value)

@@ -21,8 +21,6 @@ from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.evaluate.step import evaluate
 
-pytest.importorskip("gtsrb.train.cli", reason="the train step (gtsrb.train.cli) is not in this tree")
-
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 32  # the train step's CPU preset input
 # A short CPU-preset run; batch 16 does not divide the 37 validation records either.
