@@ -105,7 +105,7 @@ def resolve_region(region: str | None) -> str:
     return region
 
 
-def from_kwargs(  # noqa: PLR0913 - these are the documented get_pipeline kwargs, one each
+def from_kwargs(  # these are the documented get_pipeline kwargs, one each
     region: str | None = None,
     role: str | None = None,
     default_bucket: str | None = None,

@@ -23,7 +23,8 @@ def demo_official(tmp_path_factory) -> Path:
     """A small generated demo set in the official layout."""
     from gtsrb.demo_data import generate
 
-    return generate(tmp_path_factory.mktemp("demo-official"), layout="official", seed=1, tracks_per_class=3, frames_per_track=6, test_per_class=4)
+    return generate(tmp_path_factory.mktemp("demo-official"), layout="official", seed=1, tracks_per_class=3, frames_per_track=6,
+                    test_per_class=4)
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +32,8 @@ def demo_kaggle(tmp_path_factory) -> Path:
     """A small generated demo set in the Kaggle layout."""
     from gtsrb.demo_data import generate
 
-    return generate(tmp_path_factory.mktemp("demo-kaggle"), layout="kaggle", seed=2, tracks_per_class=2, frames_per_track=4, test_per_class=2)
+    return generate(tmp_path_factory.mktemp("demo-kaggle"), layout="kaggle", seed=2, tracks_per_class=2, frames_per_track=4,
+                    test_per_class=2)
 
 
 @pytest.fixture(scope="session")

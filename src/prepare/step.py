@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common import contract
+from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.contract import MANIFEST_FILE, SPLITS
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import DEFAULT_IMAGE_SIZE, stored_size

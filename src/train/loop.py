@@ -118,7 +118,7 @@ def train_batch(run: Run, batch: mx.io.DataBatch, loss_fn: gluon.loss.Loss) -> t
         x.attach_grad()
     with autograd.record():
         outputs = [run.net(x) for x in data]
-        losses = [loss_fn(o, smooth_labels(y, run.hp.label_smoothing)) for o, y in zip(outputs, labels)]
+        losses = [loss_fn(o, smooth_labels(y, run.hp.label_smoothing)) for o, y in zip(outputs, labels, strict=True)]
         if run.amp:
             from mxnet.contrib import amp as mx_amp
 
@@ -127,8 +127,8 @@ def train_batch(run: Run, batch: mx.io.DataBatch, loss_fn: gluon.loss.Loss) -> t
     if not run.amp:
         autograd.backward(losses)
     run.trainer.step(batch.data[0].shape[0])
-    correct = [(o.argmax(axis=1).astype("float32") == y.astype("float32")).sum() for o, y in zip(outputs, labels)]
-    return [l.sum() for l in losses], correct
+    correct = [(o.argmax(axis=1).astype("float32") == y.astype("float32")).sum() for o, y in zip(outputs, labels, strict=True)]
+    return [loss.sum() for loss in losses], correct
 
 
 def train_epoch(run: Run, state: TrainingState, epoch: int) -> dict[str, float]:

@@ -6,9 +6,8 @@ import base64
 
 import boto3
 import pytest
-from moto import mock_aws
-
 from container_helpers import load_script
+from moto import mock_aws
 
 ecr_script = load_script("ecr")
 REGION = "eu-west-1"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from container_helpers import docker_run, run
 
 pytestmark = pytest.mark.containers

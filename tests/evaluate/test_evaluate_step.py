@@ -17,8 +17,8 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from gtsrb.common import contract
-from gtsrb.common.failure import StepError
 from gtsrb.common.classes import CLASS_NAMES
+from gtsrb.common.failure import StepError
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import eval_iter
 from gtsrb.evaluate import plots, report
@@ -83,8 +83,9 @@ def test_metrics_equal_independent_computation(evaluated: tuple[dict, Path], mod
     assert contract.json_get(doc, contract.ACCURACY_JSON_PATH) == block["accuracy"]["value"]
     for avg, names in (("weighted", block), ("macro", details)):
         p, r, f1, _ = skm.precision_recall_fscore_support(labels, predicted, average=avg, zero_division=0)
-        value = (lambda k: names[k]["value"]) if avg == "weighted" else (lambda k: names[k])
-        assert (value(f"{avg}_precision"), value(f"{avg}_recall"), value(f"{avg}_f1")) == pytest.approx((p, r, f1), abs=1e-12)
+        keys = (f"{avg}_precision", f"{avg}_recall", f"{avg}_f1")
+        got = tuple(names[k]["value"] if avg == "weighted" else names[k] for k in keys)
+        assert got == pytest.approx((p, r, f1), abs=1e-12)
     expected_cm = skm.confusion_matrix(labels, predicted, labels=range(len(CLASS_NAMES)))
     got_cm = np.array([[block["confusion_matrix"][str(i)][str(j)] for j in range(43)] for i in range(43)])
     np.testing.assert_array_equal(got_cm, expected_cm)
@@ -152,7 +153,7 @@ def test_grid_images_are_the_records_predicted(test_split: Path) -> None:
     images, labels = read_split(test_split)
     files = contract.record_files(test_split, contract.TEST_SPLIT)
     picked = plots.read_images(files, np.array([36, 0, 17]), labels)
-    for image, pos in zip(picked, (36, 0, 17)):
+    for image, pos in zip(picked, (36, 0, 17), strict=True):
         np.testing.assert_array_equal(image, images[pos])
     wrong = labels.copy()
     wrong[17] = (wrong[17] + 1) % 43

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gtsrb.common import contract
-from gtsrb.common import sagemaker_job
+from gtsrb.common import contract, sagemaker_job
 from pipelines import emulated_job, graph, registry
 from pipelines.local import cli, layout
 from pipelines.local_cache import Marker, StepCache, hash_tree, step_key
@@ -166,6 +165,7 @@ def test_a_failing_step_stops_the_run_with_its_reason_and_log(tmp_path: Path) ->
     result = _run("--work", str(tmp_path / "work"), "--data", str(tmp_path / "empty"))
     assert result.returncode == cli.EXIT_FAILED
     log = tmp_path / "work" / "steps" / f"{graph.PREPARE.name}.log"
-    assert f"ERROR: {graph.PREPARE.name} failed: " in result.stderr and str(tmp_path / "empty") in result.stderr and str(log) in result.stderr
+    assert f"ERROR: {graph.PREPARE.name} failed: " in result.stderr
+    assert str(tmp_path / "empty") in result.stderr and str(log) in result.stderr
     assert log.is_file() and not (tmp_path / "work" / "steps" / f"{graph.PREPARE.name}.json").exists()
     assert f"==> {graph.TRAIN.name}" not in result.stdout

@@ -60,7 +60,7 @@ def test_both_layouts_pack_every_image_once_with_its_label(tmp_path, writer):
         assert Counter(labels) == Counter(dict(enumerate(manifest["counts"][split]["per_class"]))) - Counter()
         assert all(img.shape == (18, 18, 3) for img in images)  # stored_size(16)
         # the sign's colour survives packing: record i is the sign of its own label
-        for label, img in zip(labels, images):
+        for label, img in zip(labels, images, strict=True):
             assert np.abs(img[9, 9].astype(int) - tiny.class_colour(label)).max() < 24
     assert manifest["layout"] == ("official" if writer is tiny.write_official else "kaggle")
     assert (tmp_path / "out" / "manifest" / MANIFEST_FILE).is_file()

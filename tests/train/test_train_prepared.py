@@ -7,13 +7,13 @@ from pathlib import Path
 
 import mxnet as mx
 import pytest
-from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from train_testdata import FAST_HPS
 
 from gtsrb.common import contract
 from gtsrb.common.failure import run_step
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
+from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train.cli import train
 
 PREPARED_SIZE = 32  # the CPU preset's input size, which prepared_demo packs for
