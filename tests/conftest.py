@@ -1,4 +1,9 @@
-"""Session fixtures shared by every test area: real sample, generated demo sets, prepared data."""
+"""Session fixtures shared by every test area: real sample, generated demo sets, prepared data.
+
+Test helpers live in `tests/<area>/<area>_helpers.py` and are imported as `from <area>_helpers
+import ...`: the test folders are not packages, so pytest puts each on sys.path (which is why
+every test module and helper has a name unique across folders).
+"""
 
 from __future__ import annotations
 

@@ -6,8 +6,9 @@ import base64
 
 import boto3
 import pytest
-from container_helpers import load_script
 from moto import mock_aws
+
+from containers_helpers import load_script
 
 ecr_script = load_script("ecr")
 REGION = "eu-west-1"

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from container_helpers import CONTAINERS, REPO, load_script, run
+
+from containers_helpers import CONTAINERS, REPO, load_script, run
 
 pytestmark = pytest.mark.containers
 WHEELHOUSE = REPO / "build" / "wheelhouse" / "gpu"

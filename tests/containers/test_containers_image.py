@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from container_helpers import docker_run, run
+
+from containers_helpers import docker_run, run
 
 pytestmark = pytest.mark.containers
 

@@ -8,8 +8,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from container_helpers import CONTAINERS, REPO, run
 
+from containers_helpers import CONTAINERS, REPO, run
 from pipelines import images
 
 pytestmark = pytest.mark.containers

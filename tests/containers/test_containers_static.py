@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from container_helpers import CONTAINERS, REPO, run
+from containers_helpers import CONTAINERS, REPO, run
 
 DOCKERFILE = CONTAINERS / "Dockerfile"
 

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from evaluate_testdata import TEST_RECORDS, make_images, write_split
 
+from evaluate_helpers import TEST_RECORDS, make_images, write_split
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.evaluate.step import evaluate

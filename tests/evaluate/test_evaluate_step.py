@@ -12,10 +12,10 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-from evaluate_testdata import BATCH_SIZE, TEST_RECORDS, to_batch
 from PIL import Image
 from sklearn import metrics as skm
 
+from evaluate_helpers import BATCH_SIZE, TEST_RECORDS, to_batch
 from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.failure import StepError

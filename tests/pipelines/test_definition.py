@@ -9,7 +9,6 @@ import re
 import subprocess
 
 import pytest
-from pipeline_testkit import IMAGE_TAG, REGION, REPO_ROOT, ROLE, steps_by_name
 
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError
@@ -17,6 +16,7 @@ from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS, epoch_line
 from pipelines import graph, images
 from pipelines.settings import HYPERPARAMETER_OF
+from pipelines_helpers import IMAGE_TAG, REGION, REPO_ROOT, ROLE, steps_by_name
 
 ACCOUNT = ROLE.split(":")[4]
 REGISTRY = images.ecr_registry(ACCOUNT, REGION)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import mxnet as mx
 import pytest
-from train_testdata import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
 
 from gtsrb.common.failure import run_step
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train import devices
 from gtsrb.train.cli import train
+from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
 
 
 def run_train(base: Path, channels: dict[str, Path | None], hps: dict[str, str], extra: list[str] = ()) -> tuple[int, str]:

@@ -8,13 +8,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 from gluoncv.model_zoo import get_model
-from train_testdata import FAST_HPS
 
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import run_step
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train.cli import train
 from gtsrb.train.model import initialise
+from train_helpers import FAST_HPS
 
 MODEL = FAST_HPS.get("model", "cifar_resnet20_v2")
 

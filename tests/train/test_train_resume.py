@@ -13,10 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from train_testdata import FAST_HPS, run_module
 
 from gtsrb.common import contract
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
+from train_helpers import FAST_HPS, run_module
 
 HPS = {**FAST_HPS, "epochs": "4", "batch_size": "8", "log_interval": "5"}  # 30 batches an epoch, a line every 5
 

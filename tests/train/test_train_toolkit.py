@@ -16,13 +16,13 @@ from pathlib import Path
 
 import mxnet as mx
 import pytest
-from train_testdata import FAST_HPS, NUM_TOY_CLASSES, ROOT, write_job_config
 
 from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
 from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS
+from train_helpers import FAST_HPS, NUM_TOY_CLASSES, ROOT, write_job_config
 
 TOOLKIT = Path(sys.executable).parent / "train"  # the toolkit's console script, the image's ENTRYPOINT
 TRAIN_PY = "from gtsrb.train.cli import main\nmain()\n"  # what the image puts in /opt/ml/code/train.py
