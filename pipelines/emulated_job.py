@@ -179,6 +179,7 @@ def run_logged(argv: list[str], log_file: Path, env: dict[str, str] | None = Non
         try:
             while chunk := os.read(proc.stdout.fileno(), _CHUNK):
                 log.write(chunk)
+                log.flush()  # `tail -f` on the log follows the job as it runs
                 _show(console.feed(chunk))
             _show(console.flush())
         except KeyboardInterrupt:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError
@@ -19,6 +20,9 @@ from pipelines import emulated_job, graph
 from pipelines.local import console, layout
 from pipelines.local.options import DEMO_STEP, Options, demo_data_args, resolve_hyperparameters, visible_gpus
 from pipelines.local_cache import Marker, StepCache, hash_code, hash_tree, step_key
+
+if TYPE_CHECKING:  # mlflow behind the registry takes ~2 s to import: only registering pays for it
+    from pipelines.registry import Submission
 
 COMMON_CODE = "gtsrb.common"
 EXIT_REGISTERED, EXIT_BELOW_THRESHOLD = 0, 3
@@ -171,7 +175,7 @@ class LocalPipeline:
         outputs = {"registry": self.work / registry.DB_FILE}
         return self.cached_step(graph.REGISTER, key, outputs, partial(self._register, submission), hash_outputs=False)
 
-    def _register(self, submission: object) -> dict:
+    def _register(self, submission: Submission) -> dict:
         from pipelines import registry
 
         registered = registry.register(self.work, submission)
