@@ -64,6 +64,8 @@ def test_every_step_writes_its_artifacts(first_run) -> None:
     work, result = first_run
     assert result.returncode == 0, result.stderr
     assert (work / "data" / "GTSRB").is_dir()  # the generated demo set
+    mxnet_line = "ImageRecordIOParser2"  # MXNet's C++ log: in the step's log, not on the console
+    assert mxnet_line in (work / "steps" / f"{graph.TRAIN.name}.log").read_text() and mxnet_line not in result.stdout
     for split in contract.SPLITS:
         files = contract.record_files(work / "prepare" / split, split)
         assert files.rec.stat().st_size > 0 and files.idx.stat().st_size > 0 and files.lst.is_file()
