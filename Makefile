@@ -50,6 +50,16 @@ test-fast: $(STAMP) ## Run the tests that take seconds (no training runs)
 bench: $(STAMP) ## Benchmarks as ratios against a reference measured in the same run
 	$(PY) -m bench
 
+SHELL_SCRIPTS = .ci/run $(wildcard containers/*.sh containers/*/*.sh)
+
+lint: $(STAMP) ## Lint Python (ruff), the Dockerfile (hadolint) and every shell script (shellcheck); fails on a finding
+	@echo ">> ruff check (pyproject.toml [tool.ruff])"
+	$(VENV)/bin/ruff check .
+	@echo ">> hadolint containers/Dockerfile (containers/.hadolint.yaml)"
+	$(VENV)/bin/hadolint --config containers/.hadolint.yaml containers/Dockerfile
+	@echo ">> shellcheck $(SHELL_SCRIPTS)"
+	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
+
 lock: ## Re-pin requirements/dev.txt from pyproject.toml (needs PyPI)
 	rm -rf /tmp/gtsrb-lock && $(PYTHON) -m venv /tmp/gtsrb-lock
 	/tmp/gtsrb-lock/bin/pip install --quiet -e '.[pipelines,dev]'

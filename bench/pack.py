@@ -2,15 +2,16 @@
 
 Same images (the real sample if it is beside the project, else generated demo data), same
 output (JPEG q95 squares of the same side, whole images: no ROI crop), same number of worker
-processes, both timed as commands (interpreter start and imports included). Throughput is images per second over the whole command, best of two runs each.
+processes, both timed as commands (interpreter start and imports included). Throughput is images per
+second over the whole command, best of two runs each.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
-import json
 import time
 from pathlib import Path
 

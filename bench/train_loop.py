@@ -79,7 +79,8 @@ def run() -> None:
         env = Environment(root / contract.TRAIN_CHANNEL, root / contract.VALIDATION_CHANNEL, None, root / "model", root / "ckpt", 0)
         loop = prepare_run(env, HP)
         batches = [(b.data[0].as_in_context(mx.cpu()), b.label[0].as_in_context(mx.cpu()))
-                   for _, b in zip(range(loop.steps_per_epoch), train_iter(loop.train_files, loop.prep, HP, HP.batch_size, 2))]
+                   for _, b in zip(range(loop.steps_per_epoch), train_iter(loop.train_files, loop.prep, HP, HP.batch_size, 2),
+                                   strict=False)]
         train_epoch(loop, TrainingState(), epoch=0)  # warm-up: graph building, allocation
         bare_rate(loop, batches)
         ours, bare = 0.0, 0.0

@@ -16,16 +16,15 @@ Used by `make train-local` and tests/containers.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from gtsrb.common.model_io import archive_model
+from gtsrb.common import sagemaker_job
+from gtsrb.common.failure import StepError
+from pipelines.emulated_job import HOST, JobDirs, failure_reason, run_logged, write_job_config
 
-HOST = "algo-1"  # SageMaker's name for the first (here: only) instance
-MOUNTED = ("model", "output", "checkpoints")  # written by the job, read back on the host
+# Written by the job, read back on the host.
+MOUNTED = (sagemaker_job.MODEL_DIR, sagemaker_job.OUTPUT_DIR, sagemaker_job.CHECKPOINTS_DIR)
 
 
 def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
@@ -40,39 +39,22 @@ def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
 
 
 def write_config(root: Path, channels: dict[str, Path], hps: dict[str, str]) -> None:
-    """The three JSON files the toolkit reads from /opt/ml/input/config (all values strings)."""
-    config = root / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    (config / "hyperparameters.json").write_text(json.dumps(hps, indent=2))
-    resources = {"current_host": HOST, "hosts": [HOST], "network_interface_name": "eth0"}
-    (config / "resourceconfig.json").write_text(json.dumps(resources, indent=2))
-    data = {name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
-                   "RecordWrapperType": "None"} for name in channels}
-    (config / "inputdataconfig.json").write_text(json.dumps(data, indent=2))
+    """The job's config files (host algo-1) and the folders the container mounts read-write."""
+    write_job_config(JobDirs(root), channels, hps)
     for name in MOUNTED:
         (root / name).mkdir(parents=True, exist_ok=True)
 
 
 def docker_command(docker: str, image: str, root: Path, channels: dict[str, Path], gpus: str) -> list[str]:
     """`docker run` as SageMaker does it: data read-only, no network (weights are baked in)."""
+    job, opt_ml = JobDirs(root), JobDirs(Path(sagemaker_job.OPT_ML))
     cmd = [docker, "run", "--rm", "--network", "none", "--add-host", f"{HOST}:127.0.0.1", "--shm-size", "2g"]
     if gpus != "none":
         cmd += ["--gpus", gpus]
-    cmd += ["-v", f"{root / 'input' / 'config'}:/opt/ml/input/config:ro"]
-    cmd += [arg for name, path in channels.items() for arg in ("-v", f"{path}:/opt/ml/input/data/{name}:ro")]
-    cmd += [arg for name in MOUNTED for arg in ("-v", f"{root / name}:/opt/ml/{name}")]
+    cmd += ["-v", f"{job.config}:{opt_ml.config}:ro"]
+    cmd += [arg for name, path in channels.items() for arg in ("-v", f"{path}:{opt_ml.data / name}:ro")]
+    cmd += [arg for name in MOUNTED for arg in ("-v", f"{root / name}:{opt_ml.base / name}")]
     return [*cmd, image, "train"]
-
-
-def run_job(cmd: list[str], log_path: Path) -> int:
-    """Run the job, streaming its output to the terminal and to log_path; return its exit code."""
-    out = getattr(sys.stdout, "buffer", None)
-    with log_path.open("wb") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
-        while chunk := proc.stdout.read1(65536):
-            log.write(chunk)
-            out.write(chunk) if out else sys.stdout.write(chunk.decode(errors="replace"))
-            sys.stdout.flush()
-    return proc.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,26 +73,26 @@ def main(argv: list[str] | None = None) -> int:
         if not path.is_dir():
             sys.exit(f"train_local: channel {name}: {path} is not a folder (run the prepare step first)")
     root = args.root.resolve()
-    # A fresh job: no model or failure file from an earlier run; checkpoints stay (resume).
-    shutil.rmtree(root / "model", ignore_errors=True)
-    shutil.rmtree(root / "output", ignore_errors=True)
-    (root / "model.tar.gz").unlink(missing_ok=True)
+    job = JobDirs(root)
+    job.start_fresh()  # no model or failure file from an earlier run; checkpoints stay (resume)
     write_config(root, channels, parse_pairs(args.hp, "hyperparameter"))
 
     cmd = docker_command(args.docker, args.image, root, channels, args.gpus)
     print(">> " + " ".join(cmd), flush=True)
-    code = run_job(cmd, root / "job.log")
-    failure = root / "output" / "failure"
+    code = run_logged(cmd, root / "job.log")  # all of it: this is what CloudWatch would show
     if code != 0:
-        # The failure file starts with the one-sentence reason (then the traceback).
-        reason = failure.read_text(errors="replace").split("\n\n")[0].strip() if failure.is_file() else f"exit code {code}"
+        reason = failure_reason(job.failure_file) or f"exit code {code}"
         print(f"train_local: the training job failed: {reason}", file=sys.stderr)
         if code == 125 and args.gpus != "none":  # docker itself refused: usually no GPU runtime here
             print("train_local: docker could not start the container with --gpus; without NVIDIA GPUs and the "
                   "NVIDIA container toolkit use VARIANT=cpu (make train-local VARIANT=cpu).", file=sys.stderr)
         return code or 1
-    archive = archive_model(root / "model", root / "model.tar.gz")  # what SageMaker uploads
-    print(f">> model: {archive} (checkpoints: {root / 'checkpoints'})")
+    try:
+        archive = job.archive_model()  # what SageMaker uploads
+    except StepError as err:
+        print(f"train_local: {err}", file=sys.stderr)
+        return 1
+    print(f">> model: {archive} (checkpoints: {job.checkpoints})")
     return 0
 
 

@@ -37,13 +37,13 @@ def offline_sdk(region: str) -> Iterator[None]:
     from sagemaker.core.telemetry import telemetry_logging  # imports without a region
 
     previous = os.environ.get("SAGEMAKER_VALIDATE_ROLE")
-    send = telemetry_logging._send_telemetry_request  # noqa: SLF001 - the SDK is pinned exactly
+    send = telemetry_logging._send_telemetry_request  # private, but the SDK is pinned exactly
     os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
-    telemetry_logging._send_telemetry_request = _no_telemetry  # noqa: SLF001
+    telemetry_logging._send_telemetry_request = _no_telemetry
     try:
         yield
     finally:
-        telemetry_logging._send_telemetry_request = send  # noqa: SLF001
+        telemetry_logging._send_telemetry_request = send
         if previous is None:
             os.environ.pop("SAGEMAKER_VALIDATE_ROLE", None)
         else:
@@ -55,7 +55,7 @@ def _no_telemetry(*_args: Any, **_kwargs: Any) -> None:
 
 
 def get_pipeline(
-    sagemaker_project_name: str | None = None,  # noqa: ARG001 - passed by the MLOps template; tags carry it
+    sagemaker_project_name: str | None = None,  # unused: passed by the MLOps template; tags carry it
     accuracy_threshold: float | str = DEFAULT_ACCURACY_THRESHOLD,
     **kwargs: Any,
 ) -> Pipeline:

@@ -12,7 +12,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from gtsrb.common.failure import StepError, run_step
+from gtsrb.common.failure import StepError, run_tool
 from pipelines.cli_args import add_pipeline_args, build_pipeline, quiet_sdk
 
 
@@ -48,7 +48,7 @@ def run(argv: list[str] | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console script entry point: exit 0, or 1 with one ERROR sentence."""
-    sys.exit(run_step(partial(run, argv)))
+    sys.exit(run_tool(partial(run, argv)))
 
 
 if __name__ == "__main__":

@@ -66,32 +66,28 @@ class ConditionSpec:
 
 
 RAW_DATA = Source(step=None, output="data")
-P = PurePosixPath
 
 PREPARE = ProcessingSpec(
     name="PrepareData",
     module="gtsrb.prepare",
-    inputs={"data": Input(RAW_DATA, P(contract.PREPARE_INPUT))},
-    outputs={name: P(contract.PREPARE_OUTPUT) / name for name in (*contract.SPLITS, "manifest")},
+    inputs={"data": Input(RAW_DATA, PurePosixPath(contract.PREPARE_INPUT))},
+    outputs={name: PurePosixPath(contract.PREPARE_OUTPUT) / name for name in (*contract.SPLITS, contract.MANIFEST_OUTPUT)},
     arguments=("--input", str(contract.PREPARE_INPUT), "--output", str(contract.PREPARE_OUTPUT)),
 )
 
 TRAIN = TrainingSpec(
     name="TrainModel",
-    channels={
-        contract.TRAIN_CHANNEL: Source(PREPARE.name, "train"),
-        contract.VALIDATION_CHANNEL: Source(PREPARE.name, "validation"),
-    },
+    channels={channel: Source(PREPARE.name, split) for channel, split in contract.CHANNEL_SPLITS.items()},
 )
 
 EVALUATE = ProcessingSpec(
     name="EvaluateModel",
     module="gtsrb.evaluate",
     inputs={
-        "model": Input(Source(TRAIN.name, TRAIN.model_output), P(contract.EVALUATE_MODEL_INPUT)),
-        "test": Input(Source(PREPARE.name, "test"), P(contract.EVALUATE_TEST_INPUT)),
+        "model": Input(Source(TRAIN.name, TRAIN.model_output), PurePosixPath(contract.EVALUATE_MODEL_INPUT)),
+        "test": Input(Source(PREPARE.name, contract.TEST_SPLIT), PurePosixPath(contract.EVALUATE_TEST_INPUT)),
     },
-    outputs={"evaluation": P(contract.EVALUATE_OUTPUT)},
+    outputs={"evaluation": PurePosixPath(contract.EVALUATE_OUTPUT)},
     arguments=(
         "--model", str(contract.EVALUATE_MODEL_INPUT),
         "--test", str(contract.EVALUATE_TEST_INPUT),
@@ -105,7 +101,10 @@ FAIL = "AccuracyBelowThreshold"
 # What RegisterModel creates: a version in this model package group (SageMaker) or registered
 # model (MLflow, local), waiting for a person to approve it as SageMaker's manual approval does.
 MODEL_PACKAGE_GROUP = "gtsrb-traffic-signs"
-APPROVAL_STATUS = "PendingManualApproval"
+# SageMaker's ModelApprovalStatus values; a new version starts at APPROVAL_STATUS.
+PENDING, APPROVED, REJECTED = "PendingManualApproval", "Approved", "Rejected"
+APPROVAL_STATUSES: tuple[str, ...] = (PENDING, APPROVED, REJECTED)
+APPROVAL_STATUS = PENDING
 
 CONDITION = ConditionSpec(
     name="CheckAccuracy",

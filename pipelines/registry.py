@@ -33,9 +33,6 @@ ARTIFACTS_DIR = "mlartifacts"
 APPROVAL_TAG = "approval_status"  # SageMaker's ModelApprovalStatus
 # Offline and quiet: no telemetry, no "view run at http://..." chatter.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING"}
-# Where evaluation.json keeps the SageMaker model-quality block and what that format lacks.
-METRICS_BLOCK = contract.QUALITY_METRICS_KEY
-DETAILS_BLOCK = contract.EVALUATION_DETAILS_KEY
 
 
 @dataclass(frozen=True)
@@ -70,12 +67,12 @@ def tracking_uri(work: str | Path) -> str:
 def evaluation_metrics(report: dict) -> dict[str, float]:
     """Flat test metrics of an evaluation.json: test_accuracy, test_weighted_f1, test_macro_f1, ..."""
     metrics: dict[str, float] = {}
-    for name, entry in report.get(METRICS_BLOCK, {}).items():
+    for name, entry in report.get(contract.QUALITY_METRICS_KEY, {}).items():
         if isinstance(entry, dict) and "value" in entry and not name.endswith("_best_constant_classifier"):
             metrics[f"test_{name}"] = float(entry["value"])
             if entry.get("standard_deviation") is not None:
                 metrics[f"test_{name}_std"] = float(entry["standard_deviation"])
-    for name, value in report.get(DETAILS_BLOCK, {}).items():
+    for name, value in report.get(contract.EVALUATION_DETAILS_KEY, {}).items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             metrics[f"test_{name}"] = float(value)
     return {k: v for k, v in metrics.items() if math.isfinite(v)}

@@ -22,7 +22,7 @@ from functools import partial
 from botocore.exceptions import BotoCoreError, ClientError
 from sagemaker.core.helper.iam_role_resolver import RoleValidationError
 
-from gtsrb.common.failure import StepError, run_step
+from gtsrb.common.failure import StepError, run_tool
 from gtsrb.train.hyperparameters import Hyperparameters
 from pipelines.cli_args import add_pipeline_args, build_pipeline, parse_json, quiet_sdk
 from pipelines.instances import check_training_instance_type, check_volume_kms_key, has_instance_storage
@@ -190,12 +190,12 @@ def run(argv: list[str] | None = None) -> None:
     """upsert_and_start; a failed or unfinished execution exits with its own code (2 or 3)."""
     code = upsert_and_start(argv)
     if code:
-        raise SystemExit(code)  # not an Exception: run_step lets it through unchanged
+        raise SystemExit(code)  # not an Exception: run_tool lets it through unchanged
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console script entry point (exit codes in the module docstring)."""
-    sys.exit(run_step(partial(run, argv)))
+    sys.exit(run_tool(partial(run, argv)))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from gtsrb.common.failure import StepError
+from gtsrb.common.sagemaker_job import parse_bool
 from pipelines import graph, images
 from pipelines.instances import check_training_instance_type, check_volume_kms_key
 
@@ -31,7 +32,6 @@ HYPERPARAMETER_OF: dict[str, str] = {
     "ImageSize": "image_size",
 }
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/.+$")
-_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,10 @@ def account_of(role: str) -> str:
 
 def as_bool(name: str, value: object) -> bool:
     """A bool from a bool or a JSON/CLI string ("true", "false", "1", "0")."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE | _FALSE:
-        return text in _TRUE
-    raise StepError(f"{name}={value!r} is not a boolean (use true or false).")
+    try:
+        return parse_bool(value)
+    except ValueError:
+        raise StepError(f"{name}={value!r} is not a boolean (use true or false).") from None
 
 
 def as_number(name: str, value: object) -> float:
@@ -118,7 +116,7 @@ def resolve_region(region: str | None) -> str:
     return region
 
 
-def from_kwargs(  # noqa: PLR0913 - these are the documented get_pipeline kwargs, one each
+def from_kwargs(  # these are the documented get_pipeline kwargs, one each
     region: str | None = None,
     role: str | None = None,
     default_bucket: str | None = None,

@@ -100,7 +100,7 @@ def make_parameters(settings: Settings, threshold: float) -> PipelineParameters:
         model_approval_status=ParameterString(
             "ModelApprovalStatus",
             default_value=graph.APPROVAL_STATUS,
-            enum_values=["PendingManualApproval", "Approved", "Rejected"],
+            enum_values=list(graph.APPROVAL_STATUSES),
         ),
     )
 

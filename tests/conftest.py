@@ -1,4 +1,9 @@
-"""Session fixtures shared by every test area: real sample, generated demo sets, prepared data."""
+"""Session fixtures shared by every test area: real sample, generated demo sets, prepared data.
+
+Test helpers live in `tests/<area>/<area>_helpers.py` and are imported as `from <area>_helpers
+import ...`: the test folders are not packages, so pytest puts each on sys.path (which is why
+every test module and helper has a name unique across folders).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ def demo_official(tmp_path_factory) -> Path:
     """A small generated demo set in the official layout."""
     from gtsrb.demo_data import generate
 
-    return generate(tmp_path_factory.mktemp("demo-official"), layout="official", seed=1, tracks_per_class=3, frames_per_track=6, test_per_class=4)
+    return generate(tmp_path_factory.mktemp("demo-official"), layout="official", seed=1, tracks_per_class=3, frames_per_track=6,
+                    test_per_class=4)
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +37,8 @@ def demo_kaggle(tmp_path_factory) -> Path:
     """A small generated demo set in the Kaggle layout."""
     from gtsrb.demo_data import generate
 
-    return generate(tmp_path_factory.mktemp("demo-kaggle"), layout="kaggle", seed=2, tracks_per_class=2, frames_per_track=4, test_per_class=2)
+    return generate(tmp_path_factory.mktemp("demo-kaggle"), layout="kaggle", seed=2, tracks_per_class=2, frames_per_track=4,
+                    test_per_class=2)
 
 
 @pytest.fixture(scope="session")

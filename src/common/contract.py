@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from gtsrb.common.sagemaker_job import OPT_ML
+
 # --- prepare -> train / evaluate -------------------------------------------------------------
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
-MANIFEST_FILE = "manifest.json"  # written by prepare into its `manifest` output
+TRAIN_SPLIT, VALIDATION_SPLIT, TEST_SPLIT = "train", "validation", "test"
+SPLITS: tuple[str, ...] = (TRAIN_SPLIT, VALIDATION_SPLIT, TEST_SPLIT)
+MANIFEST_OUTPUT = "manifest"  # prepare's fourth output folder (beside one per split)
+MANIFEST_FILE = "manifest.json"  # written by prepare into its MANIFEST_OUTPUT folder
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ def record_files(split_dir: str | Path, split: str) -> RecordFiles:
 TRAIN_CHANNEL = "train"
 VALIDATION_CHANNEL = "validation"
 PRETRAINED_CHANNEL = "pretrained"  # optional: a .params file with backbone weights
+# The prepare split each data channel carries (the split's files keep the split's name).
+CHANNEL_SPLITS: dict[str, str] = {TRAIN_CHANNEL: TRAIN_SPLIT, VALIDATION_CHANNEL: VALIDATION_SPLIT}
 
 # --- train -> evaluate / registry: the model directory (SM_MODEL_DIR, then model.tar.gz) ------
 MODEL_PREFIX = "model"  # HybridBlock.export(prefix) -> model-symbol.json, model-0000.params
@@ -59,7 +65,7 @@ ACCURACY_JSON_PATH = f"{QUALITY_METRICS_KEY}.accuracy.value"
 EVALUATION_DETAILS_KEY = "evaluation_details"
 
 # --- the container layout SageMaker gives each step -------------------------------------------
-PROCESSING_ROOT = Path("/opt/ml/processing")
+PROCESSING_ROOT = Path(OPT_ML / "processing")
 PREPARE_INPUT = PROCESSING_ROOT / "input" / "data"  # raw GTSRB, official or Kaggle layout
 PREPARE_OUTPUT = PROCESSING_ROOT / "output"  # + /train, /validation, /test, /manifest
 EVALUATE_MODEL_INPUT = PROCESSING_ROOT / "model"  # model.tar.gz from the training step

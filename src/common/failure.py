@@ -7,13 +7,15 @@ SageMaker shows the first 1 KiB of `/opt/ml/output/failure` (training jobs) or
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from gtsrb.common import sagemaker_job
+
 log = logging.getLogger(__name__)
+REASON_SEPARATOR = "\n\n"  # a failure file: the one-sentence reason, a blank line, the traceback
 
 
 class StepError(Exception):
@@ -22,7 +24,7 @@ class StepError(Exception):
 
 def output_dir() -> Path:
     """SageMaker's /opt/ml/output, moved with SAGEMAKER_BASE_DIR as the training toolkit does."""
-    return Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")) / "output"
+    return sagemaker_job.base_dir() / sagemaker_job.OUTPUT_DIR
 
 
 def write_failure(message: str, file_name: str) -> Path | None:
@@ -36,24 +38,55 @@ def write_failure(message: str, file_name: str) -> Path | None:
     return path
 
 
-def run_step(main: Callable[[], None], failure_file: str = "failure") -> int:
+def failure_reason(path: Path) -> str:
+    """The one-sentence reason at the top of a failure file run_step wrote ("" when there is none)."""
+    if not path.is_file():
+        return ""
+    return path.read_text(errors="replace").split(REASON_SEPARATOR)[0].strip()
+
+
+def run_step(main: Callable[[], None], failure_file: str = sagemaker_job.TRAINING_FAILURE_FILE) -> int:
     """Run `main`; on any exception log one sentence, write the failure file, return exit code 1.
 
-    `failure_file` is "failure" for training jobs and "message" for processing jobs.
+    `failure_file` is sagemaker_job.TRAINING_FAILURE_FILE or PROCESSING_FAILURE_FILE.
     A StepError's message is the sentence; anything else is reported as unexpected, with its
     type and traceback, so that a bug is never mistaken for bad input.
     """
+    failed = _failure_of(main)
+    if failed is None:
+        return 0
+    sentence, trace = failed
+    write_failure(f"{sentence}{REASON_SEPARATOR}{trace}", failure_file)
+    _report(sentence)
+    return 1
+
+
+def run_tool(main: Callable[[], None]) -> int:
+    """run_step for a command-line tool off SageMaker (the CI runner): the same sentence and exit
+    code 1, and no failure file (that file is for the steps in the images)."""
+    failed = _failure_of(main)
+    if failed is None:
+        return 0
+    _report(failed[0])
+    return 1
+
+
+def _failure_of(main: Callable[[], None]) -> tuple[str, str] | None:
+    """Run `main`: None when it returns, else the one-sentence reason and the traceback."""
     try:
         main()
-        return 0
+        return None
     except StepError as err:
-        sentence, trace = str(err), traceback.format_exc()
+        return str(err), traceback.format_exc()
     except KeyboardInterrupt:
-        sentence, trace = "Interrupted by the user.", ""
+        return "Interrupted by the user.", ""
     except Exception as err:  # noqa: BLE001 - the boundary: report every failure, then exit 1
-        sentence, trace = f"Unexpected error ({type(err).__name__}: {err}).", traceback.format_exc()
+        trace = traceback.format_exc()
         print(trace, file=sys.stderr)
-    write_failure(f"{sentence}\n\n{trace}", failure_file)
+        return f"Unexpected error ({type(err).__name__}: {err}).", trace
+
+
+def _report(sentence: str) -> None:
+    """The sentence in the log and on stderr."""
     log.error("%s", sentence)
     print(f"ERROR: {sentence}", file=sys.stderr)
-    return 1

@@ -67,7 +67,8 @@ def load_model(path: str | Path, ctx: mx.Context, workdir: str | Path | None = N
     model_dir = _extract(path, workdir) if path.is_file() else path
     if not model_dir.is_dir():
         raise StepError(f"{path}: no such model directory or model.tar.gz; pass the train step's output.")
-    missing = [n for n in (contract.SYMBOL_FILE, contract.PARAMS_FILE, contract.CLASSES_FILE, contract.PREPROCESSING_FILE) if not (model_dir / n).is_file()]
+    needed = (contract.SYMBOL_FILE, contract.PARAMS_FILE, contract.CLASSES_FILE, contract.PREPROCESSING_FILE)
+    missing = [n for n in needed if not (model_dir / n).is_file()]
     if missing:
         raise StepError(f"{path}: the model is incomplete, missing {', '.join(missing)}; re-run the train step.")
     try:

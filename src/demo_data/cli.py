@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="folder to write (the dataset root)")
     parser.add_argument("--layout", choices=(g.OFFICIAL, g.KAGGLE), default=g.OFFICIAL)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tracks-per-class", type=int, default=g.DEFAULT_TRACKS_PER_CLASS, help="mean tracks per class (imbalanced like GTSRB)")
+    parser.add_argument("--tracks-per-class", type=int, default=g.DEFAULT_TRACKS_PER_CLASS,
+                        help="mean tracks per class (imbalanced like GTSRB)")
     parser.add_argument("--frames-per-track", type=int, default=g.DEFAULT_FRAMES_PER_TRACK)
     parser.add_argument("--test-per-class", type=int, default=g.DEFAULT_TEST_PER_CLASS)
     parser.add_argument("--workers", type=int, default=None)

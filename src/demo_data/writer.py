@@ -58,7 +58,7 @@ def render(job: Job) -> list[list]:
     sign = physical_sign(job.class_id, rng)
     sides = track_sides(len(job.files), rng) if len(job.files) > 1 else [track_sides(2, rng)[rng.integers(0, 2)]]
     rows = []
-    for path, name, side in zip(job.files, job.names, sides):
+    for path, name, side in zip(job.files, job.names, sides, strict=True):
         image, roi = photograph(sign, side, rng)
         cv2.imwrite(str(path), image)
         rows.append([name, side, side, *roi, job.class_id])
@@ -113,7 +113,7 @@ def write_annotations(root: Path, layout: str, train: list[Job], train_rows: lis
     flat_test = [row for rows in test_rows for row in rows]
     if layout == OFFICIAL:
         by_class: dict[int, list] = {}
-        for job, rows in zip(train, train_rows):
+        for job, rows in zip(train, train_rows, strict=True):
             by_class.setdefault(job.class_id, []).extend(rows)
         for c, rows in by_class.items():
             _csv(root / "GTSRB/Final_Training/Images" / f"{c:05d}" / f"GT-{c:05d}.csv", ";", "Filename", rows)

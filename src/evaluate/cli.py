@@ -11,7 +11,7 @@ import logging
 from functools import partial
 from pathlib import Path
 
-from gtsrb.common import contract
+from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import run_step
 from gtsrb.evaluate.step import DEFAULT_BATCH_SIZE, evaluate
 
@@ -36,4 +36,4 @@ def main(argv: list[str] | None = None) -> int:
     """Run the step; on failure log one sentence, write /opt/ml/output/message, return 1."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parse_args(argv)
-    return run_step(partial(evaluate, args.model, args.test, args.output, args.batch_size), "message")
+    return run_step(partial(evaluate, args.model, args.test, args.output, args.batch_size), sagemaker_job.PROCESSING_FAILURE_FILE)

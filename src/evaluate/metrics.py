@@ -89,5 +89,5 @@ def top_confused(cm: np.ndarray, limit: int = 10) -> list[tuple[int, int, int]]:
     off = cm.copy()
     np.fill_diagonal(off, 0)
     order = np.argsort(-off, axis=None, kind="stable")[:limit]
-    pairs = [(int(i), int(j), int(off[i, j])) for i, j in zip(*np.unravel_index(order, off.shape))]
+    pairs = [(int(i), int(j), int(off[i, j])) for i, j in zip(*np.unravel_index(order, off.shape), strict=True)]
     return [pair for pair in pairs if pair[2] > 0]

@@ -9,14 +9,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display in a processing container; must precede pyplot
 
-import matplotlib.pyplot as plt  # noqa: E402
-import mxnet as mx  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+import mxnet as mx
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import FuncFormatter
 
-from gtsrb.common.contract import RecordFiles  # noqa: E402
-from gtsrb.common.failure import StepError  # noqa: E402
+from gtsrb.common.contract import RecordFiles
+from gtsrb.common.failure import StepError
 
 GRID_SIZE = 25  # misclassified images shown (5 x 5)
 NAME_CHARS = 30  # class names are cut to this on the axes
@@ -35,7 +35,7 @@ def plot_confusion(cm: np.ndarray, class_names: list[str], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(side + 1.5, side), dpi=100)
     shown = np.ma.masked_equal(cm, 0)
     image = ax.imshow(shown, cmap="viridis", norm=LogNorm(vmin=1, vmax=max(1, int(cm.max()))))
-    for i, j in zip(*np.nonzero(cm)):
+    for i, j in zip(*np.nonzero(cm), strict=True):
         colour = "black" if cm[i, j] > np.sqrt(max(1, cm.max())) else "white"
         ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6, color=colour)
     labels = [_short(i, n) for i, n in enumerate(class_names)]
@@ -94,7 +94,7 @@ def plot_misclassified(
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.6, rows * 3.1), dpi=100, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, t, p, conf in zip(axes.flat, images, truths, preds, confidences):
+    for ax, image, t, p, conf in zip(axes.flat, images, truths, preds, confidences, strict=False):
         ax.imshow(image, interpolation="nearest")
         true_name = textwrap.shorten(class_names[t], 28, placeholder="…")
         pred_name = textwrap.shorten(class_names[p], 28, placeholder="…")

@@ -5,7 +5,7 @@ for multiclass classification: each metric is `{"value", "standard_deviation"}`,
 matrix is `{"<true label>": {"<predicted label>": count}}`, and `*_best_constant_classifier`
 gives the baseline of always predicting the most frequent class. The pipeline's condition reads
 contract.ACCURACY_JSON_PATH from it. What that format has no place for (macro averages, counts,
-the most confused pairs) goes under DETAILS_KEY.
+the most confused pairs) goes under contract.EVALUATION_DETAILS_KEY.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ import numpy as np
 from gtsrb.common import contract
 from gtsrb.evaluate import metrics as m
 
-METRICS_KEY = contract.QUALITY_METRICS_KEY
-DETAILS_KEY = contract.EVALUATION_DETAILS_KEY
-# Metrics in METRICS_KEY besides the confusion matrix, each also as *_best_constant_classifier.
+# Metrics in contract.QUALITY_METRICS_KEY besides the confusion matrix, each also as *_best_constant_classifier.
 REPORTED: tuple[str, ...] = (
     "accuracy",
     "weighted_recall",
@@ -96,29 +94,29 @@ def details(labels: np.ndarray, predicted: np.ndarray, class_names: list[str]) -
 def build_report(labels: np.ndarray, predicted: np.ndarray, class_names: list[str], sources: dict) -> dict:
     """The whole evaluation.json document; `sources` records which model and test set were used."""
     return {
-        METRICS_KEY: quality_metrics(labels, predicted, len(class_names)),
-        DETAILS_KEY: {**details(labels, predicted, class_names), **sources},
+        contract.QUALITY_METRICS_KEY: quality_metrics(labels, predicted, len(class_names)),
+        contract.EVALUATION_DETAILS_KEY: {**details(labels, predicted, class_names), **sources},
     }
 
 
 def validate_report(report: dict) -> None:
     """Raise ValueError unless `report` has the structure the pipeline and the registry read."""
-    block = report.get(METRICS_KEY)
+    block = report.get(contract.QUALITY_METRICS_KEY)
     if not isinstance(block, dict):
-        raise ValueError(f"missing {METRICS_KEY}")
+        raise ValueError(f"missing {contract.QUALITY_METRICS_KEY}")
     for name in (*REPORTED, *(f"{n}_best_constant_classifier" for n in REPORTED)):
         entry = block.get(name)
         if not isinstance(entry, dict) or set(entry) != {"value", "standard_deviation"}:
-            raise ValueError(f"{METRICS_KEY}.{name} must be {{value, standard_deviation}}")
+            raise ValueError(f"{contract.QUALITY_METRICS_KEY}.{name} must be {{value, standard_deviation}}")
         if not all(isinstance(v, float) and math.isfinite(v) for v in entry.values()):
-            raise ValueError(f"{METRICS_KEY}.{name} must hold finite numbers")
+            raise ValueError(f"{contract.QUALITY_METRICS_KEY}.{name} must hold finite numbers")
         if not 0.0 <= entry["value"] <= 1.0:
-            raise ValueError(f"{METRICS_KEY}.{name}.value is outside [0, 1]")
+            raise ValueError(f"{contract.QUALITY_METRICS_KEY}.{name}.value is outside [0, 1]")
     cm = block.get("confusion_matrix")
     if not isinstance(cm, dict) or not all(isinstance(row, dict) for row in cm.values()):
-        raise ValueError(f"{METRICS_KEY}.confusion_matrix must map true label -> predicted label -> count")
+        raise ValueError(f"{contract.QUALITY_METRICS_KEY}.confusion_matrix must map true label -> predicted label -> count")
     total = sum(int(v) for row in cm.values() for v in row.values())
-    if total != report.get(DETAILS_KEY, {}).get("records"):
+    if total != report.get(contract.EVALUATION_DETAILS_KEY, {}).get("records"):
         raise ValueError("the confusion matrix does not add up to the number of records")
     contract.json_get(report, contract.ACCURACY_JSON_PATH)  # the path the pipeline's condition reads must exist
 

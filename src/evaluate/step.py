@@ -38,7 +38,7 @@ def locate_test_split(test_dir: str | Path) -> contract.RecordFiles:
     test_dir = Path(test_dir)
     if not test_dir.is_dir():
         raise StepError(f"{test_dir}: no such test folder; pass the prepare step's `test` output.")
-    files = contract.record_files(test_dir, "test")
+    files = contract.record_files(test_dir, contract.TEST_SPLIT)
     if not files.rec.is_file():
         raise StepError(f"{test_dir} holds no {files.rec.name}; pass the prepare step's `test` output.")
     return files
@@ -125,7 +125,7 @@ def evaluate(
             publish(staging, output_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    block, extra = doc[report.METRICS_KEY], doc[report.DETAILS_KEY]
+    block, extra = doc[contract.QUALITY_METRICS_KEY], doc[contract.EVALUATION_DETAILS_KEY]
     log.info(
         "event=evaluated records=%d accuracy=%.6f accuracy_std=%.6f weighted_f1=%.6f macro_f1=%.6f output=%s",
         extra["records"], block["accuracy"]["value"], block["accuracy"]["standard_deviation"],

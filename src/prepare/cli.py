@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import sys
 
+from gtsrb.common import sagemaker_job
 from gtsrb.common.contract import PREPARE_INPUT, PREPARE_OUTPUT
 from gtsrb.common.failure import run_step
 from gtsrb.prepare.step import PrepareOptions, prepare
@@ -41,4 +42,4 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     fields = {f.name for f in dataclasses.fields(PrepareOptions)}
     options = PrepareOptions(**{k: v for k, v in vars(args).items() if k in fields})
-    sys.exit(run_step(lambda: prepare(args.input, args.output, options), failure_file="message"))
+    sys.exit(run_step(lambda: prepare(args.input, args.output, options), failure_file=sagemaker_job.PROCESSING_FAILURE_FILE))

@@ -118,7 +118,7 @@ def _read_csv(path: Path, delimiter: str, name_column: str, base: Path, track_pr
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise StepError(f"{path}: cannot read the annotation file ({err}).") from err
     header = [col.strip() for col in table[0]] if table else []
-    rows = [dict(zip(header, row)) for row in table[1:]]
+    rows = [dict(zip(header, row, strict=False)) for row in table[1:]]
     missing = [col for col in (name_column, *NUMBER_COLUMNS) if col not in header]
     if missing:
         raise StepError(

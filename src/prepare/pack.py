@@ -72,7 +72,7 @@ def pack_split(
     outcomes = pool.imap(functools.partial(pack_image, options=options), samples, chunksize=32)
     lst = open(files.lst, "w")
     try:
-        for sample, packed in tqdm(zip(samples, outcomes), total=len(samples), desc=f"pack {split}", unit="img"):
+        for sample, packed in tqdm(zip(samples, outcomes, strict=False), total=len(samples), desc=f"pack {split}", unit="img"):
             _record(sample, packed, result, root)
             if packed.jpeg is None:
                 continue
@@ -113,7 +113,7 @@ def _relative(path: Path, root: Path) -> str:
 def publish(folder: Path, split: str) -> RecordFiles:
     """Rename a split's partial files to their final names (atomic on one file system)."""
     final = record_files(folder, split)
-    for tmp, dst in zip(partial_files(folder, split).__dict__.values(), final.__dict__.values()):
+    for tmp, dst in zip(partial_files(folder, split).__dict__.values(), final.__dict__.values(), strict=True):
         os.replace(tmp, dst)
     return final
 

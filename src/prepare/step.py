@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.contract import MANIFEST_FILE, SPLITS
 from gtsrb.common.failure import StepError
@@ -62,7 +63,7 @@ def prepare(input_dir: str | Path, output_dir: str | Path, options: PrepareOptio
     dataset = read_dataset(input_dir)
     require_every_class(dataset.train, f"{dataset.root} (training set)")
     train, validation = split_train(dataset.train, options.validation_fraction, options.seed)
-    splits = {"train": train, "validation": validation, "test": dataset.test}
+    splits = {contract.TRAIN_SPLIT: train, contract.VALIDATION_SPLIT: validation, contract.TEST_SPLIT: dataset.test}
     log.info("event=read layout=%s %s", dataset.layout, " ".join(f"{k}={len(v)}" for k, v in splits.items()))
     output = Path(output_dir)
     image_options = ImageOptions(stored_size(options.image_size), options.roi_crop, options.roi_margin, options.quality)
@@ -76,7 +77,7 @@ def prepare(input_dir: str | Path, output_dir: str | Path, options: PrepareOptio
         for split in SPLITS:
             pack.discard(output / split, split)
         raise
-    write_manifest(manifest, output / "manifest")
+    write_manifest(manifest, output / contract.MANIFEST_OUTPUT)
     return manifest
 
 
@@ -109,7 +110,7 @@ def check_results(results: dict, splits: dict, max_skipped: float) -> None:
         if result.count == 0:
             raise StepError(f"the {name} split is empty after skipping unreadable images; check the input data.")
         empty = [i for i, n in enumerate(result.per_class) if n == 0]
-        if empty and name != "validation":  # validation holds whole tracks: tiny sets may miss a class
+        if empty and name != contract.VALIDATION_SPLIT:  # validation holds whole tracks: tiny sets may miss a class
             raise StepError(f"the {name} split has no readable image of class {empty[0]} ({CLASS_NAMES[empty[0]]}).")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mxnet as mx
 
-from gtsrb.common import contract
+from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError, run_step
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.train import checkpoint, devices, metrics, pretrained
@@ -127,4 +127,4 @@ def train(argv: list[str]) -> None:
 def main() -> None:
     """Console entry point: exit 0 on success (or a clean SIGTERM stop), 1 with a failure file."""
     configure_logging()
-    sys.exit(run_step(lambda: train(sys.argv[1:]), "failure"))
+    sys.exit(run_step(lambda: train(sys.argv[1:]), sagemaker_job.TRAINING_FAILURE_FILE))

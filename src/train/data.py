@@ -17,16 +17,16 @@ from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing, stored_size
 from gtsrb.common.records import check_split, decode_threads, stored_image_side
-from gtsrb.train.hyperparameters import Hyperparameters
+from gtsrb.train.hyperparameters import Hyperparameters, epoch_seed
 
 
 def channel_split(folder: Path | None, channel: str) -> contract.RecordFiles:
-    """The packed split a channel folder holds (`train/train.rec`, ...), or a clear error."""
+    """The packed split a data channel's folder holds (`train/train.rec`, ...), or a clear error."""
     if folder is None:
         raise StepError(f"no `{channel}` channel: give it in the training job's inputs (or --{channel} DIR by hand).")
     if not folder.is_dir():
         raise StepError(f"the `{channel}` channel {folder} is not a folder; give the prepare step's `{channel}` output.")
-    files = contract.record_files(folder, channel)
+    files = contract.record_files(folder, contract.CHANNEL_SPLITS[channel])
     if not any(folder.iterdir()):
         raise StepError(f"the `{channel}` channel {folder} is empty; give the prepare step's `{channel}` output.")
     if not files.rec.is_file():
@@ -81,7 +81,7 @@ def train_iter(files: contract.RecordFiles, prep: Preprocessing, hp: Hyperparame
         data_shape=prep.data_shape,
         batch_size=batch_size,
         shuffle=True,
-        seed=hp.seed * 1000 + epoch,
+        seed=epoch_seed(hp.seed, epoch),
         rand_crop=True,
         rand_mirror=False,  # never: 19/20, 33/34, 36/37, 38/39 are mirror images of each other
         max_rotate_angle=int(hp.max_rotate_deg),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import mxnet as mx
 
-from gtsrb.common import contract
+from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError
 from gtsrb.train.hyperparameters import Hyperparameters
 
@@ -50,7 +50,7 @@ def parse_args(argv: list[str]) -> tuple[Environment, dict[str, str]]:
     parser.add_argument("--validation", type=Path, default=_channel(contract.VALIDATION_CHANNEL))
     parser.add_argument("--pretrained-dir", type=Path, default=_channel(contract.PRETRAINED_CHANNEL))
     parser.add_argument("--model-dir", type=Path, default=_env_path("SM_MODEL_DIR"))
-    parser.add_argument("--checkpoint-dir", type=Path, default=_base_dir() / "checkpoints")
+    parser.add_argument("--checkpoint-dir", type=Path, default=sagemaker_job.base_dir() / sagemaker_job.CHECKPOINTS_DIR)
     parser.add_argument("--num-gpus", type=int, default=None)
     known, rest = parser.parse_known_args(argv)
     if known.model_dir is None:
@@ -58,25 +58,10 @@ def parse_args(argv: list[str]) -> tuple[Environment, dict[str, str]]:
     _check_single_host()
     env = Environment(known.train, known.validation, known.pretrained_dir, known.model_dir,
                       known.checkpoint_dir, _num_gpus(known.num_gpus))
-    return env, hyperparameter_args(rest)
-
-
-def hyperparameter_args(args: list[str]) -> dict[str, str]:
-    """`--key value` pairs as a dict; SageMaker's own `sagemaker_*` keys are dropped."""
-    pairs: dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        key = args[i]
-        if not key.startswith("--") or i + 1 >= len(args):
-            raise StepError(f"cannot read argument {key!r}: hyperparameters are given as `--key value`.")
-        pairs[key[2:]] = args[i + 1]
-        i += 2
-    return {k: v for k, v in pairs.items() if not k.startswith("sagemaker_")}
-
-
-def _base_dir() -> Path:
-    """SageMaker's /opt/ml, moved with SAGEMAKER_BASE_DIR as the training toolkit does."""
-    return Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
+    try:
+        return env, sagemaker_job.args_to_hyperparameters(rest)
+    except ValueError as err:
+        raise StepError(str(err)) from err
 
 
 def _env_path(name: str) -> Path | None:

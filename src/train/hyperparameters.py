@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import DEFAULT_IMAGE_SIZE
+from gtsrb.common.sagemaker_job import parse_bool
 
 PRESETS: tuple[str, ...] = ("gpu", "cpu")
 
@@ -122,9 +123,7 @@ def _convert(name: str, text: str, type_name: object) -> object:
     kind = str(type_name)
     try:
         if kind == "bool":
-            if str(text) not in ("True", "False", "true", "false", "1", "0"):
-                raise ValueError("expected True or False")
-            return str(text) in ("True", "true", "1")
+            return parse_bool(text)
         if kind == "int":
             return int(str(text))
         if kind == "float":
@@ -132,3 +131,8 @@ def _convert(name: str, text: str, type_name: object) -> object:
         return str(text)
     except ValueError as err:
         raise StepError(f"hyperparameter {name}={text!r} is not a valid {kind} ({err}).") from err
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The one seed of (seed, epoch) for every RNG of that epoch: a resumed epoch draws the same numbers."""
+    return seed * 1000 + epoch

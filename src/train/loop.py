@@ -28,7 +28,7 @@ from gtsrb.common.records import predict
 from gtsrb.train import checkpoint
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.data import train_iter
-from gtsrb.train.hyperparameters import Hyperparameters
+from gtsrb.train.hyperparameters import Hyperparameters, epoch_seed
 from gtsrb.train.metrics import epoch_line
 from gtsrb.train.schedule import learning_rate
 
@@ -94,7 +94,7 @@ def make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, ctx: list[mx.Conte
 
 def seed_everything(seed: int, epoch: int) -> None:
     """Seed MXNet, NumPy and Python from (seed, epoch): a resumed epoch draws the same numbers."""
-    value = seed * 1000 + epoch
+    value = epoch_seed(seed, epoch)
     mx.random.seed(value)
     np.random.seed(value)
     random.seed(value)
@@ -118,7 +118,7 @@ def train_batch(run: Run, batch: mx.io.DataBatch, loss_fn: gluon.loss.Loss) -> t
         x.attach_grad()
     with autograd.record():
         outputs = [run.net(x) for x in data]
-        losses = [loss_fn(o, smooth_labels(y, run.hp.label_smoothing)) for o, y in zip(outputs, labels)]
+        losses = [loss_fn(o, smooth_labels(y, run.hp.label_smoothing)) for o, y in zip(outputs, labels, strict=True)]
         if run.amp:
             from mxnet.contrib import amp as mx_amp
 
@@ -127,8 +127,8 @@ def train_batch(run: Run, batch: mx.io.DataBatch, loss_fn: gluon.loss.Loss) -> t
     if not run.amp:
         autograd.backward(losses)
     run.trainer.step(batch.data[0].shape[0])
-    correct = [(o.argmax(axis=1).astype("float32") == y.astype("float32")).sum() for o, y in zip(outputs, labels)]
-    return [l.sum() for l in losses], correct
+    correct = [(o.argmax(axis=1).astype("float32") == y.astype("float32")).sum() for o, y in zip(outputs, labels, strict=True)]
+    return [loss.sum() for loss in losses], correct
 
 
 def train_epoch(run: Run, state: TrainingState, epoch: int) -> dict[str, float]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from gluoncv.model_zoo import model_store
 from gluoncv.utils import check_sha1
 
+from gtsrb.common import sagemaker_job
 from gtsrb.common.failure import StepError, run_step
 
 log = logging.getLogger(__name__)
@@ -108,4 +109,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_step(main, "message"))
+    raise SystemExit(run_step(main, sagemaker_job.PROCESSING_FAILURE_FILE))

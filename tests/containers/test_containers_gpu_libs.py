@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from container_helpers import CONTAINERS, REPO, load_script, run
+from containers_helpers import CONTAINERS, REPO, load_script, run
 
 pytestmark = pytest.mark.containers
 WHEELHOUSE = REPO / "build" / "wheelhouse" / "gpu"
@@ -25,7 +25,7 @@ def test_every_needed_library_but_the_drivers_resolves(wheelhouse: Path) -> None
     result = run([sys.executable, str(CONTAINERS / "check_gpu_libs.py"), "--wheelhouse", str(wheelhouse)], timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     for soname in check.CUDA_LIBS:
-        line = next(l for l in result.stdout.splitlines() if l.startswith(f"{soname} => "))
+        line = next(row for row in result.stdout.splitlines() if row.startswith(f"{soname} => "))
         assert "/nvidia/" in line and line.endswith(soname), line
     assert "0 problem(s)" in result.stdout
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from container_helpers import CONTAINERS, REPO, run
+from containers_helpers import CONTAINERS, REPO, run
 from pipelines import images
 
 pytestmark = pytest.mark.containers

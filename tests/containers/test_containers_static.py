@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from container_helpers import CONTAINERS, REPO, run
+from containers_helpers import CONTAINERS, REPO, run
 
 DOCKERFILE = CONTAINERS / "Dockerfile"
 
@@ -61,4 +61,4 @@ def test_no_requirements_txt_reaches_the_code_dir() -> None:
     text = DOCKERFILE.read_text()
     assert "/opt/ml/code/requirements" not in text
     ignore = (REPO / ".dockerignore").read_text().splitlines()
-    assert ignore[ignore.index("*") + 1 :] and not any(l.startswith("!") and "requirements" in l for l in ignore)
+    assert ignore[ignore.index("*") + 1 :] and not any(rule.startswith("!") and "requirements" in rule for rule in ignore)

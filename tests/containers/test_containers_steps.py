@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from container_helpers import REPO, docker_run, load_script
+from containers_helpers import REPO, docker_run, load_script
 from gtsrb.common import contract
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.metrics import METRIC_DEFINITIONS

@@ -13,8 +13,8 @@ import pytest
 
 from gtsrb.common.classes import MIRROR_PAIRS, NUM_CLASSES
 from gtsrb.demo_data import generate
-from gtsrb.demo_data.writer import tracks_per_class
 from gtsrb.demo_data.signs import draw_sign
+from gtsrb.demo_data.writer import tracks_per_class
 
 SMALL = dict(tracks_per_class=2, frames_per_track=3, test_per_class=1)
 
@@ -70,7 +70,8 @@ def test_kaggle_layout(tmp_path):
     root = generate(tmp_path, layout="kaggle", seed=0, **SMALL)
     train = rows(root / "Train.csv", ",")
     assert list(train[0]) == ["Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId", "Path"]
-    assert all(r["Path"] == f"Train/{r['ClassId']}/{int(r['ClassId']):05d}_{r['Path'].split('_')[1]}_{r['Path'].split('_')[2]}" for r in train)
+    assert all(r["Path"] == f"Train/{r['ClassId']}/{int(r['ClassId']):05d}_{r['Path'].split('_')[1]}_{r['Path'].split('_')[2]}"
+               for r in train)
     check_rows(train, root, "Path")
     test = rows(root / "Test.csv", ",")
     assert {int(r["ClassId"]) for r in test} == set(range(NUM_CLASSES))

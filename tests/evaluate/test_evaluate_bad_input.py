@@ -8,8 +8,8 @@ from pathlib import Path
 
 import mxnet as mx
 import pytest
-from evaluate_testdata import save_tiny_model, train_tiny_net
 
+from evaluate_helpers import save_tiny_model, train_tiny_net
 from gtsrb.common import contract
 from gtsrb.evaluate.cli import main
 

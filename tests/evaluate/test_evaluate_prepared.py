@@ -8,9 +8,9 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-from evaluate_testdata import save_tiny_model, train_tiny_net
 from PIL import Image
 
+from evaluate_helpers import save_tiny_model, train_tiny_net
 from gtsrb.common import contract
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import record_count

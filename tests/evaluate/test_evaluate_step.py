@@ -12,12 +12,13 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-from evaluate_testdata import BATCH_SIZE, TEST_RECORDS, to_batch
 from PIL import Image
 from sklearn import metrics as skm
 
+from evaluate_helpers import BATCH_SIZE, TEST_RECORDS, to_batch
 from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
+from gtsrb.common.failure import StepError
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import eval_iter
 from gtsrb.evaluate import plots, report
@@ -67,8 +68,8 @@ def test_the_iterator_really_pads_the_last_batch(model_dir: Path, test_split: Pa
 
 def test_every_record_counted_once(evaluated: tuple[dict, Path]) -> None:
     doc, _ = evaluated
-    cm = doc[report.METRICS_KEY]["confusion_matrix"]
-    assert doc[report.DETAILS_KEY]["records"] == TEST_RECORDS
+    cm = doc[contract.QUALITY_METRICS_KEY]["confusion_matrix"]
+    assert doc[contract.EVALUATION_DETAILS_KEY]["records"] == TEST_RECORDS
     assert sum(v for row in cm.values() for v in row.values()) == TEST_RECORDS
     assert len(cm) == len(CLASS_NAMES) and all(len(row) == len(CLASS_NAMES) for row in cm.values())
 
@@ -76,14 +77,15 @@ def test_every_record_counted_once(evaluated: tuple[dict, Path]) -> None:
 def test_metrics_equal_independent_computation(evaluated: tuple[dict, Path], model_dir: Path, test_split: Path) -> None:
     doc, _ = evaluated
     labels, predicted = independent_predictions(model_dir, test_split)
-    block, details = doc[report.METRICS_KEY], doc[report.DETAILS_KEY]
+    block, details = doc[contract.QUALITY_METRICS_KEY], doc[contract.EVALUATION_DETAILS_KEY]
     assert 0.5 < block["accuracy"]["value"] < 1.0  # the tiny model makes mistakes to count
     assert block["accuracy"]["value"] == pytest.approx(skm.accuracy_score(labels, predicted), abs=1e-12)
     assert contract.json_get(doc, contract.ACCURACY_JSON_PATH) == block["accuracy"]["value"]
     for avg, names in (("weighted", block), ("macro", details)):
         p, r, f1, _ = skm.precision_recall_fscore_support(labels, predicted, average=avg, zero_division=0)
-        value = (lambda k: names[k]["value"]) if avg == "weighted" else (lambda k: names[k])
-        assert (value(f"{avg}_precision"), value(f"{avg}_recall"), value(f"{avg}_f1")) == pytest.approx((p, r, f1), abs=1e-12)
+        keys = (f"{avg}_precision", f"{avg}_recall", f"{avg}_f1")
+        got = tuple(names[k]["value"] if avg == "weighted" else names[k] for k in keys)
+        assert got == pytest.approx((p, r, f1), abs=1e-12)
     expected_cm = skm.confusion_matrix(labels, predicted, labels=range(len(CLASS_NAMES)))
     got_cm = np.array([[block["confusion_matrix"][str(i)][str(j)] for j in range(43)] for i in range(43)])
     np.testing.assert_array_equal(got_cm, expected_cm)
@@ -92,22 +94,22 @@ def test_metrics_equal_independent_computation(evaluated: tuple[dict, Path], mod
 def test_report_validates_and_lists_sagemaker_metrics(evaluated: tuple[dict, Path]) -> None:
     doc, _ = evaluated
     report.validate_report(doc)
-    block = doc[report.METRICS_KEY]
+    block = doc[contract.QUALITY_METRICS_KEY]
     for name in ("accuracy", "weighted_precision", "weighted_recall", "weighted_f0_5", "weighted_f1", "weighted_f2"):
         assert set(block[name]) == {"value", "standard_deviation"}
         assert set(block[f"{name}_best_constant_classifier"]) == {"value", "standard_deviation"}
     broken = json.loads(json.dumps(doc))
-    broken[report.METRICS_KEY]["confusion_matrix"]["1"]["1"] += 1
+    broken[contract.QUALITY_METRICS_KEY]["confusion_matrix"]["1"]["1"] += 1
     with pytest.raises(ValueError, match="add up"):
         report.validate_report(broken)
-    del broken[report.METRICS_KEY]["accuracy"]["standard_deviation"]
+    del broken[contract.QUALITY_METRICS_KEY]["accuracy"]["standard_deviation"]
     with pytest.raises(ValueError, match="accuracy"):
         report.validate_report(broken)
 
 
 def test_per_class_csv_matches_confusion_matrix(evaluated: tuple[dict, Path]) -> None:
     doc, out = evaluated
-    cm = doc[report.METRICS_KEY]["confusion_matrix"]
+    cm = doc[contract.QUALITY_METRICS_KEY]["confusion_matrix"]
     with open(out / contract.PER_CLASS_FILE, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["class_name"] for r in rows] == list(CLASS_NAMES)
@@ -137,7 +139,7 @@ def test_archive_and_batch_size_do_not_change_the_result(
     doc, _ = evaluated
     for batch_size in (1, TEST_RECORDS, 64):
         again = evaluate(model_archive, test_split, tmp_path / str(batch_size), batch_size=batch_size)
-        assert again[report.METRICS_KEY] == doc[report.METRICS_KEY], batch_size
+        assert again[contract.QUALITY_METRICS_KEY] == doc[contract.QUALITY_METRICS_KEY], batch_size
 
 
 def test_worst_misclassified_are_the_most_confident_mistakes() -> None:
@@ -149,13 +151,13 @@ def test_worst_misclassified_are_the_most_confident_mistakes() -> None:
 
 def test_grid_images_are_the_records_predicted(test_split: Path) -> None:
     images, labels = read_split(test_split)
-    files = contract.record_files(test_split, "test")
+    files = contract.record_files(test_split, contract.TEST_SPLIT)
     picked = plots.read_images(files, np.array([36, 0, 17]), labels)
-    for image, pos in zip(picked, (36, 0, 17)):
+    for image, pos in zip(picked, (36, 0, 17), strict=True):
         np.testing.assert_array_equal(image, images[pos])
     wrong = labels.copy()
     wrong[17] = (wrong[17] + 1) % 43
-    with pytest.raises(Exception, match="record 17 has label"):
+    with pytest.raises(StepError, match="record 17 has label"):
         plots.read_images(files, np.array([17]), wrong)
 
 

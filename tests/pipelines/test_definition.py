@@ -9,7 +9,6 @@ import re
 import subprocess
 
 import pytest
-from pipeline_testkit import IMAGE_TAG, REGION, REPO_ROOT, ROLE, steps_by_name
 
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError
@@ -17,6 +16,7 @@ from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS, epoch_line, hyperparameters_line
 from pipelines import graph, images
 from pipelines.settings import HYPERPARAMETER_OF
+from pipelines_helpers import IMAGE_TAG, REGION, REPO_ROOT, ROLE, steps_by_name
 
 ACCOUNT = ROLE.split(":")[4]
 REGISTRY = images.ecr_registry(ACCOUNT, REGION)
@@ -287,13 +287,16 @@ def test_get_pipeline_definition_cli_writes_json(no_network: None, tmp_path) -> 
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [("{not json", "--kwargs is not valid JSON"), ("[1]", "--kwargs must be a JSON object")])
-def test_get_pipeline_definition_cli_bad_kwargs_exit_1(no_network: None, capsys, kwargs: str, message: str) -> None:
+def test_get_pipeline_definition_cli_bad_kwargs_exit_1(no_network: None, capsys, kwargs: str, message: str,
+                                                      tmp_path, monkeypatch) -> None:
     from pipelines import get_pipeline_definition
 
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))  # where a step would write its failure file
     with pytest.raises(SystemExit) as exited:
         get_pipeline_definition.main(["--kwargs", kwargs])
     assert exited.value.code == 1
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "output").exists()  # a CI tool leaves no failure file behind
 
 
 @pytest.mark.slow

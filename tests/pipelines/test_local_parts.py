@@ -9,31 +9,32 @@ from pathlib import Path
 
 import pytest
 
-from gtsrb.common import contract
-from pipelines import graph, local, registry
+from gtsrb.common import contract, sagemaker_job
+from pipelines import emulated_job, graph, registry
+from pipelines.local import cli, layout
 from pipelines.local_cache import Marker, StepCache, hash_tree, step_key
 
 
 def test_processing_outputs_follow_the_readme_layout(tmp_path: Path) -> None:
-    prepare = local.processing_outputs(graph.PREPARE, tmp_path)
-    assert prepare == {name: tmp_path / "prepare" / name for name in (*contract.SPLITS, "manifest")}
-    assert local.processing_outputs(graph.EVALUATE, tmp_path) == {"evaluation": tmp_path / "evaluation"}
+    prepare = layout.processing_outputs(graph.PREPARE, tmp_path)
+    assert prepare == {name: tmp_path / "prepare" / name for name in (*contract.SPLITS, contract.MANIFEST_OUTPUT)}
+    assert layout.processing_outputs(graph.EVALUATE, tmp_path) == {"evaluation": tmp_path / "evaluation"}
 
 
 @pytest.mark.parametrize("spec", [graph.PREPARE, graph.EVALUATE], ids=lambda s: s.name)
 def test_every_container_path_of_a_command_is_mapped_under_work(spec: graph.ProcessingSpec, tmp_path: Path) -> None:
     data = tmp_path / "raw"
-    args = local.local_arguments(spec.command()[1:], local.container_mapping(spec, tmp_path, data))
+    args = layout.local_arguments(spec.command()[1:], layout.container_mapping(spec, tmp_path, data))
     assert not [a for a in args if a.startswith("/opt/ml")], args
     assert args[:2] == ["-m", spec.module]
     for name, inp in spec.inputs.items():  # each input flag now points at its source's local path
-        local_path = local.local_source(inp.source, tmp_path, data)
+        local_path = layout.local_source(inp.source, tmp_path, data)
         assert str(local_path) in args, (name, args)
 
 
 def test_evaluate_reads_what_prepare_and_train_write(tmp_path: Path) -> None:
-    mapping = local.container_mapping(graph.EVALUATE, tmp_path, tmp_path / "raw")
-    args = local.local_arguments(graph.EVALUATE.arguments, mapping)
+    mapping = layout.container_mapping(graph.EVALUATE, tmp_path, tmp_path / "raw")
+    args = layout.local_arguments(graph.EVALUATE.arguments, mapping)
     assert args[args.index("--model") + 1] == str(tmp_path / "train" / contract.MODEL_ARCHIVE)
     assert args[args.index("--test") + 1] == str(tmp_path / "prepare" / "test")
     assert args[args.index("--output") + 1] == str(tmp_path / "evaluation")
@@ -41,32 +42,34 @@ def test_evaluate_reads_what_prepare_and_train_write(tmp_path: Path) -> None:
 
 def test_local_arguments_prefers_the_longest_container_path() -> None:
     mapping = {Path("/opt/ml/a"): Path("/x"), Path("/opt/ml/a/b"): Path("/y")}
-    assert local.local_arguments(["/opt/ml/a/b/c", "/opt/ml/a", "/opt/ml/ab", "3"], mapping) == [
+    assert layout.local_arguments(["/opt/ml/a/b/c", "/opt/ml/a", "/opt/ml/ab", "3"], mapping) == [
         "/y/c", "/x", "/opt/ml/ab", "3"
     ]
 
 
 def test_training_env_is_the_toolkit_contract(tmp_path: Path) -> None:
-    job = local.TrainingJob(tmp_path / "train")
-    channels = {ch: local.local_source(src, tmp_path, tmp_path / "raw") for ch, src in graph.TRAIN.channels.items()}
-    env = local.training_env(job, channels, {"epochs": "2", "use_amp": "False"}, num_gpus=0)
+    job = emulated_job.JobDirs(tmp_path / "train")
+    channels = {ch: layout.local_source(src, tmp_path, tmp_path / "raw") for ch, src in graph.TRAIN.channels.items()}
+    env = emulated_job.training_env(job, channels, {"epochs": "2", "amp": "False"}, num_gpus=0)
     assert env["SM_CHANNEL_TRAIN"] == str(tmp_path / "prepare" / "train")
     assert env["SM_CHANNEL_VALIDATION"] == str(tmp_path / "prepare" / "validation")
     assert env["SM_MODEL_DIR"] == str(tmp_path / "train" / "model")
     assert env["SAGEMAKER_BASE_DIR"] == str(tmp_path / "train")  # so /opt/ml/checkpoints -> train/checkpoints
-    assert json.loads(env["SM_HPS"]) == {"epochs": "2", "use_amp": "False"}
+    assert json.loads(env["SM_HPS"]) == {"epochs": "2", "amp": "False"}
     assert json.loads(env["SM_CHANNELS"]) == sorted(graph.TRAIN.channels)
-    assert local.hyperparameter_args({"epochs": "2", "use_amp": "False"}) == ["--epochs", "2", "--use_amp", "False"]
+    args = sagemaker_job.hyperparameters_to_args({"epochs": "2", "amp": "False"})
+    assert args == ["--epochs", "2", "--amp", "False"]
+    assert sagemaker_job.args_to_hyperparameters(args) == {"epochs": "2", "amp": "False"}  # the train step's reading
 
 
 def test_parse_args_reads_the_makefile_flags(tmp_path: Path) -> None:
-    options = local.parse_args(["--work", str(tmp_path), "--threshold", "0.5", "--hp", "epochs=3", "image_size=32", "--no-cache"])
+    options = cli.parse_args(["--work", str(tmp_path), "--threshold", "0.5", "--hp", "epochs=3", "image_size=32", "--no-cache"])
     assert options.hyperparameters == {"epochs": "3", "image_size": "32"}
     assert (options.threshold, options.use_cache, options.data) == (0.5, False, None)
     with pytest.raises(SystemExit):
-        local.parse_args(["--hp", "epochs"])
+        cli.parse_args(["--hp", "epochs"])
     with pytest.raises(SystemExit):
-        local.parse_args(["--data", str(tmp_path / "missing")])
+        cli.parse_args(["--data", str(tmp_path / "missing")])
 
 
 def test_step_cache_hits_only_the_same_key_with_outputs_present(tmp_path: Path) -> None:
@@ -135,7 +138,7 @@ def test_register_creates_a_pending_version_with_metrics_and_artifacts(tmp_path:
     assert (first.version, second.version) == ("1", "2")
     client = registry.open_client(work)
     version = client.get_model_version(graph.MODEL_PACKAGE_GROUP, "1")
-    assert version.tags[registry.APPROVAL_TAG] == "PendingManualApproval"
+    assert version.tags[registry.APPROVAL_TAG] == graph.PENDING == "PendingManualApproval"
     assert float(version.tags["test_accuracy"]) == 0.93
     run = client.get_run(first.run_id)
     assert run.data.metrics["test_accuracy"] == 0.93 and run.data.params["epochs"] == "2"
@@ -153,15 +156,16 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 def test_a_bad_hyperparameter_fails_before_any_step(tmp_path: Path) -> None:
     result = _run("--work", str(tmp_path / "work"), "--data", str(tmp_path), "--hp", "epoch=3")
-    assert result.returncode == local.EXIT_FAILED
+    assert result.returncode == cli.EXIT_FAILED
     assert "unknown hyperparameter 'epoch'" in result.stderr and "==>" not in result.stdout
 
 
 def test_a_failing_step_stops_the_run_with_its_reason_and_log(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = _run("--work", str(tmp_path / "work"), "--data", str(tmp_path / "empty"))
-    assert result.returncode == local.EXIT_FAILED
+    assert result.returncode == cli.EXIT_FAILED
     log = tmp_path / "work" / "steps" / f"{graph.PREPARE.name}.log"
-    assert f"ERROR: {graph.PREPARE.name} failed: " in result.stderr and str(tmp_path / "empty") in result.stderr and str(log) in result.stderr
+    assert f"ERROR: {graph.PREPARE.name} failed: " in result.stderr
+    assert str(tmp_path / "empty") in result.stderr and str(log) in result.stderr
     assert log.is_file() and not (tmp_path / "work" / "steps" / f"{graph.PREPARE.name}.json").exists()
     assert f"==> {graph.TRAIN.name}" not in result.stdout

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from gtsrb.common import contract
-from pipelines import graph, local, registry
+from pipelines import graph, registry
+from pipelines.local import cli
+from pipelines.local.options import DEMO_STEP
 
 pytestmark = pytest.mark.slow
 
@@ -62,11 +64,15 @@ def test_every_step_writes_its_artifacts(first_run) -> None:
     work, result = first_run
     assert result.returncode == 0, result.stderr
     assert (work / "data" / "GTSRB").is_dir()  # the generated demo set
+    mxnet_line = "ImageRecordIOParser2"  # MXNet's C++ log: in the step's log, not on the console
+    assert mxnet_line in (work / "steps" / f"{graph.TRAIN.name}.log").read_text() and mxnet_line not in result.stdout
     for split in contract.SPLITS:
         files = contract.record_files(work / "prepare" / split, split)
         assert files.rec.stat().st_size > 0 and files.idx.stat().st_size > 0 and files.lst.is_file()
     manifest = json.loads((work / "prepare" / "manifest" / contract.MANIFEST_FILE).read_text())
-    assert manifest  # its counts are checked against the summary below
+    counts = {split: manifest["counts"][split]["total"] for split in contract.SPLITS}
+    assert all(n > 0 for n in counts.values()), counts
+    assert f"data        {' · '.join(f'{s} {n}' for s, n in counts.items())} images" in result.stdout  # the summary
     model_dir = work / "train" / "model"
     for name in (contract.SYMBOL_FILE, contract.PARAMS_FILE, contract.CLASSES_FILE, contract.PREPROCESSING_FILE, contract.HISTORY_FILE):
         assert (model_dir / name).is_file(), name
@@ -99,7 +105,7 @@ def test_the_model_is_registered_with_its_metrics(first_run) -> None:
     assert {f"evaluation/{n}" for n in (contract.EVALUATION_FILE, contract.PER_CLASS_FILE, contract.CONFUSION_PNG)} <= artifacts
     # the summary: data counts, accuracy, macro-F1, time per step, the registration outcome
     out = result.stdout
-    for step in (local.DEMO_STEP, *graph.STEP_ORDER, graph.REGISTER):
+    for step in (DEMO_STEP, *graph.STEP_ORDER, graph.REGISTER):
         assert f"==> {step}" in out
     assert f"accuracy    {contract.json_get(report, contract.ACCURACY_JSON_PATH):.4f}" in out and "macro-F1" in out
     assert f"{graph.MODEL_PACKAGE_GROUP} version 1 (PendingManualApproval)" in out
@@ -118,7 +124,7 @@ def test_a_rerun_reuses_every_step_and_registers_nothing_new(first_run) -> None:
 def test_an_impossible_threshold_fails_and_registers_nothing(first_run, tmp_path: Path) -> None:
     work = copy_work(first_run[0], tmp_path / "work")
     result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(IMPOSSIBLE), "--hp", *FAST_HP)
-    assert result.returncode == local.EXIT_BELOW_THRESHOLD
+    assert result.returncode == cli.EXIT_BELOW_THRESHOLD
     assert "the model was not registered" in result.stdout and f"threshold {IMPOSSIBLE}" in result.stdout
     assert result.stdout.count("reusing the finished step") == 4  # the copied WORK is reused as is
     assert registry.find_versions(work) == [] and not (work / registry.DB_FILE).exists()
@@ -137,7 +143,7 @@ def test_an_interrupted_training_resumes_from_its_checkpoints(first_run, tmp_pat
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
             time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)  # as `kill` or a spot interruption would
-        assert proc.wait(timeout=120) == local.EXIT_INTERRUPTED
+        assert proc.wait(timeout=120) == cli.EXIT_INTERRUPTED
     assert "Run the same command again" in (tmp_path / "first.log").read_text()
     assert not (work / "steps" / f"{graph.TRAIN.name}.json").exists()
     result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)

@@ -7,9 +7,9 @@ import os
 import subprocess
 
 import pytest
-from pipeline_testkit import REGION, REPO_ROOT, Moto
 
 from pipelines import graph, images, run_pipeline
+from pipelines_helpers import REGION, REPO_ROOT, Moto
 
 
 def run_cli(argv: list[str]) -> int:

@@ -8,9 +8,9 @@ import shlex
 
 import pytest
 import yaml
-from pipeline_testkit import REGION, REPO_ROOT, Moto
 
 from pipelines import run_pipeline
+from pipelines_helpers import REGION, REPO_ROOT, Moto
 
 
 def buildspec_run_pipeline_argv(env: dict[str, str]) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 from gtsrb.common.contract import SPLITS
 from gtsrb.common.failure import StepError
 from gtsrb.prepare import PrepareOptions, prepare
-from tests.prepare import tiny
+from prepare_helpers import rewrite_csv_row, write_kaggle, write_official
 
 OPTIONS = PrepareOptions(image_size=16, workers=2)
 TRAIN = Path("GTSRB/Final_Training/Images")
@@ -25,7 +25,7 @@ TRAIN = Path("GTSRB/Final_Training/Images")
 
 @pytest.fixture
 def official(tmp_path) -> Path:
-    return tiny.write_official(tmp_path / "data", tracks=2, frames=3, test_per_class=2)
+    return write_official(tmp_path / "data", tracks=2, frames=3, test_per_class=2)
 
 
 def no_records_left(out: Path) -> bool:
@@ -59,12 +59,12 @@ def test_csv_missing_columns(official, tmp_path):
 
 
 def test_label_outside_the_43_classes(official, tmp_path):
-    tiny.rewrite_csv_row(official / TRAIN / "00003" / "GT-00003.csv", "00001_00002.ppm", "ClassId", "43")
+    rewrite_csv_row(official / TRAIN / "00003" / "GT-00003.csv", "00001_00002.ppm", "ClassId", "43")
     fails(official, tmp_path / "out", "GT-00003.csv", "line", "ClassId 43", "0-42")
 
 
 def test_not_a_number_names_file_and_line(official, tmp_path):
-    tiny.rewrite_csv_row(official / TRAIN / "00003" / "GT-00003.csv", "00000_00001.ppm", "Width", "wide")
+    rewrite_csv_row(official / TRAIN / "00003" / "GT-00003.csv", "00000_00001.ppm", "Width", "wide")
     fails(official, tmp_path / "out", "GT-00003.csv, line 3", "number")
 
 
@@ -118,7 +118,7 @@ def test_a_class_whose_images_are_all_unreadable_fails(official, tmp_path):
 
 
 def test_grayscale_rgba_and_16_bit_images_are_converted(tmp_path):
-    data = tiny.write_kaggle(tmp_path / "data", tracks=2, frames=2, test_per_class=1)
+    data = write_kaggle(tmp_path / "data", tracks=2, frames=2, test_per_class=1)
     colour = cv2.imread(str(data / "Train/1/00001_00000_00000.png"))
     cv2.imwrite(str(data / "Train/1/00001_00000_00000.png"), cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY))
     cv2.imwrite(str(data / "Train/2/00002_00000_00000.png"), cv2.cvtColor(colour, cv2.COLOR_BGR2BGRA))

@@ -16,7 +16,7 @@ from gtsrb.common.contract import MANIFEST_FILE, SPLITS, record_files
 from gtsrb.prepare import PrepareOptions, prepare
 from gtsrb.prepare.images import crop_box, scaled_roi
 from gtsrb.prepare.layouts import Sample
-from tests.prepare import tiny
+from prepare_helpers import class_colour, write_kaggle, write_official
 
 OPTIONS = PrepareOptions(image_size=16, workers=2)
 
@@ -44,7 +44,7 @@ def tracks_of(rows: list[tuple[int, int, str]]) -> set[str]:
     return {f"{label}/{Path(path).stem.split('_')[-2]}" for _, label, path in rows}
 
 
-@pytest.mark.parametrize("writer", [tiny.write_official, tiny.write_kaggle], ids=["official", "kaggle"])
+@pytest.mark.parametrize("writer", [write_official, write_kaggle], ids=["official", "kaggle"])
 def test_both_layouts_pack_every_image_once_with_its_label(tmp_path, writer):
     data = writer(tmp_path / "data", tracks=3, frames=2, test_per_class=2)
     manifest = prepare(data, tmp_path / "out", OPTIONS)
@@ -60,14 +60,14 @@ def test_both_layouts_pack_every_image_once_with_its_label(tmp_path, writer):
         assert Counter(labels) == Counter(dict(enumerate(manifest["counts"][split]["per_class"]))) - Counter()
         assert all(img.shape == (18, 18, 3) for img in images)  # stored_size(16)
         # the sign's colour survives packing: record i is the sign of its own label
-        for label, img in zip(labels, images):
-            assert np.abs(img[9, 9].astype(int) - tiny.class_colour(label)).max() < 24
-    assert manifest["layout"] == ("official" if writer is tiny.write_official else "kaggle")
+        for label, img in zip(labels, images, strict=True):
+            assert np.abs(img[9, 9].astype(int) - class_colour(label)).max() < 24
+    assert manifest["layout"] == ("official" if writer is write_official else "kaggle")
     assert (tmp_path / "out" / "manifest" / MANIFEST_FILE).is_file()
 
 
 def test_split_is_by_whole_track_stratified_and_seeded(tmp_path):
-    data = tiny.write_official(tmp_path / "data", tracks=5, frames=2, test_per_class=1)
+    data = write_official(tmp_path / "data", tracks=5, frames=2, test_per_class=1)
     prepare(data, tmp_path / "a", PrepareOptions(image_size=16, validation_fraction=0.2, seed=3))
     train, validation = tracks_of(lst_rows(tmp_path / "a", "train")), tracks_of(lst_rows(tmp_path / "a", "validation"))
     assert not train & validation, "a track is on both sides of the split"
@@ -91,7 +91,7 @@ def test_roi_crop_geometry():
 
 
 def test_roi_crop_removes_the_border_and_whole_images_keep_it(tmp_path):
-    data = tiny.write_official(tmp_path / "data", tracks=2, frames=1, test_per_class=1)
+    data = write_official(tmp_path / "data", tracks=2, frames=1, test_per_class=1)
     prepare(data, tmp_path / "crop", PrepareOptions(image_size=32, roi_margin=0.0))
     prepare(data, tmp_path / "whole", PrepareOptions(image_size=32, roi_crop=False))
     cropped = read_records(tmp_path / "crop", "test")[1][0]
@@ -102,7 +102,7 @@ def test_roi_crop_removes_the_border_and_whole_images_keep_it(tmp_path):
 
 
 def test_manifest_reports_sizes_upscaling_parameters_and_a_content_hash(tmp_path):
-    data = tiny.write_official(tmp_path / "data", tracks=2, frames=2, test_per_class=1)
+    data = write_official(tmp_path / "data", tracks=2, frames=2, test_per_class=1)
     first = prepare(data, tmp_path / "a", OPTIONS)
     assert first["parameters"]["image_size"] == 16 and first["parameters"]["stored_size"] == 18
     assert first["image_size"]["width"] == {"min": 20, "median": 24.0, "max": 24}

@@ -4,17 +4,21 @@ A separate process because amp.init() patches MXNet's operators for the rest of 
 (With float16, the patched graph carries amp_cast ops and cannot even run on CPU: "FP16 gemm on
 cpu not implemented", which is why export.py exports from a fresh process.)
 """
-import sys, json
+import json
+import sys
 from pathlib import Path
+
 import mxnet as mx
 from mxnet.contrib import amp
+
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.train.checkpoint import TrainingState
+from gtsrb.train.cli import save_best
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import Run, fit, make_trainer
 from gtsrb.train.model import build_network
-from gtsrb.train.cli import save_best
+
 ch, out = Path(sys.argv[1]), Path(sys.argv[2])
 hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "2", "batch_size": "16", "lr": "0.05"})
 amp.init(target_dtype="bfloat16")

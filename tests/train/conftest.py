@@ -1,14 +1,14 @@
-"""Fixtures of the train step's tests (helpers in train_testdata.py, importable by the tests)."""
+"""Fixtures of the train step's tests (helpers in train_helpers.py, importable by the tests)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from train_testdata import IMAGE_SIZE, balanced_labels, write_split
 
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
+from train_helpers import IMAGE_SIZE, balanced_labels, write_split
 
 
 @pytest.fixture(scope="session")

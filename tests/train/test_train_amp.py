@@ -11,9 +11,9 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-from train_testdata import ROOT
 
 from gtsrb.common.model_io import load_model
+from train_helpers import ROOT
 
 
 @pytest.mark.slow

@@ -7,17 +7,18 @@ from pathlib import Path
 
 import mxnet as mx
 import pytest
-from train_testdata import FAST_HPS, IMAGE_SIZE, balanced_labels, hp_args, write_split
 
 from gtsrb.common.failure import run_step
 from gtsrb.common.preprocessing import stored_size
+from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train import devices
 from gtsrb.train.cli import train
+from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
 
 
 def run_train(base: Path, channels: dict[str, Path | None], hps: dict[str, str], extra: list[str] = ()) -> tuple[int, str]:
     """Run the step in-process as the toolkit would; return (exit code, failure file text)."""
-    argv = [*hp_args(hps), "--model-dir", str(base / "model"), *extra]
+    argv = [*hyperparameters_to_args(hps), "--model-dir", str(base / "model"), *extra]
     for name, folder in channels.items():
         if folder is not None:
             argv += [f"--{name}", str(folder)]
@@ -91,7 +92,8 @@ def test_bad_hyperparameters(base_dir: Path, channels: dict[str, Path], hps: dic
     assert_fails(run_train(base_dir, channels, {**FAST_HPS, **hps}), phrase)
 
 
-def test_imagenet_weights_absent_fail_without_download(base_dir: Path, channels: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_imagenet_weights_absent_fail_without_download(base_dir: Path, channels: dict[str, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MXNET_HOME", str(tmp_path / "mxnet-home"))
     result = run_train(base_dir, channels, {**FAST_HPS, "model": "resnet18_v1b", "pretrained": "imagenet"})
     assert_fails(result, "ImageNet weights for resnet18_v1b are not in the image", "resnet18_v1b-2d9d980c.params is missing")

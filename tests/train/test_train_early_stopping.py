@@ -7,18 +7,19 @@ import json
 from pathlib import Path
 
 import mxnet as mx
-from train_testdata import FAST_HPS, hp_args
 
 from gtsrb.common import contract
 from gtsrb.common.failure import run_step
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
+from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train.cli import train
+from train_helpers import FAST_HPS
 
 
 def test_early_stopping_exports_the_best_epoch(base_dir: Path, channels: dict[str, Path]) -> None:
     hps = {**FAST_HPS, "epochs": "12", "early_stopping_patience": "1"}
-    argv = [*hp_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
+    argv = [*hyperparameters_to_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
             "--model-dir", str(base_dir / "model")]
     assert run_step(lambda: train(argv), "failure") == 0
     history = json.loads((base_dir / "model" / contract.HISTORY_FILE).read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from pathlib import Path
 
 import mxnet as mx
@@ -124,7 +125,7 @@ def test_warmup_then_cosine_to_zero() -> None:
     rates = [learning_rate(s, 100, 10, 0.1) for s in range(100)]
     assert rates[0] == pytest.approx(0.01) and rates[9] == pytest.approx(0.1)
     assert rates[10] == pytest.approx(0.1) and rates[55] == pytest.approx(0.05)
-    assert all(a >= b for a, b in zip(rates[10:], rates[11:])) and rates[-1] < 1e-4
+    assert all(a >= b for a, b in pairwise(rates[10:])) and rates[-1] < 1e-4
     assert not any(math.isnan(r) for r in rates)
 
 
@@ -166,12 +167,15 @@ def test_input_batchnorm_learns_running_statistics(channels: dict[str, Path], tm
 
 
 def test_sagemaker_arguments_become_hyperparameters() -> None:
-    from gtsrb.train.environment import hyperparameter_args
+    from gtsrb.common.sagemaker_job import args_to_hyperparameters
+    from gtsrb.train.environment import parse_args
 
     args = ["--epochs", "3", "--amp", "False", "--sagemaker_program", "train.py", "--lr", "-1"]
-    assert hyperparameter_args(args) == {"epochs": "3", "amp": "False", "lr": "-1"}
-    with pytest.raises(StepError, match="cannot read argument 'stray'"):
-        hyperparameter_args(["stray", "1"])
+    assert args_to_hyperparameters(args) == {"epochs": "3", "amp": "False", "lr": "-1"}
+    with pytest.raises(ValueError, match="cannot read argument 'stray'"):
+        args_to_hyperparameters(["stray", "1"])
+    with pytest.raises(StepError, match="cannot read argument '--lr'"):  # the train step's own message
+        parse_args(["--model-dir", "m", "--epochs", "3", "--lr"])
 
 
 def test_an_exported_model_seeds_a_new_network(tmp_path: Path) -> None:

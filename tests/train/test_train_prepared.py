@@ -7,20 +7,21 @@ from pathlib import Path
 
 import mxnet as mx
 import pytest
-from train_testdata import FAST_HPS, hp_args
 
 from gtsrb.common import contract
 from gtsrb.common.failure import run_step
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
+from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train.cli import train
+from train_helpers import FAST_HPS
 
 PREPARED_SIZE = 32  # the CPU preset's input size, which prepared_demo packs for
 
 
 @pytest.mark.slow
 def test_trains_on_prepared_channels(prepared: Path, base_dir: Path) -> None:
-    argv = [*hp_args({**FAST_HPS, "batch_size": "32"}), "--train", str(prepared / contract.TRAIN_CHANNEL),
+    argv = [*hyperparameters_to_args({**FAST_HPS, "batch_size": "32"}), "--train", str(prepared / contract.TRAIN_CHANNEL),
             "--validation", str(prepared / contract.VALIDATION_CHANNEL), "--model-dir", str(base_dir / "model")]
     assert run_step(lambda: train(argv), "failure") == 0, (base_dir / "output" / "failure").read_text()
     history = json.loads((base_dir / "model" / contract.HISTORY_FILE).read_text())

@@ -8,12 +8,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 from gluoncv.model_zoo import get_model
-from train_testdata import FAST_HPS, hp_args
 
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import run_step
+from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train.cli import train
 from gtsrb.train.model import initialise
+from train_helpers import FAST_HPS
 
 MODEL = FAST_HPS.get("model", "cifar_resnet20_v2")
 
@@ -32,7 +33,7 @@ def test_pretrained_channel_keeps_backbone_weights(base_dir: Path, channels: dic
     # One epoch at a negligible rate: the trained weights must still be the file's.
     monkeypatch.setenv("SM_CHANNEL_PRETRAINED", str(channel))
     hps = {**FAST_HPS, "model": MODEL, "epochs": "1", "lr": "1e-12", "warmup_epochs": "0"}
-    argv = [*hp_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
+    argv = [*hyperparameters_to_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
             "--model-dir", str(base_dir / "model")]
     assert run_step(lambda: train(argv), "failure") == 0
     trained = {k: v.asnumpy() for k, v in mx.nd.load(str(next((base_dir / "checkpoints").glob("step-0001-*")) / "net.params")).items()}
@@ -59,7 +60,7 @@ def test_imagenet_weights_baked_into_mxnet_home_are_used(base_dir: Path, channel
     monkeypatch.setenv("MXNET_HOME", str(tmp_path / "home"))
 
     hps = {**FAST_HPS, "model": name, "pretrained": "imagenet", "epochs": "1", "lr": "1e-12", "warmup_epochs": "0"}
-    argv = [*hp_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
+    argv = [*hyperparameters_to_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
             "--model-dir", str(base_dir / "model")]
     assert run_step(lambda: train(argv), "failure") == 0
     trained = mx.nd.load(str(next((base_dir / "checkpoints").glob("step-0001-*")) / "net.params"))

@@ -13,15 +13,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from train_testdata import FAST_HPS, hp_args, run_module
 
 from gtsrb.common import contract
+from gtsrb.common.sagemaker_job import hyperparameters_to_args
+from train_helpers import FAST_HPS, run_module
 
 HPS = {**FAST_HPS, "epochs": "4", "batch_size": "8", "log_interval": "5"}  # 30 batches an epoch, a line every 5
 
 
 def args(channels: dict[str, Path], model_dir: Path) -> list[str]:
-    return [*hp_args(HPS), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
+    return [*hyperparameters_to_args(HPS), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
             "--model-dir", str(model_dir)]
 
 
@@ -39,7 +40,7 @@ def run_until(process: subprocess.Popen, marker: str, sig: int) -> str:
 
 def epoch_values(output: str, epoch: int) -> dict[str, float]:
     """The key=value fields of one epoch line of the output."""
-    line = next(l for l in output.splitlines() if l.startswith(f"epoch={epoch} train_loss="))
+    line = next(row for row in output.splitlines() if row.startswith(f"epoch={epoch} train_loss="))
     return {k: float(v) for k, v in (item.split("=") for item in line.split())}
 
 

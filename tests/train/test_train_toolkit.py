@@ -17,12 +17,12 @@ from pathlib import Path
 import mxnet as mx
 import pytest
 
-from train_testdata import FAST_HPS, NUM_TOY_CLASSES, ROOT, write_job_config
 from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
 from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS
+from train_helpers import FAST_HPS, NUM_TOY_CLASSES, ROOT, write_job_config
 
 TOOLKIT = Path(sys.executable).parent / "train"  # the toolkit's console script, the image's ENTRYPOINT
 TRAIN_PY = "from gtsrb.train.cli import main\nmain()\n"  # what the image puts in /opt/ml/code/train.py
@@ -46,14 +46,15 @@ def test_toolkit_trains_and_writes_the_model(tmp_path: Path, channels: dict[str,
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     # One epoch line per epoch on stdout, parsed by the SageMaker metric regexes.
-    lines = [l for l in done.stdout.splitlines() if re.search(r"\bepoch=\d+ train_loss=", l)]
+    lines = [row for row in done.stdout.splitlines() if re.search(r"\bepoch=\d+ train_loss=", row)]
     assert len(lines) == 3
     for definition in METRIC_DEFINITIONS:
         assert re.search(definition["Regex"], lines[-1]), definition["Name"]
 
     # The model directory: everything evaluation needs, and a model that learned.
     model_dir = base / "model"
-    for name in (contract.SYMBOL_FILE, contract.PARAMS_FILE, contract.CLASSES_FILE, contract.PREPROCESSING_FILE, contract.HYPERPARAMETERS_FILE, contract.HISTORY_FILE):
+    for name in (contract.SYMBOL_FILE, contract.PARAMS_FILE, contract.CLASSES_FILE, contract.PREPROCESSING_FILE,
+                 contract.HYPERPARAMETERS_FILE, contract.HISTORY_FILE):
         assert (model_dir / name).is_file(), name
     history = json.loads((model_dir / contract.HISTORY_FILE).read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3] and set(EPOCH_FIELDS) <= set(history[0])

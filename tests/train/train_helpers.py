@@ -7,7 +7,6 @@ learns them in a few epochs on CPU.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,9 @@ import cv2
 import mxnet as mx
 import numpy as np
 
-from gtsrb.common import contract
+from gtsrb.common import contract, sagemaker_job
+from pipelines.emulated_job import JobDirs, link_channels
+from pipelines.emulated_job import write_job_config as write_job_config_files
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 32  # the CPU preset's input size
@@ -66,30 +67,16 @@ def balanced_labels(per_class: int) -> list[int]:
     return [k for _ in range(per_class) for k in range(NUM_TOY_CLASSES)]
 
 
-def hp_args(hps: dict[str, str]) -> list[str]:
-    """`--key value` arguments, as the toolkit passes hyperparameters."""
-    return [item for key, value in hps.items() for item in (f"--{key}", value)]
-
-
 def run_module(argv: list[str], base: Path, **popen: object) -> subprocess.Popen:
     """Start `python -m gtsrb.train ARGV` with SAGEMAKER_BASE_DIR=base, output piped."""
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, sagemaker_job.BASE_DIR_ENV: str(base), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "gtsrb.train", *argv], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
 def write_job_config(base: Path, hps: dict[str, str], channels: dict[str, Path]) -> None:
-    """The files SageMaker writes into /opt/ml/input/config, and the channel data under input/data."""
-    config = base / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps(hps))
-    (config / "inputdataconfig.json").write_text(json.dumps({
-        name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
-        for name in channels
-    }))
-    (config / "resourceconfig.json").write_text(json.dumps({"current_host": "localhost", "hosts": ["localhost"],
-                                                              "network_interface_name": "lo"}))
-    for name, folder in channels.items():
-        target = base / "input" / "data" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(folder, target_is_directory=True)
+    """The /opt/ml tree of a job the real toolkit runs here: config files (host localhost, which
+    resolves without SageMaker's DNS) and the channel data under input/data."""
+    job = JobDirs(base)
+    write_job_config_files(job, channels, hps, host="localhost", interface="lo")
+    link_channels(job, channels)

@@ -39,7 +39,7 @@ def write_split(folder: Path, images: np.ndarray, labels: np.ndarray, split: str
     files = contract.record_files(folder, split)
     writer = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "w")
     with open(files.lst, "w") as lst:
-        for i, (image, label) in enumerate(zip(images, labels)):
+        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             header = mx.recordio.IRHeader(0, float(label), i, 0)
             writer.write_idx(i, mx.recordio.pack_img(header, image[:, :, ::-1], img_fmt=".png"))
             lst.write(f"{i}\t{float(label)}\timg_{i:05d}.png\n")
