@@ -30,7 +30,7 @@ def _toolkit_waits(signum: int, _frame: FrameType | None) -> None:
 def run_toolkit_train() -> None:
     """The toolkit's `train` console script, with SIGTERM handled instead of fatal."""
     signal.signal(signal.SIGTERM, _toolkit_waits)
-    from sagemaker_training.cli.train import main as toolkit_train  # noqa: PLC0415 - only for `train`
+    from sagemaker_training.cli.train import main as toolkit_train
 
     toolkit_train()
 

@@ -87,7 +87,7 @@ def copy_from(folder: Path, names: list[str]) -> list[Path]:
                 zf.extract(f"{stem}.params", models_dir())
         else:
             raise StepError(f"{folder} has neither {stem}.zip nor {stem}.params: put the zoo file for {name} there.")
-        if not check_sha1(str(target), model_store._model_sha1[name]):  # noqa: SLF001 - gluoncv's table
+        if not check_sha1(str(target), model_store._model_sha1[name]):
             target.unlink()
             raise StepError(f"{folder}/{stem}.*: its sha1 is not gluoncv's for {name}; download it again.")
         log.info("event=baked model=%s from=%s into=%s", name, folder, models_dir())

@@ -31,7 +31,8 @@ def repositories() -> dict[str, dict]:
 
 
 def test_creates_missing_repositories_scanning_on_push(capsys: pytest.CaptureFixture) -> None:
-    args = ["--region", REGION, "--account", "123456789012", "--repository", "gtsrb-mxnet-gpu", "--repository", "gtsrb-mxnet-cpu", "--no-login"]
+    args = ["--region", REGION, "--account", "123456789012", "--no-login",
+            "--repository", "gtsrb-mxnet-gpu", "--repository", "gtsrb-mxnet-cpu"]
     assert ecr_script.main(args) == 0
     out = capsys.readouterr()
     assert out.out.strip().splitlines()[-1] == f"123456789012.dkr.ecr.{REGION}.amazonaws.com"
@@ -44,7 +45,8 @@ def test_creates_missing_repositories_scanning_on_push(capsys: pytest.CaptureFix
 
 
 def test_immutable_option_applies_to_new_repositories() -> None:
-    assert ecr_script.main(["--region", REGION, "--account", "123456789012", "--repository", "gtsrb-mxnet-gpu", "--immutable", "--no-login"]) == 0
+    args = ["--region", REGION, "--account", "123456789012", "--repository", "gtsrb-mxnet-gpu", "--immutable", "--no-login"]
+    assert ecr_script.main(args) == 0
     assert repositories()["gtsrb-mxnet-gpu"]["imageTagMutability"] == "IMMUTABLE"
 
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from container_helpers import CONTAINERS, run
+from containers_helpers import CONTAINERS, run
 
 pytestmark = pytest.mark.containers
 

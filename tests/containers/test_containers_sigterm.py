@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from container_helpers import REPO, load_script, run
+from containers_helpers import REPO, load_script, run
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.train import checkpoint
 
@@ -25,7 +25,7 @@ STOP_AFTER_BATCH = 20
 
 def toy_channels(out: Path) -> dict[str, Path]:
     """train/validation RecordIO channels from the train tests' toy-data writer (~220 batches)."""
-    spec = importlib.util.spec_from_file_location("train_testdata", REPO / "tests" / "train" / "train_testdata.py")
+    spec = importlib.util.spec_from_file_location("train_helpers", REPO / "tests" / "train" / "train_helpers.py")
     data = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(data)
     side = stored_size(data.IMAGE_SIZE)  # the CPU preset's input size, as prepare stores it

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from container_helpers import docker_run
+from containers_helpers import docker_run
 
 pytestmark = pytest.mark.containers
 NAME = "resnet18_v1b"
@@ -26,7 +26,7 @@ print("training reads", pretrained.imagenet_params_path({NAME!r}))
 
 def test_stand_in_baked_offline_is_found_by_training(docker: str, image: str, tmp_path: Path) -> None:
     content = b"stand-in weights"
-    sha1 = hashlib.sha1(content).hexdigest()  # noqa: S324 - gluoncv's own checksum
+    sha1 = hashlib.sha1(content).hexdigest()
     stem = f"{NAME}-{sha1[:8]}"
     with zipfile.ZipFile(tmp_path / f"{stem}.zip", "w") as zf:  # the zoo's own format
         zf.writestr(f"{stem}.params", content)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from pipeline_testkit import IMAGE_TAG, REGION, ROLE, steps_by_name
 
 from gtsrb.common.failure import StepError
 from pipelines import graph, images, run_pipeline
 from pipelines.instances import has_instance_storage
+from pipelines_helpers import IMAGE_TAG, REGION, ROLE, steps_by_name
 
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/volume"
 OTHER_ACCOUNT = "210987654321"

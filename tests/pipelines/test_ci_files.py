@@ -6,7 +6,8 @@ import re
 import subprocess
 
 import yaml
-from pipeline_testkit import REPO_ROOT
+
+from pipelines_helpers import REPO_ROOT
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 BUILDSPEC = REPO_ROOT / "codebuild-buildspec.yml"
