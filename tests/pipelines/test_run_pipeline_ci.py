@@ -57,7 +57,8 @@ def test_buildspec_command_upserts_and_starts_on_moto(moto_server: Moto) -> None
 
 def test_github_workflow_uses_oidc_and_the_make_targets() -> None:
     workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/pipeline.yml").read_text())
-    assert workflow["permissions"]["id-token"] == "write"
+    # id-token only where AWS credentials are configured (tests/pipelines/test_ci_files.py checks each job)
+    assert "id-token" not in workflow.get("permissions", {})
     runs = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
     uses = [step.get("uses", "") for job in workflow["jobs"].values() for step in job["steps"]]
     assert any(u.startswith("aws-actions/configure-aws-credentials") for u in uses)
