@@ -63,3 +63,43 @@ def check_volume_kms_key(instance_type: str, volume_kms_key: str | None) -> None
             "NVMe storage, which SageMaker encrypts itself and refuses a volume key for. Drop "
             "volume_kms_key or train on ml.p3 (EBS volumes)."
         )
+
+
+# --- serving (deploy-model): which instance types each image variant can serve on ------------------
+# The cpu image (x86-64 CPU mxnet wheel) serves on these general-purpose/compute families, and on
+# any x86 GPU family above; the gpu image needs a supported NVIDIA GPU (TRAINING_GPU_FAMILIES).
+SERVING_CPU_FAMILIES: tuple[str, ...] = ("ml.t2", "ml.t3", "ml.m5", "ml.m6i", "ml.m7i", "ml.c5", "ml.c6i", "ml.c7i", "ml.r5", "ml.r6i")
+
+# Families refused for serving with a specific reason, on top of _KNOWN_REASONS.
+_SERVING_REASONS: dict[str, str] = {
+    **{fam: "its Graviton CPUs are arm64 and our images are built for linux/amd64"
+       for fam in ("ml.c6g", "ml.c6gn", "ml.c7g", "ml.m6g", "ml.m7g", "ml.r6g", "ml.r7g", "ml.t4g")},
+    **{fam: "Inferentia/Trainium chips cannot run MXNet" for fam in ("ml.inf1", "ml.inf2", "ml.trn1", "ml.trn2")},
+}
+
+
+def serving_instance_families(variant: str) -> tuple[str, ...]:
+    """The instance families an image variant (`cpu` | `gpu`) can serve on."""
+    if variant == "gpu":
+        return TRAINING_GPU_FAMILIES
+    if variant == "cpu":
+        return SERVING_CPU_FAMILIES + TRAINING_GPU_FAMILIES
+    raise StepError(f"unknown image variant {variant!r} (expected cpu or gpu).")
+
+
+def check_serving_instance_type(instance_type: str, variant: str) -> str:
+    """Return `instance_type` if the `variant` serving image can run on it, else raise StepError."""
+    fam = family(instance_type)
+    families = serving_instance_families(variant)
+    if fam in families:
+        return instance_type
+    if fam in _SERVING_REASONS or fam in _KNOWN_REASONS:
+        reason = _SERVING_REASONS.get(fam) or _KNOWN_REASONS[fam]
+    elif variant == "gpu" and fam in SERVING_CPU_FAMILIES:
+        reason = "the gpu image (mxnet-cu112) needs an NVIDIA GPU and this is a CPU-only family"
+    else:
+        reason = f"this family is not known to run the {variant} image"
+    raise StepError(
+        f"instance type {instance_type} cannot run the {variant} serving image: {reason}. "
+        f"Choose one of the families {', '.join(families)}."
+    )
