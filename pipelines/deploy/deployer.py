@@ -162,7 +162,7 @@ def report(target: Target, request: Request, predictions: list[dict], previous_c
     """What was deployed, what the smoke test saw, and how to call the endpoint."""
     top = predictions[0]
     print(f"deployed stage={target.stage} endpoint={target.endpoint} version={target.package.version} "
-          f"instance={target.config.instance_type}x{target.config.initial_instance_count} config={target.resource_name}"
+          f"instance={target.config.instance_type}*{target.config.initial_instance_count} config={target.resource_name}"
           f"{f' (replaced {previous_config})' if previous_config else ''}")
     print(f"package={target.package.arn} image={target.package.image} git-sha={target.git_sha}")
     print(f"smoke test {request.smoke_image.name}: class_id={top['class_id']} class_name={top['class_name']!r} "
