@@ -106,6 +106,7 @@ FAIL = "AccuracyBelowThreshold"
 # model (MLflow, local), waiting for a person to approve it as SageMaker's manual approval does.
 MODEL_PACKAGE_GROUP = "gtsrb-traffic-signs"
 APPROVAL_STATUS = "PendingManualApproval"
+APPROVED = "Approved"  # the status that allows deployment (deploy-model, make deploy-local)
 
 CONDITION = ConditionSpec(
     name="CheckAccuracy",

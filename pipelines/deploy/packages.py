@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from pipelines import images
+from pipelines import graph, images
 from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_NO_VERSION, DeployError, call, error_code
 
-APPROVED = "Approved"  # SageMaker's ModelApprovalStatus that allows deployment
+APPROVED = graph.APPROVED
 
 
 @dataclass(frozen=True)
