@@ -181,3 +181,39 @@ def test_missing_stage_config_names_the_file(capsys) -> None:
         cli.main(["--stage", "qa", "--config", "deploy/qa.json", "--region", REGION])
     assert exited.value.code == errors.EXIT_BAD_INPUT
     assert "deploy/qa.json: no such stage config" in capsys.readouterr().err
+
+
+def deploy_role_policy() -> dict:
+    """The deploy role's IAM policy: the JSON block after its heading in docs/deployment.md."""
+    text = (REPO_ROOT / "docs" / "deployment.md").read_text()
+    section = text.split("### IAM policy of the deploy role", 1)[1]
+    return json.loads(section.split("```json", 1)[1].split("```", 1)[0])
+
+
+def allowed_actions(policy: dict) -> set[str]:
+    actions: set[str] = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow" and "*" not in str(statement["Action"])
+        actions |= set([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+    return actions
+
+
+def test_iam_policy_allows_every_call_of_a_full_deployment(moto_server: Moto, deploy, recorder: Recorder) -> None:
+    """Create, update, unchanged, smoke-test rollback, undeploy: every API called is in the policy."""
+    sm, group = moto_server.client("sagemaker"), "gtsrb-policy"
+    register(sm, group, APPROVED)
+    answer_next(moto_server, prediction_body())
+    assert deploy(group, rollback_alarms=["a"]) == 0
+    register(sm, group, APPROVED)
+    answer_next(moto_server, prediction_body())
+    assert deploy(group, rollback_alarms=["a"]) == 0
+    assert deploy(group, rollback_alarms=["a"]) == 0
+    register(sm, group, APPROVED)
+    answer_next(moto_server, "{}")
+    assert deploy(group) == errors.EXIT_SMOKE_FAILED
+    assert deploy(group, "--undeploy") == 0
+    called = {f"sagemaker:{op}" for op in recorder.operations()}
+    assert {"sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:InvokeEndpoint", "sagemaker:DeleteModel"} <= called
+    allowed = allowed_actions(deploy_role_policy())
+    assert called - allowed == set()
+    assert "iam:PassRole" in allowed and "sagemaker:AddTags" in allowed  # CreateModel passes a role; Tags= needs AddTags
