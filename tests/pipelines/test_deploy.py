@@ -217,3 +217,31 @@ def test_iam_policy_allows_every_call_of_a_full_deployment(moto_server: Moto, de
     allowed = allowed_actions(deploy_role_policy())
     assert called - allowed == set()
     assert "iam:PassRole" in allowed and "sagemaker:AddTags" in allowed  # CreateModel passes a role; Tags= needs AddTags
+
+
+def test_endpoint_still_creating_at_the_wait_limit_is_removed(moto_server: Moto, deploy, monkeypatch, capsys) -> None:
+    from moto.sagemaker import models
+
+    original = models.FakeEndpoint.__init__
+
+    def creating(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.endpoint_status = "Creating"
+
+    monkeypatch.setattr(models.FakeEndpoint, "__init__", creating)
+    sm, group = moto_server.client("sagemaker"), "gtsrb-slow"
+    register(sm, group, APPROVED)
+    assert deploy(group, wait_minutes=0.002) == errors.EXIT_DEPLOY_FAILED
+    captured = capsys.readouterr()
+    assert "endpoint=gtsrb-slow-staging status=Creating" in captured.out  # the progress line
+    assert "wait: endpoint gtsrb-slow-staging is still Creating after 0.002 minutes" in captured.err
+    assert not sm.list_endpoints(NameContains=group)["Endpoints"] and ours(sm, f"{group}-staging") == ([], [])
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_shipped_stage_configs_load_and_fit_the_cpu_image(stage: str) -> None:
+    from pipelines.deploy import stage_config
+    from pipelines.instances import check_serving_instance_type
+
+    config = stage_config.load(REPO_ROOT / stage_config.config_path(stage))
+    assert check_serving_instance_type(config.instance_type, "cpu") == config.instance_type
