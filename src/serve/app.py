@@ -12,17 +12,23 @@ import logging
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from gtsrb.common.failure import StepError
 from gtsrb.serve import protocol
-from gtsrb.serve.predictor import ImageError, Predictor
 from gtsrb.serve.server import ServerSettings
+
+if TYPE_CHECKING:  # MXNet takes seconds to import: the worker imports it while /ping says 503
+    from gtsrb.serve.predictor import Predictor
 
 log = logging.getLogger("gtsrb.serve")
 WORKER_BOOT_ERROR = 3  # gunicorn's exit code for a worker that cannot start: the master stops
+# An invocation reaching a worker that is still loading (a sibling answered /ping, or this worker
+# replaces one that died) waits for the model this long, well inside the request timeout.
+LOAD_WAIT_SECONDS = 40
 
 
 class ModelSlot:
@@ -30,17 +36,27 @@ class ModelSlot:
 
     def __init__(self, source: str) -> None:
         self.predictor: Predictor | None = None
+        self.ready = threading.Event()
         self._thread = threading.Thread(target=self._load, args=(source,), name="load-model", daemon=True)
         self._thread.start()
 
     def _load(self, source: str) -> None:
         started = time.perf_counter()
         try:
+            from gtsrb.serve.predictor import Predictor
+
             self.predictor = Predictor.load(source)
-        except StepError as err:
-            log.error("event=model_load_failed model=%s error=%s", source, err)
+        except Exception as err:  # noqa: BLE001 - any failure: say it in one line and stop the server
+            message = str(err) if isinstance(err, StepError) else f"unexpected {type(err).__name__}: {err}"
+            log.error("event=model_load_failed model=%s error=%s", source, message)
             os._exit(WORKER_BOOT_ERROR)  # a server without its model must not look healthy
+        self.ready.set()
         log.info("event=model_loaded model=%s pid=%d seconds=%.2f", source, os.getpid(), time.perf_counter() - started)
+
+    def wait(self, seconds: float) -> Predictor | None:
+        """The predictor, waiting up to `seconds` for it to load."""
+        self.ready.wait(seconds)
+        return self.predictor
 
 
 def json_response(document: dict, status: int = 200) -> Response:
@@ -76,7 +92,7 @@ def create_app(settings: ServerSettings) -> Flask:
     @app.post(protocol.INVOCATIONS_PATH)
     def invocations() -> Response:
         started = time.perf_counter()
-        response, images = invoke(slot.predictor)
+        response, images = invoke(slot.wait(LOAD_WAIT_SECONDS))
         log.info(
             "event=invocation status=%d images=%d ms=%.1f content_type=%s bytes=%s",
             response.status_code, images, 1000 * (time.perf_counter() - started),
@@ -98,6 +114,8 @@ def invoke(predictor: Predictor | None) -> tuple[Response, int]:
     """Answer one /invocations request; (response, number of images)."""
     if predictor is None:
         return error(503, "the model is still loading; retry when /ping answers 200."), 0
+    from gtsrb.serve.predictor import ImageError  # loaded by now
+
     content_type = request.mimetype
     if content_type not in protocol.REQUEST_CONTENT_TYPES:
         return error(415, f"content type {content_type or '(none)'!r} is not supported; send one of "
@@ -121,6 +139,7 @@ def invoke(predictor: Predictor | None) -> tuple[Response, int]:
 def recordio_answer(predictor: Predictor, body: bytes, top_k: int) -> tuple[Response, int]:
     """JSON Lines, one prediction per RecordIO record, in order."""
     from gtsrb.prepare.recordio import RecordIOError, image_of, split_records
+    from gtsrb.serve.predictor import ImageError
 
     try:
         images = [image_of(record) for record in split_records(body)]
