@@ -28,7 +28,7 @@ AWS_REGION ?= $(or $(REGION),$(AWS_DEFAULT_REGION),us-east-1)
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help install demo-data demo test test-fast bench lint lock clean \
-        build push train-local test-containers pin-base check-gpu-libs definition upsert \
+        build push train-local test-containers pin-base check-gpu-libs definition upsert serve predict \
         deploy undeploy approve deploy-local
 
 help: ## List the targets
@@ -54,6 +54,20 @@ test: $(STAMP) ## Run the test suite (installs first if needed)
 
 test-fast: $(STAMP) ## Run the tests that take seconds (no training runs)
 	$(PY) -m pytest -m "not slow and not containers" $(PYTEST_ARGS)
+
+# --- serving: the model server of the images, here without Docker (src/serve, docs/serving.md) ---
+MODEL  ?= $(WORK)/train/model
+PORT   ?= 8080
+OUT    ?= predictions.csv
+IMAGES ?=
+
+serve: $(STAMP) ## Serve MODEL= (dir, model.tar.gz or models:/gtsrb-traffic-signs/<version|@alias>; default WORK's) on PORT=8080
+	@echo ">> serving $(MODEL) on http://localhost:$(PORT) (SageMaker hosting contract; Ctrl-C stops)"
+	$(PY) -m gtsrb.serve --model '$(MODEL)' --registry $(WORK) --port $(PORT)
+
+predict: $(STAMP) ## Predict IMAGES=<dir or files> with MODEL= into OUT=predictions.csv (one row per image)
+	@test -n "$(IMAGES)" || { echo "make predict: set IMAGES=<folder or image files>" >&2; exit 2; }
+	$(PY) -m gtsrb.serve.predict $(IMAGES) --model '$(MODEL)' --registry $(WORK) --out $(OUT)
 
 bench: $(STAMP) ## Benchmarks as ratios against a reference measured in the same run
 	$(PY) -m bench
