@@ -65,41 +65,23 @@ def check_volume_kms_key(instance_type: str, volume_kms_key: str | None) -> None
         )
 
 
-# --- serving (deploy-model): which instance types each image variant can serve on ------------------
-# The cpu image (x86-64 CPU mxnet wheel) serves on these general-purpose/compute families, and on
-# any x86 GPU family above; the gpu image needs a supported NVIDIA GPU (TRAINING_GPU_FAMILIES).
-SERVING_CPU_FAMILIES: tuple[str, ...] = ("ml.t2", "ml.t3", "ml.m5", "ml.m6i", "ml.m7i", "ml.c5", "ml.c6i", "ml.c7i", "ml.r5", "ml.r6i")
-
-# Families refused for serving with a specific reason, on top of _KNOWN_REASONS.
-_SERVING_REASONS: dict[str, str] = {
-    **{fam: "its Graviton CPUs are arm64 and our images are built for linux/amd64"
-       for fam in ("ml.c6g", "ml.c6gn", "ml.c7g", "ml.m6g", "ml.m7g", "ml.r6g", "ml.r7g", "ml.t4g")},
-    **{fam: "Inferentia/Trainium chips cannot run MXNet" for fam in ("ml.inf1", "ml.inf2", "ml.trn1", "ml.trn2")},
-}
-
-
-def serving_instance_families(variant: str) -> tuple[str, ...]:
-    """The instance families an image variant (`cpu` | `gpu`) can serve on."""
-    if variant == "gpu":
-        return TRAINING_GPU_FAMILIES
-    if variant == "cpu":
-        return SERVING_CPU_FAMILIES + TRAINING_GPU_FAMILIES
-    raise StepError(f"unknown image variant {variant!r} (expected cpu or gpu).")
+# --- serving: which image a registered model package names, and where it may run -------------
+# The cpu image carries the x86-64 CPU mxnet wheel: it serves on x86 CPU instances only (not on
+# Graviton, ml.*g families, which are arm64; not on GPU instances, where the gpu image belongs).
+SERVING_CPU_FAMILIES: tuple[str, ...] = ("ml.m5", "ml.m6i", "ml.m7i", "ml.c5", "ml.c6i", "ml.c7i", "ml.r5", "ml.r6i")
+SERVING_FAMILIES: dict[str, tuple[str, ...]] = {"cpu": SERVING_CPU_FAMILIES, "gpu": TRAINING_GPU_FAMILIES}
+# The model package names the cpu image (a tiny CNN: CPU instances serve it cheaply); one image
+# per package, so every type listed must run it (tests/pipelines checks both lists against it).
+SERVING_VARIANT = "cpu"
+INFERENCE_INSTANCES: tuple[str, ...] = ("ml.m5.large", "ml.m5.xlarge", "ml.c5.large", "ml.c5.xlarge", "ml.c6i.xlarge")
+TRANSFORM_INSTANCES: tuple[str, ...] = ("ml.m5.xlarge", "ml.c5.xlarge", "ml.c5.2xlarge")
 
 
-def check_serving_instance_type(instance_type: str, variant: str) -> str:
-    """Return `instance_type` if the `variant` serving image can run on it, else raise StepError."""
-    fam = family(instance_type)
-    families = serving_instance_families(variant)
-    if fam in families:
-        return instance_type
-    if fam in _SERVING_REASONS or fam in _KNOWN_REASONS:
-        reason = _SERVING_REASONS.get(fam) or _KNOWN_REASONS[fam]
-    elif variant == "gpu" and fam in SERVING_CPU_FAMILIES:
-        reason = "the gpu image (mxnet-cu112) needs an NVIDIA GPU and this is a CPU-only family"
-    else:
-        reason = f"this family is not known to run the {variant} image"
-    raise StepError(
-        f"instance type {instance_type} cannot run the {variant} serving image: {reason}. "
-        f"Choose one of the families {', '.join(families)}."
-    )
+def check_serving_instance_type(variant: str, instance_type: str) -> str:
+    """Return `instance_type` if the `variant` image serves on it, else raise StepError."""
+    if family(instance_type) not in SERVING_FAMILIES[variant]:
+        raise StepError(
+            f"instance type {instance_type} cannot run the {variant} image's model server; "
+            f"choose one of the families {', '.join(SERVING_FAMILIES[variant])}."
+        )
+    return instance_type

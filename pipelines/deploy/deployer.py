@@ -61,7 +61,7 @@ def check_target(target: Target) -> None:
     """Refuse an instance type the package's image (or its own list) cannot serve on, and long names."""
     instance_type = target.config.instance_type
     try:
-        check_serving_instance_type(instance_type, target.package.variant)
+        check_serving_instance_type(target.package.variant, instance_type)
     except DeployError:
         raise
     except StepError as err:

@@ -148,9 +148,9 @@ def test_update_that_sagemaker_rolls_back_exits_3_and_cleans_up(moto_server: Mot
         ("none", {}, [], errors.EXIT_NO_VERSION, "has no Approved version"),
         ("nogroup", {}, [], errors.EXIT_NO_VERSION, "does not exist in this account and region"),
         ("pending-arn", {}, [], errors.EXIT_NO_VERSION, "is PendingManualApproval, not Approved"),
-        ("cpu", {"instance_type": "ml.p5.48xlarge"}, [], errors.EXIT_BAD_INPUT, "ml.p5.48xlarge cannot run the cpu serving image"),
-        ("cpu", {"instance_type": "ml.c7g.xlarge"}, [], errors.EXIT_BAD_INPUT, "arm64"),
-        ("gpu", {}, [], errors.EXIT_BAD_INPUT, "ml.m5.xlarge cannot run the gpu serving image"),
+        ("cpu", {"instance_type": "ml.p5.48xlarge"}, [], errors.EXIT_BAD_INPUT, "ml.p5.48xlarge cannot run the cpu image's model server"),
+        ("cpu", {"instance_type": "ml.c7g.xlarge"}, [], errors.EXIT_BAD_INPUT, "ml.c7g.xlarge cannot run the cpu image's model server"),
+        ("gpu", {}, [], errors.EXIT_BAD_INPUT, "ml.m5.xlarge cannot run the gpu image's model server"),
         ("cpu", {"instance_type": "ml.r5.large"}, [], errors.EXIT_BAD_INPUT, "not among the types model package"),
         ("cpu", {"initial_instance_count": "2"}, [], errors.EXIT_BAD_INPUT, "field 'initial_instance_count' must be an integer, got '2'"),
         ("cpu", {"instance_typ": "ml.m5.xlarge"}, [], errors.EXIT_BAD_INPUT, "unknown field 'instance_typ'"),
@@ -244,4 +244,4 @@ def test_shipped_stage_configs_load_and_fit_the_cpu_image(stage: str) -> None:
     from pipelines.instances import check_serving_instance_type
 
     config = stage_config.load(REPO_ROOT / stage_config.config_path(stage))
-    assert check_serving_instance_type(config.instance_type, "cpu") == config.instance_type
+    assert check_serving_instance_type("cpu", config.instance_type) == config.instance_type
