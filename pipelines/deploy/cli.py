@@ -21,10 +21,9 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gtsrb.common.failure import StepError
 from pipelines.deploy import deployer, smoke, stage_config
 from pipelines.deploy.deployer import Clients, Request
-from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError
+from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError, as_bad_input
 from pipelines.settings import account_of, resolve_region
 
 
@@ -52,16 +51,6 @@ def git_sha(given: str | None) -> str:
         return done.stdout.strip() or "unknown"
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def as_bad_input(fn, *args):
-    """Run a check that raises StepError; re-raise it as bad input (exit 1)."""
-    try:
-        return fn(*args)
-    except DeployError:
-        raise
-    except StepError as err:
-        raise DeployError(EXIT_BAD_INPUT, str(err)) from None
 
 
 def make_clients(region: str) -> Clients:

@@ -13,9 +13,8 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gtsrb.common.failure import StepError
 from pipelines.deploy import packages, resources, smoke
-from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError, call
+from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError, as_bad_input, call
 from pipelines.deploy.packages import Package
 from pipelines.deploy.resources import Target
 from pipelines.deploy.stage_config import StageConfig
@@ -60,12 +59,7 @@ def choose_package(sm, request: Request) -> Package:
 def check_target(target: Target) -> None:
     """Refuse an instance type the package's image (or its own list) cannot serve on, and long names."""
     instance_type = target.config.instance_type
-    try:
-        check_serving_instance_type(target.package.variant, instance_type)
-    except DeployError:
-        raise
-    except StepError as err:
-        raise DeployError(EXIT_BAD_INPUT, f"{err}") from None
+    as_bad_input(check_serving_instance_type, target.package.variant, instance_type)
     if target.package.instance_types and instance_type not in target.package.instance_types:
         raise DeployError(EXIT_BAD_INPUT, f"instance type {instance_type} is not among the types model package "
                           f"{target.package.arn} supports ({', '.join(target.package.instance_types)}).")

@@ -35,3 +35,13 @@ def call(step: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
         return fn(**kwargs)
     except (ClientError, BotoCoreError) as err:
         raise DeployError(EXIT_DEPLOY_FAILED, f"{step} failed: {err}") from None
+
+
+def as_bad_input(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a shared check that raises StepError (role ARN, region, instance type) as bad input (exit 1)."""
+    try:
+        return fn(*args)
+    except DeployError:
+        raise
+    except StepError as err:
+        raise DeployError(EXIT_BAD_INPUT, str(err)) from None

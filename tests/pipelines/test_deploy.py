@@ -4,6 +4,7 @@ smoke-test rollback, undeploy, and every bad input with its exit code."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,9 @@ def deploy(moto_server: Moto, monkeypatch: pytest.MonkeyPatch, recorder, update_
     """Run deploy-model (in this process, recorded) for a stage config written from `fields`; exit code."""
     monkeypatch.setattr(cli, "make_clients", recorded_clients(recorder, update_stub))
     accept_binary_requests(monkeypatch)
+    # moto's server logs each request on stderr from its own thread: keep that out of the CLI's output
+    werkzeug = logging.getLogger("werkzeug")
+    monkeypatch.setattr(werkzeug, "disabled", True)
     monkeypatch.chdir(REPO_ROOT)  # the default smoke image is a repository path
 
     def run(group: str, *extra: str, stage: str = "staging", **fields) -> int:
