@@ -249,3 +249,32 @@ def test_shipped_stage_configs_load_and_fit_the_cpu_image(stage: str) -> None:
 
     config = stage_config.load(REPO_ROOT / stage_config.config_path(stage))
     assert check_serving_instance_type("cpu", config.instance_type) == config.instance_type
+
+
+@pytest.mark.slow
+def test_make_deploy_and_undeploy_against_moto(moto_server: Moto, monkeypatch, tmp_path: Path) -> None:
+    """`make deploy STAGE=staging` (a fresh process, deploy/staging.json as shipped), then `make undeploy`."""
+    import os
+    import subprocess
+
+    from pipelines import graph
+
+    accept_binary_requests(monkeypatch)  # the moto server runs in this process
+    sm = moto_server.client("sagemaker")
+    arn = register(sm, graph.MODEL_PACKAGE_GROUP, APPROVED)
+    answer_next(moto_server, prediction_body())
+    env = {**os.environ, "HOME": str(tmp_path)}
+
+    def make(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", *args, f"REGION={REGION}"],
+                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
+
+    deployed = make("deploy", "STAGE=staging", f"ROLE_ARN={moto_server.role}", "TAG=ddddddd")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    endpoint = f"{graph.MODEL_PACKAGE_GROUP}-staging"
+    assert f"package={arn}" in deployed.stdout and "git-sha=ddddddd" in deployed.stdout
+    variant = sm.describe_endpoint_config(EndpointConfigName=endpoint_config_of(sm, endpoint))["ProductionVariants"][0]
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.m5.xlarge", 1)  # deploy/staging.json
+    undeployed = make("undeploy", "STAGE=staging")
+    assert undeployed.returncode == 0, undeployed.stdout + undeployed.stderr
+    assert not sm.list_endpoints(NameContains=endpoint)["Endpoints"] and ours(sm, endpoint) == ([], [])
