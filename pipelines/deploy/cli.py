@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipelines.deploy import deployer, smoke, stage_config
 from pipelines.deploy.deployer import Clients, Request
 from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError, as_bad_input
-from pipelines.settings import account_of, resolve_region
+from pipelines.settings import account_of
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,7 +74,9 @@ def run(argv: list[str] | None = None) -> int:
     """Deploy or undeploy; raises DeployError on failure."""
     args = parse_args(argv)
     config = stage_config.load(args.config or stage_config.config_path(args.stage))
-    region = as_bad_input(resolve_region, args.region)
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise DeployError(EXIT_BAD_INPUT, "no AWS region: pass --region (make: REGION=) or set AWS_DEFAULT_REGION.")
     if args.undeploy:
         deleted = deployer.undeploy(make_clients(region).sagemaker, args.stage, config)
         print(f"undeployed stage={args.stage}: " + (", ".join(deleted) if deleted else "nothing was deployed"))

@@ -278,3 +278,13 @@ def test_make_deploy_and_undeploy_against_moto(moto_server: Moto, monkeypatch, t
     undeployed = make("undeploy", "STAGE=staging")
     assert undeployed.returncode == 0, undeployed.stdout + undeployed.stderr
     assert not sm.list_endpoints(NameContains=endpoint)["Endpoints"] and ours(sm, endpoint) == ([], [])
+
+
+def test_no_region_is_bad_input(monkeypatch, capsys) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(REPO_ROOT)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--stage", "staging"])
+    assert exited.value.code == errors.EXIT_BAD_INPUT
+    assert "no AWS region: pass --region" in capsys.readouterr().err
