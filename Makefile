@@ -162,7 +162,8 @@ deploy: $(STAMP) ## Deploy the newest Approved package version to STAGE=staging|
 	@test -n "$(STAGE)" || { echo "make deploy: set STAGE=staging or STAGE=prod" >&2; exit 1; }
 	@echo ">> deploying the newest Approved version$(if $(PACKAGE_ARN), ($(PACKAGE_ARN))) to stage $(STAGE) in $(AWS_REGION)"
 	$(PY) -m pipelines.deploy --stage $(STAGE) --region $(AWS_REGION) --git-sha $(TAG) \
-	  $(if $(ROLE_ARN),--role-arn '$(ROLE_ARN)') $(if $(PACKAGE_ARN),--model-package-arn '$(PACKAGE_ARN)')
+	  $(if $(ROLE_ARN),--role-arn '$(ROLE_ARN)') $(if $(PACKAGE_ARN),--model-package-arn '$(PACKAGE_ARN)') \
+	  $(if $(GITHUB_OUTPUT),--github-output '$(GITHUB_OUTPUT)')
 
 undeploy: $(STAMP) ## Remove STAGE='s endpoint, its endpoint configs and models (REGION=)
 	@test -n "$(STAGE)" || { echo "make undeploy: set STAGE=staging or STAGE=prod" >&2; exit 1; }

@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--git-sha", default=None, help="tag value (default GITHUB_SHA, else git rev-parse)")
     parser.add_argument("--smoke-image", type=Path, default=smoke.DEFAULT_IMAGE, help="image sent as the smoke test")
     parser.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between endpoint status checks")
+    parser.add_argument("--github-output", type=Path, default=None,
+                        help="append model_package_arn=<deployed ARN> to this file (GitHub Actions: $GITHUB_OUTPUT)")
     parser.add_argument("--undeploy", action="store_true", help="remove the stage's endpoint, its configs and models")
     return parser.parse_args(argv)
 
@@ -81,7 +83,10 @@ def run(argv: list[str] | None = None) -> int:
         deleted = deployer.undeploy(make_clients(region).sagemaker, args.stage, config)
         print(f"undeployed stage={args.stage}: " + (", ".join(deleted) if deleted else "nothing was deployed"))
         return 0
-    deployer.deploy(make_clients(region), request_of(args, config, region))
+    target = deployer.deploy(make_clients(region), request_of(args, config, region))
+    if args.github_output:  # so CI promotes to prod exactly what staging tested
+        with args.github_output.open("a") as out:
+            out.write(f"model_package_arn={target.package.arn}\n")
     return 0
 
 

@@ -58,13 +58,15 @@ def ours(sm, endpoint: str) -> tuple[list[str], list[str]]:
     return resources.leftovers(sm, endpoint)
 
 
-def test_deploy_update_redeploy_undeploy(moto_server: Moto, deploy, recorder: Recorder, capsys) -> None:
+def test_deploy_update_redeploy_undeploy(moto_server: Moto, deploy, recorder: Recorder, capsys, tmp_path: Path) -> None:
     sm, group = moto_server.client("sagemaker"), "gtsrb-flow"
     endpoint = f"{group}-staging"
     v1 = register(sm, group, APPROVED)
     register(sm, group, "PendingManualApproval")
     answer_next(moto_server, prediction_body())
-    assert deploy(group) == 0
+    github_output = tmp_path / "github_output"
+    assert deploy(group, "--github-output", str(github_output)) == 0
+    assert github_output.read_text() == f"model_package_arn={v1}\n"
     first = endpoint_config_of(sm, endpoint)
     assert first.startswith(f"{endpoint}-v1-")
     model = sm.describe_model(ModelName=first)

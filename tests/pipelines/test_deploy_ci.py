@@ -24,8 +24,12 @@ def test_dispatch_takes_the_package_arn_and_reaches_make_through_env() -> None:
     workflow = load()
     dispatch = workflow[True]["workflow_dispatch"]  # YAML 1.1 reads the key `on` as True
     assert "model_package_arn" in dispatch["inputs"]
-    for job in workflow["jobs"].values():
-        assert job["env"]["PACKAGE_ARN"] == "${{ inputs.model_package_arn }}"
+    jobs = workflow["jobs"]
+    assert jobs["staging"]["env"]["PACKAGE_ARN"] == "${{ inputs.model_package_arn }}"
+    # prod deploys exactly what staging deployed and tested (deploy-model --github-output)
+    assert jobs["staging"]["outputs"]["model_package_arn"] == "${{ steps.deploy.outputs.model_package_arn }}"
+    assert jobs["prod"]["env"]["PACKAGE_ARN"] == "${{ needs.staging.outputs.model_package_arn }}"
+    for job in jobs.values():
         assert any('PACKAGE_ARN="$PACKAGE_ARN"' in step.get("run", "") for step in job["steps"])
 
 
