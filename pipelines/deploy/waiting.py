@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pipelines.deploy.errors import call
 
 # Statuses SageMaker passes through on its way to InService / Failed.
-TRANSITIONAL = ("Creating", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed", "Deleting")
+TRANSITIONAL = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 
 
 def wait_for_endpoint(
