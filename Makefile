@@ -12,6 +12,13 @@ WORK      ?= runs/demo
 DATA      ?=
 THRESHOLD ?=
 HP        ?=
+# deployment (make deploy / undeploy / approve / deploy-local; pipelines/deploy, docs/deployment.md)
+STAGE       ?=
+VERSION     ?=
+PACKAGE_ARN ?=
+ifdef STAGE
+MODEL       ?= $(shell $(PY) -m pipelines.deploy.local_twin uri --stage $(STAGE))
+endif
 # images (make build / push / train-local)
 VARIANT   ?= gpu
 TAG       ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
@@ -21,7 +28,8 @@ AWS_REGION ?= $(or $(REGION),$(AWS_DEFAULT_REGION),us-east-1)
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help install demo-data demo test test-fast bench lint lock clean \
-        build push train-local test-containers pin-base check-gpu-libs definition upsert
+        build push train-local test-containers pin-base check-gpu-libs definition upsert serve predict \
+        deploy undeploy approve deploy-local
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +54,20 @@ test: $(STAMP) ## Run the test suite (installs first if needed)
 
 test-fast: $(STAMP) ## Run the tests that take seconds (no training runs)
 	$(PY) -m pytest -m "not slow and not containers" $(PYTEST_ARGS)
+
+# --- serving: the model server of the images, here without Docker (src/serve, docs/serving.md) ---
+MODEL  ?= $(WORK)/train/model
+PORT   ?= 8080
+OUT    ?= predictions.csv
+IMAGES ?=
+
+serve: $(STAMP) ## Serve MODEL= (dir, model.tar.gz or models:/gtsrb-traffic-signs/<version|@alias>; default WORK's) on PORT=8080
+	@echo ">> serving $(MODEL) on http://localhost:$(PORT) (SageMaker hosting contract; Ctrl-C stops)"
+	$(PY) -m gtsrb.serve --model '$(MODEL)' --registry $(WORK) --port $(PORT)
+
+predict: $(STAMP) ## Predict IMAGES=<dir or files> with MODEL= into OUT=predictions.csv (one row per image)
+	@test -n "$(IMAGES)" || { echo "make predict: set IMAGES=<folder or image files>" >&2; exit 2; }
+	$(PY) -m gtsrb.serve.predict $(IMAGES) --model '$(MODEL)' --registry $(WORK) --out $(OUT)
 
 bench: $(STAMP) ## Benchmarks as ratios against a reference measured in the same run
 	$(PY) -m bench
@@ -153,3 +175,23 @@ upsert: $(STAMP) ## Create/update the SageMaker pipeline, tagged (ROLE_ARN=, REG
 	@echo ">> upserting the SageMaker pipeline in $(AWS_REGION), images tagged $(TAG)$(if $(START), and starting it)"
 	$(PY) -m pipelines.run_pipeline --role-arn '$(ROLE_ARN)' --kwargs '$(PIPELINE_KWARGS)' --tags '$(PIPELINE_TAGS)' \
 	  $(if $(START),--start --wait-minutes $(WAIT_MINUTES))
+
+# --- deployment: an Approved version becomes a tested endpoint (pipelines/deploy, docs/deployment.md) --
+deploy: $(STAMP) ## Deploy the newest Approved package version to STAGE=staging|prod (deploy/<stage>.json; ROLE_ARN=, REGION=, PACKAGE_ARN=)
+	@test -n "$(STAGE)" || { echo "make deploy: set STAGE=staging or STAGE=prod" >&2; exit 1; }
+	@echo ">> deploying the newest Approved version$(if $(PACKAGE_ARN), ($(PACKAGE_ARN))) to stage $(STAGE) in $(AWS_REGION)"
+	$(PY) -m pipelines.deploy --stage $(STAGE) --region $(AWS_REGION) --git-sha $(TAG) \
+	  $(if $(ROLE_ARN),--role-arn '$(ROLE_ARN)') $(if $(PACKAGE_ARN),--model-package-arn '$(PACKAGE_ARN)') \
+	  $(if $(GITHUB_OUTPUT),--github-output '$(GITHUB_OUTPUT)')
+
+undeploy: $(STAMP) ## Remove STAGE='s endpoint, its endpoint configs and models (REGION=)
+	@test -n "$(STAGE)" || { echo "make undeploy: set STAGE=staging or STAGE=prod" >&2; exit 1; }
+	$(PY) -m pipelines.deploy --stage $(STAGE) --region $(AWS_REGION) --undeploy
+
+approve: $(STAMP) ## Approve VERSION= in the local registry of WORK (MLflow tag approval_status=Approved)
+	$(PY) -m pipelines.deploy.local_twin approve --work $(WORK) --version '$(VERSION)'
+
+deploy-local: $(STAMP) ## Point the MLflow alias STAGE= at the newest Approved version and serve it (PORT=)
+	@test -n "$(STAGE)" || { echo "make deploy-local: set STAGE=staging or STAGE=prod" >&2; exit 1; }
+	$(PY) -m pipelines.deploy.local_twin promote --work $(WORK) --stage $(STAGE)
+	$(MAKE) --no-print-directory serve STAGE=$(STAGE) WORK=$(WORK)

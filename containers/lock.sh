@@ -8,7 +8,7 @@ PY=${1:-.venv/bin/python}
 
 # What runs inside the images: the step code's dependencies (pyproject.toml) + the training toolkit.
 COMMON=(numpy==1.23.5 gluoncv==0.10.5.post0 opencv-python==4.11.0.86 pillow==13.0.0 tqdm==4.70.1
-        matplotlib==3.10.9 sagemaker-training==5.1.4)
+        matplotlib==3.10.9 sagemaker-training==5.1.4 Flask==3.1.3 gunicorn==26.2.0)
 # CUDA 11 runtime for mxnet-cu112 from PyPI (any 11.x serves: minor-version compatibility); these
 # versions provide every NEEDED library of libmxnet.so but libcuda.so.1 (make check-gpu-libs).
 CUDA=(nvidia-cuda-runtime-cu11==11.8.89 nvidia-cublas-cu11==11.11.3.6 nvidia-cufft-cu11==10.9.0.58

@@ -74,3 +74,25 @@ def check_volume_kms_key(instance_type: str, volume_kms_key: str | None) -> None
             "NVMe storage, which SageMaker encrypts itself and refuses a volume key for. Drop "
             "volume_kms_key or train on ml.p3 (EBS volumes)."
         )
+
+
+# --- serving: which image a registered model package names, and where it may run -------------
+# The cpu image carries the x86-64 CPU mxnet wheel: it serves on x86 CPU instances only (not on
+# Graviton, ml.*g families, which are arm64; not on GPU instances, where the gpu image belongs).
+SERVING_CPU_FAMILIES: tuple[str, ...] = ("ml.m5", "ml.m6i", "ml.m7i", "ml.c5", "ml.c6i", "ml.c7i", "ml.r5", "ml.r6i")
+SERVING_FAMILIES: dict[str, tuple[str, ...]] = {"cpu": SERVING_CPU_FAMILIES, "gpu": TRAINING_GPU_FAMILIES}
+# The model package names the cpu image (a tiny CNN: CPU instances serve it cheaply); one image
+# per package, so every type listed must run it (tests/pipelines checks both lists against it).
+SERVING_VARIANT = "cpu"
+INFERENCE_INSTANCES: tuple[str, ...] = ("ml.m5.large", "ml.m5.xlarge", "ml.c5.large", "ml.c5.xlarge", "ml.c6i.xlarge")
+TRANSFORM_INSTANCES: tuple[str, ...] = ("ml.m5.xlarge", "ml.c5.xlarge", "ml.c5.2xlarge")
+
+
+def check_serving_instance_type(variant: str, instance_type: str) -> str:
+    """Return `instance_type` if the `variant` image serves on it, else raise StepError."""
+    if family(instance_type) not in SERVING_FAMILIES[variant]:
+        raise StepError(
+            f"instance type {instance_type} cannot run the {variant} image's model server; "
+            f"choose one of the families {', '.join(SERVING_FAMILIES[variant])}."
+        )
+    return instance_type

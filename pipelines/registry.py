@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gtsrb.common import contract
+from gtsrb.common.failure import StepError
 from pipelines import graph
 
 if TYPE_CHECKING:  # mlflow takes ~2 s to import: only the registering command pays for it
@@ -171,3 +172,18 @@ def find_versions(work: str | Path, model_name: str = graph.MODEL_PACKAGE_GROUP)
     if not (Path(work) / DB_FILE).is_file():
         return []
     return list(open_client(work).search_model_versions(f"name = '{model_name}'"))
+
+
+def version_source(work: str | Path, model_name: str, version: str | None, alias: str | None) -> str:
+    """The local model.tar.gz path of a registered version (by number or alias) in WORK's registry."""
+    from mlflow.exceptions import MlflowException
+
+    label = f"models:/{model_name}/{version}" if version else f"models:/{model_name}@{alias}"
+    if not (Path(work) / DB_FILE).is_file():
+        raise StepError(f"{label}: no local registry at {Path(work) / DB_FILE}; run `make demo` (or pass WORK=).")
+    client = open_client(work)
+    try:
+        found = client.get_model_version(model_name, version) if version else client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as err:
+        raise StepError(f"{label}: not in the registry at {work} ({err.message.splitlines()[0]}).") from None
+    return found.source.removeprefix("file://")

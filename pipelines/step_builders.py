@@ -39,9 +39,10 @@ from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, Step, Tr
 from sagemaker.serve.model_builder import ModelBuilder
 from sagemaker.train import ModelTrainer
 
+from gtsrb.serve import protocol
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.metrics import METRIC_DEFINITIONS
-from pipelines import graph
+from pipelines import graph, instances
 from pipelines.instances import processing_volume_kms_key
 from pipelines.settings import HYPERPARAMETER_OF, Settings
 
@@ -49,11 +50,6 @@ PROPERTY_FILE = "EvaluationReport"  # the PropertyFile name the condition's Json
 PREPARE_CACHE = CacheConfig(enable_caching=True, expire_after="P30D")  # same data + image + args: reuse
 PROCESSING_VOLUME_GB = 30
 TRAINING_VOLUME_GB = 50  # RecordIO splits + checkpoints; NVMe instances ignore it
-# What the registered model accepts and answers, and where it may be deployed.
-CONTENT_TYPES = ["application/x-image", "image/jpeg", "image/png"]
-RESPONSE_TYPES = ["application/json"]
-INFERENCE_INSTANCES = ["ml.g5.xlarge", "ml.g4dn.xlarge", "ml.m5.xlarge", "ml.c5.xlarge"]
-TRANSFORM_INSTANCES = ["ml.g5.xlarge", "ml.g4dn.xlarge", "ml.m5.xlarge"]
 
 
 @dataclass(frozen=True)
@@ -235,7 +231,7 @@ def register_step(ctx: BuildContext) -> ModelStep:
         values=[source_uri(graph.CONDITION.source, ctx.steps, params), graph.CONDITION.file],
     )
     builder = ModelBuilder(
-        image_uri=settings.image("gpu"),
+        image_uri=settings.image(instances.SERVING_VARIANT),  # runs `serve` on every type listed below
         s3_model_data_url=source_uri(graph.EVALUATE.inputs["model"].source, ctx.steps, params),
         role_arn=settings.role,
         sagemaker_session=ctx.session,
@@ -244,10 +240,10 @@ def register_step(ctx: BuildContext) -> ModelStep:
     )
     step_args = builder.register(
         model_package_group_name=settings.model_package_group_name,
-        content_types=CONTENT_TYPES,
-        response_types=RESPONSE_TYPES,
-        inference_instances=INFERENCE_INSTANCES,
-        transform_instances=TRANSFORM_INSTANCES,
+        content_types=list(protocol.REQUEST_CONTENT_TYPES),  # what src/serve accepts, RecordIO for transform
+        response_types=list(protocol.RESPONSE_CONTENT_TYPES),
+        inference_instances=[instances.check_serving_instance_type(instances.SERVING_VARIANT, t) for t in instances.INFERENCE_INSTANCES],
+        transform_instances=[instances.check_serving_instance_type(instances.SERVING_VARIANT, t) for t in instances.TRANSFORM_INSTANCES],
         model_metrics=ModelMetrics(model_statistics=MetricsSource(s3_uri=report_uri, content_type="application/json")),
         approval_status=params.model_approval_status,
     )

@@ -13,6 +13,7 @@ import numpy as np
 
 from gtsrb.common.contract import RecordFiles
 from gtsrb.common.failure import StepError
+from gtsrb.common.inference import class_probabilities
 from gtsrb.common.preprocessing import Preprocessing
 
 
@@ -88,7 +89,7 @@ def predict(
     for batch in eval_iter(files, prep, batch_size):
         take = min(remaining, batch.data[0].shape[0])
         data = batch.data[0][:take].as_in_context(ctx)
-        probs.append(mx.nd.softmax(net(data).astype("float32")).asnumpy())
+        probs.append(class_probabilities(net, data))
         labels.append(batch.label[0][:take].asnumpy().astype(np.int64))
         remaining -= take
         if remaining == 0:

@@ -10,8 +10,8 @@ import hashlib
 from dataclasses import dataclass
 
 import cv2
-import numpy as np
 
+from gtsrb.common.images import decode, to_square
 from gtsrb.prepare.layouts import Sample
 
 
@@ -38,25 +38,6 @@ class Packed:
     sha1: str = ""
 
 
-def decode(raw: bytes) -> tuple[np.ndarray | None, str | None, str | None]:
-    """(BGR uint8 image, conversion, skip reason) from the file's bytes."""
-    if not raw:
-        return None, None, "empty file (0 bytes)"
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        return None, None, "not a decodable image (truncated, corrupt or not an image file)"
-    conversion = None
-    if image.dtype != np.uint8:
-        if image.dtype != np.uint16:
-            return None, None, f"unsupported pixel type {image.dtype}"
-        image, conversion = (image / 257.0).round().astype(np.uint8), "16-bit"
-    if image.ndim == 2 or image.shape[2] == 1:
-        image, conversion = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), conversion or "grayscale"
-    elif image.shape[2] == 4:
-        image, conversion = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR), conversion or "rgba"
-    return image, conversion, None
-
-
 def crop_box(roi: tuple[int, int, int, int], width: int, height: int, margin: float) -> tuple[int, int, int, int]:
     """The crop (x0, y0, x1, y1; end exclusive) of an inclusive ROI plus margin, inside the image."""
     x1, y1, x2, y2 = roi
@@ -73,13 +54,6 @@ def scaled_roi(sample: Sample, width: int, height: int) -> tuple[int, int, int, 
     sx, sy = width / sample.width, height / sample.height
     x1, y1, x2, y2 = sample.roi
     return round(x1 * sx), round(y1 * sy), round((x2 + 1) * sx) - 1, round((y2 + 1) * sy) - 1
-
-
-def to_square(image: np.ndarray, size: int) -> tuple[np.ndarray, bool]:
-    """Resize to size x size (area filter down, cubic up); say whether it was upscaled."""
-    upscaled = max(image.shape[:2]) < size
-    interpolation = cv2.INTER_CUBIC if upscaled else cv2.INTER_AREA
-    return cv2.resize(image, (size, size), interpolation=interpolation), upscaled
 
 
 def pack_image(sample: Sample, options: ImageOptions) -> Packed:

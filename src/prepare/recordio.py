@@ -78,3 +78,37 @@ def _header(cflag: int, length: int) -> bytes:
 def _padding(length: int) -> bytes:
     """Zeros up to the next multiple of 4 (dmlc pads after the whole record)."""
     return b"\0" * (-length % 4)
+
+
+class RecordIOError(ValueError):
+    """A byte string that is not RecordIO framing (says where it breaks)."""
+
+
+def split_records(data: bytes) -> list[bytes]:
+    """The payloads of every record in RecordIO bytes (a .rec file's content, or a transform request)."""
+    records, parts, offset = [], [], 0
+    while offset < len(data):
+        if len(data) - offset < 8:
+            raise RecordIOError(f"{len(data) - offset} stray bytes at offset {offset} (a record header has 8)")
+        magic, lrec = struct.unpack_from("<II", data, offset)
+        if magic != MAGIC:
+            raise RecordIOError(f"no RecordIO magic number at offset {offset}")
+        cflag, length = lrec >> 29, lrec & ((1 << 29) - 1)
+        if offset + 8 + length > len(data):
+            raise RecordIOError(f"the record at offset {offset} is cut short")
+        parts.append(data[offset + 8 : offset + 8 + length])
+        offset += 8 + length + (-length % 4)
+        if cflag in (0, 3):  # whole record, or the last part of a split one
+            records.append(_MAGIC_BYTES.join(parts))
+            parts = []
+    if parts:
+        raise RecordIOError("the last record is cut short (its final part is missing)")
+    return records
+
+
+def image_of(payload: bytes) -> bytes:
+    """The encoded image inside a record: after the IRHeader (and its extra labels), as mx.recordio.unpack."""
+    if len(payload) < _IMAGE_HEADER.size:
+        raise RecordIOError(f"a record of {len(payload)} bytes is shorter than its {_IMAGE_HEADER.size}-byte header")
+    flag = _IMAGE_HEADER.unpack_from(payload)[0]
+    return payload[_IMAGE_HEADER.size + 4 * flag :]

@@ -24,6 +24,47 @@ CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 DEFAULT_TOP_K = 5
 PREDICTIONS_KEY = "predictions"
 PREDICTION_FIELDS: tuple[str, ...] = ("class_id", "class_name", "probability")
+ERROR_KEY = "error"  # every 4xx/5xx answer: {"error": "<one sentence>"}
+TOP_K_ATTRIBUTE = "top_k"  # the key inside the custom attributes header
+
+# The SageMaker hosting contract (paths, port, limits and the environment it sets).
+PING_PATH = "/ping"
+INVOCATIONS_PATH = "/invocations"
+EXECUTION_PARAMETERS_PATH = "/execution-parameters"
+DEFAULT_PORT = 8080
+DEFAULT_MAX_PAYLOAD_MB = 6  # SageMaker real-time endpoints refuse larger requests themselves
+MODEL_DIR = "/opt/ml/model"  # where SageMaker unpacks model.tar.gz
+ENV_PORT = "SAGEMAKER_BIND_TO_PORT"
+ENV_BATCH = "SAGEMAKER_BATCH"
+ENV_MAX_PAYLOAD = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
+ENV_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
+
+
+def parse_top_k(header: str | None, num_classes: int) -> int:
+    """top_k from the custom attributes header (`top_k=3`, maybe among other `k=v` pairs split by
+    `,` or `;`); DEFAULT_TOP_K when absent; ValueError with one sentence when invalid."""
+    for pair in (header or "").replace(";", ",").split(","):
+        key, _, value = pair.partition("=")
+        if key.strip() != TOP_K_ATTRIBUTE:
+            continue
+        if not value.strip().isdigit() or not 1 <= int(value) <= num_classes:
+            raise ValueError(f"{CUSTOM_ATTRIBUTES_HEADER} top_k must be an integer from 1 to {num_classes}, got {value.strip()!r}")
+        return int(value)
+    return min(DEFAULT_TOP_K, num_classes)
+
+
+def prediction_document(probabilities, class_names: list[str], top_k: int) -> dict:
+    """The answer for one image: its top_k classes by probability, highest first."""
+    order = sorted(range(len(probabilities)), key=lambda i: -float(probabilities[i]))[:top_k]
+    return {PREDICTIONS_KEY: [
+        {"class_id": i, "class_name": class_names[i], "probability": round(float(probabilities[i]), 6)} for i in order
+    ]}
+
+
+def error_document(message: str) -> dict:
+    """The body of every error answer."""
+    return {ERROR_KEY: message}
 
 
 def check_prediction(document: object, num_classes: int) -> list[dict]:

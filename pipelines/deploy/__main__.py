@@ -1,0 +1,5 @@
+"""`python -m pipelines.deploy` is `deploy-model`."""
+
+from pipelines.deploy.cli import main
+
+main()

@@ -1,0 +1,100 @@
+"""The local twin of approval and deployment, on the MLflow registry of `make demo` (WORK/mlflow.db).
+
+    python -m pipelines.deploy.local_twin approve --version 1      # make approve VERSION=1
+    python -m pipelines.deploy.local_twin promote --stage staging  # make deploy-local STAGE=staging
+    python -m pipelines.deploy.local_twin uri --stage staging      # what make serve STAGE= serves
+
+Approving sets the version tag `approval_status=Approved` (SageMaker's ModelApprovalStatus);
+promoting points the MLflow alias named like the stage at the newest Approved version, as
+deploy-model points the stage's endpoint at it. Exit codes: 0 done; 1 bad input; 2 no registry,
+no such version, or no Approved version (as deploy-model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipelines import graph, registry
+from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_NO_VERSION, DeployError
+
+DEFAULT_WORK = Path("runs/demo")  # make demo's WORK
+
+
+def model_uri(stage: str, model_name: str = graph.MODEL_PACKAGE_GROUP) -> str:
+    """The registry URI the model server resolves for a stage: models:/<name>@<stage>."""
+    return f"models:/{model_name}@{stage}"
+
+
+def versions(work: Path, model_name: str) -> list:
+    """Every registered version, or DeployError(EXIT_NO_VERSION) when there is no registry yet."""
+    if not (work / registry.DB_FILE).is_file():
+        raise DeployError(EXIT_NO_VERSION, f"{work / registry.DB_FILE}: no local registry; run make demo first (or pass WORK=).")
+    return registry.find_versions(work, model_name)
+
+
+def approve(work: Path, version: str, model_name: str = graph.MODEL_PACKAGE_GROUP) -> None:
+    """Tag a version approval_status=Approved."""
+    if not version.isdigit():
+        raise DeployError(EXIT_BAD_INPUT, f"VERSION={version!r} is not a version number (e.g. VERSION=1).")
+    known = sorted(int(v.version) for v in versions(work, model_name))
+    if int(version) not in known:
+        raise DeployError(EXIT_NO_VERSION, f"{model_name} has no version {version} in {work} (versions: {', '.join(map(str, known)) or 'none'}).")
+    registry.open_client(work).set_model_version_tag(model_name, version, registry.APPROVAL_TAG, graph.APPROVED)
+
+
+def newest_approved(work: Path, model_name: str = graph.MODEL_PACKAGE_GROUP) -> str:
+    """The highest Approved version number, or DeployError(EXIT_NO_VERSION)."""
+    approved = [int(v.version) for v in versions(work, model_name) if v.tags.get(registry.APPROVAL_TAG) == graph.APPROVED]
+    if not approved:
+        raise DeployError(EXIT_NO_VERSION, f"{model_name} has no Approved version in {work}: run make approve VERSION=<n> first.")
+    return str(max(approved))
+
+
+def promote(work: Path, stage: str, model_name: str = graph.MODEL_PACKAGE_GROUP) -> str:
+    """Point the stage's alias at the newest Approved version; that version."""
+    version = newest_approved(work, model_name)
+    registry.open_client(work).set_registered_model_alias(model_name, stage, version)
+    return version
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """approve --version N | promote --stage S | uri --stage S, each with --work."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.deploy.local_twin", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["approve", "promote", "uri"])
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="make demo's WORK folder (default runs/demo)")
+    parser.add_argument("--version", default=None, help="approve: the version number")
+    parser.add_argument("--stage", default=None, help="promote/uri: the stage (alias) name, e.g. staging")
+    args = parser.parse_args(argv)
+    needed = "version" if args.action == "approve" else "stage"
+    if not getattr(args, needed):
+        raise DeployError(EXIT_BAD_INPUT, f"{args.action} needs --{needed} (make: {needed.upper()}=...).")
+    return args
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Do the action and say what was done."""
+    args = parse_args(argv)
+    name = graph.MODEL_PACKAGE_GROUP
+    if args.action == "approve":
+        approve(args.work, args.version)
+        print(f"approved {name} version {args.version} ({registry.APPROVAL_TAG}={graph.APPROVED}) in {args.work}")
+    elif args.action == "promote":
+        version = promote(args.work, args.stage)
+        print(f"stage {args.stage}: alias {model_uri(args.stage)} -> version {version} (newest Approved)")
+    else:
+        print(model_uri(args.stage))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one sentence and the documented exit code on failure."""
+    try:
+        run(argv)
+    except DeployError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(err.code)
+
+
+if __name__ == "__main__":
+    main()

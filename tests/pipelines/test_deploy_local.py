@@ -1,0 +1,148 @@
+"""The local twin: approve and promote on a real MLflow registry; end to end demo -> approve ->
+deploy-local -> request -> answer (slow: it trains the demo model; needs the serving branch's
+`make serve` / `python -m gtsrb.serve`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.serve import protocol
+from pipelines import graph, registry
+from pipelines.deploy import errors, local_twin
+
+REPO = Path(__file__).resolve().parents[2]
+NAME = graph.MODEL_PACKAGE_GROUP
+
+
+def twin(work: Path, *argv: str) -> int:
+    """local_twin's entry point in this process; its exit code (0 when it returns)."""
+    try:
+        local_twin.main([*argv, "--work", str(work)])
+    except SystemExit as exited:
+        return exited.code
+    return 0
+
+
+def two_pending_versions(work: Path) -> Path:
+    """WORK with a real MLflow registry holding versions 1 and 2, both pending approval."""
+    client = registry.open_client(work)
+    client.create_registered_model(NAME)
+    for _ in range(2):
+        client.create_model_version(NAME, source=str(work / "model.tar.gz"), tags={registry.APPROVAL_TAG: graph.APPROVAL_STATUS})
+    return work
+
+
+@pytest.fixture
+def registry_with_two_versions(tmp_path: Path) -> Path:
+    """A fresh registry for a test that approves and promotes."""
+    return two_pending_versions(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def untouched_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One registry shared by the tests that must not change it (an MLflow store takes seconds to create)."""
+    return two_pending_versions(tmp_path_factory.mktemp("registry"))
+
+
+def test_approve_then_promote_points_the_stage_alias_at_the_newest_approved(registry_with_two_versions: Path, capsys) -> None:
+    work = registry_with_two_versions
+    assert twin(work, "promote", "--stage", "staging") == errors.EXIT_NO_VERSION
+    assert "has no Approved version" in capsys.readouterr().err
+    assert twin(work, "approve", "--version", "1") == 0
+    assert twin(work, "promote", "--stage", "staging") == 0
+    assert "alias models:/gtsrb-traffic-signs@staging -> version 1" in capsys.readouterr().out
+    client = registry.open_client(work)
+    assert str(client.get_model_version_by_alias(NAME, "staging").version) == "1"
+    assert client.get_model_version(NAME, "2").tags[registry.APPROVAL_TAG] == graph.APPROVAL_STATUS
+    assert twin(work, "approve", "--version", "2") == 0
+    assert twin(work, "promote", "--stage", "staging") == 0
+    assert str(client.get_model_version_by_alias(NAME, "staging").version) == "2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["approve", "--version", "7"], errors.EXIT_NO_VERSION, "has no version 7 in"),
+        (["approve", "--version", "one"], errors.EXIT_BAD_INPUT, "VERSION='one' is not a version number"),
+        (["approve"], errors.EXIT_BAD_INPUT, "approve needs --version"),
+        (["promote"], errors.EXIT_BAD_INPUT, "promote needs --stage"),
+    ],
+)
+def test_bad_local_input_says_so(untouched_registry: Path, capsys, argv, code, message) -> None:
+    assert twin(untouched_registry, *argv) == code
+    assert message in capsys.readouterr().err
+
+
+def test_no_registry_yet_says_run_make_demo(tmp_path: Path, capsys) -> None:
+    assert twin(tmp_path, "approve", "--version", "1") == errors.EXIT_NO_VERSION
+    assert "no local registry; run make demo first" in capsys.readouterr().err
+
+
+def test_make_serve_stage_serves_the_stage_alias() -> None:
+    """`make serve STAGE=` turns the stage into the registry URI (the serve recipe is the serving branch's)."""
+    def model_of(*args: str) -> str:
+        return subprocess.run(["make", "-s", "--no-print-directory", "--eval", "print-model: ; @echo $(MODEL)", "print-model", *args],
+                              cwd=REPO, capture_output=True, text=True, timeout=60).stdout.strip()
+
+    assert model_of("STAGE=prod") == local_twin.model_uri("prod") == f"models:/{NAME}@prod"
+    assert model_of("STAGE=prod", "MODEL=runs/x/model") == "runs/x/model"  # an explicit MODEL wins
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=timeout)
+    print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
+    return result
+
+
+def wait_for_ping(url: str, server: subprocess.Popen, limit_s: float = 180) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the server exited before it answered /ping"
+        try:
+            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"{url}/ping did not answer 200 within {limit_s} s")
+
+
+@pytest.mark.slow
+def test_demo_approve_deploy_local_answers_a_request(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    demo = subprocess.run([sys.executable, "-m", "pipelines.local", "--work", str(work), "--demo-size", "4", "4", "2",
+                           "--threshold", "0.0", "--hp", "epochs=2"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert make("approve", "VERSION=1", f"WORK={work}").returncode == 0
+    port = free_port()
+    server = subprocess.Popen(["make", "--no-print-directory", "-o", ".venv/.installed", "deploy-local", "STAGE=staging",
+                               f"WORK={work}", f"PORT={port}"], cwd=REPO, start_new_session=True)
+    try:
+        wait_for_ping(f"http://127.0.0.1:{port}", server)
+        image = REPO / "tests" / "data" / "signs" / "class_14.png"
+        answer = requests.post(f"http://127.0.0.1:{port}/invocations", data=image.read_bytes(),
+                               headers={"Content-Type": "image/png"}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        predictions = protocol.parse_answer(answer.content, NUM_CLASSES)
+        assert len(predictions) >= 1
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    assert str(registry.open_client(work).get_model_version_by_alias(NAME, "staging").version) == "1"

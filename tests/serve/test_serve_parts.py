@@ -1,0 +1,118 @@
+"""The server's parts without a server: wire format, RecordIO reading, model sources, `predict`."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import mxnet as mx
+import pytest
+from serve_testkit import REPO
+
+from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.failure import StepError
+from gtsrb.common.images import decode_checked
+from gtsrb.common.model_io import archive_model
+from gtsrb.prepare.recordio import MAGIC, IndexedRecordWriter, RecordIOError, image_of, split_records
+from gtsrb.serve import protocol, sources
+
+
+@pytest.mark.parametrize(("header", "top_k"), [(None, 5), ("top_k=3", 3), ("a=b; top_k=43", 43), ("x=1", 5)])
+def test_top_k_from_the_header(header: str | None, top_k: int) -> None:
+    assert protocol.parse_top_k(header, NUM_CLASSES) == top_k
+
+
+@pytest.mark.parametrize("header", ["top_k=0", "top_k=44", "top_k=two", "top_k=-1"])
+def test_bad_top_k_is_refused(header: str) -> None:
+    with pytest.raises(ValueError, match="top_k must be an integer from 1 to 43"):
+        protocol.parse_top_k(header, NUM_CLASSES)
+
+
+def test_prediction_document_passes_the_check() -> None:
+    probabilities = [0.1, 0.7, 0.2] + [0.0] * (NUM_CLASSES - 3)
+    document = protocol.prediction_document(probabilities, [str(i) for i in range(NUM_CLASSES)], 2)
+    assert [p["class_id"] for p in protocol.check_prediction(document, NUM_CLASSES)] == [1, 2]
+
+
+def test_split_records_reads_what_mxnet_reads(tmp_path: Path) -> None:
+    magic = MAGIC.to_bytes(4, "little")
+    payloads = [b"abc", b"", b"x" * 8 + magic + b"y" * 5, magic * 3, b"z" * 13]
+    idx, rec = tmp_path / "a.idx", tmp_path / "a.rec"
+    writer = mx.recordio.MXIndexedRecordIO(str(idx), str(rec), "w")
+    for i, payload in enumerate(payloads):
+        writer.write_idx(i, payload)
+    writer.close()
+    assert split_records(rec.read_bytes()) == payloads
+
+
+@pytest.mark.parametrize("data", [b"\0" * 12, MAGIC.to_bytes(4, "little") + (100).to_bytes(4, "little") + b"short", b"abc"])
+def test_split_records_refuses_broken_framing(data: bytes) -> None:
+    with pytest.raises(RecordIOError):
+        split_records(data)
+
+
+def test_image_of_strips_the_record_header(tmp_path: Path) -> None:
+    packed = mx.recordio.pack(mx.recordio.IRHeader(2, [1.0, 2.0], 7, 0), b"IMAGE")  # flag 2: two extra labels
+    assert image_of(packed) == b"IMAGE"
+
+
+def test_absurd_header_sizes_are_refused_before_decoding() -> None:
+    image, reason = decode_checked(b"P6\n60000 60000\n255\n" + b"\0" * 10)
+    assert image is None and "pixels" in reason
+
+
+def test_sources_resolve_paths_and_refuse_bad_uris(tmp_path: Path) -> None:
+    assert sources.resolve(tmp_path / "m", tmp_path) == tmp_path / "m"
+    with pytest.raises(StepError, match="not a registry URI"):
+        sources.resolve("models:/only-a-name", tmp_path)
+    with pytest.raises(StepError, match="no local registry"):
+        sources.resolve("models:/gtsrb-traffic-signs/1", tmp_path)
+
+
+@pytest.mark.slow
+def test_registry_uri_by_version_and_alias(tiny_model: Path, tmp_path: Path) -> None:
+    from pipelines.registry import open_client
+
+    archive = archive_model(tiny_model, tmp_path / "model.tar.gz")
+    client = open_client(tmp_path / "work")
+    client.create_registered_model("gtsrb-traffic-signs")
+    version = client.create_model_version("gtsrb-traffic-signs", source=str(archive), await_creation_for=0)
+    client.set_registered_model_alias("gtsrb-traffic-signs", "staging", version.version)
+    for uri in (f"models:/gtsrb-traffic-signs/{version.version}", "models:/gtsrb-traffic-signs@staging"):
+        assert sources.resolve(uri, tmp_path / "work") == archive
+    with pytest.raises(StepError, match="not in the registry"):
+        sources.resolve("models:/gtsrb-traffic-signs@prod", tmp_path / "work")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """A command of the project, from the repository root."""
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+@pytest.mark.slow
+def test_predict_writes_one_row_per_file(tiny_model: Path, sample_images: list[bytes], tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    for i, image in enumerate(sample_images[:3]):
+        (folder / "sub" / f"{i}.png").write_bytes(image)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    archive = archive_model(tiny_model, tmp_path / "model.tar.gz")
+    out = tmp_path / "out" / "predictions.csv"
+    result = run_cli("gtsrb.serve.predict", str(folder), str(tmp_path / "missing.ppm"), "--model", str(archive), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [Path(r["file"]).name for r in rows] == ["broken.jpg", "0.png", "1.png", "2.png", "missing.ppm"]
+    assert "not a decodable image" in rows[0]["error"] and "No such file" in rows[4]["error"]
+    assert all(0 <= int(r["class_id"]) < NUM_CLASSES and not r["error"] for r in rows[1:4])
+    assert "predicted 3 of 5 images" in result.stdout
+
+
+@pytest.mark.parametrize("module", ["gtsrb.serve", "gtsrb.serve.predict"])
+def test_a_missing_model_is_one_sentence_and_exit_2(module: str, tmp_path: Path) -> None:
+    args = ["--model", str(tmp_path / "nope")] + ([str(tmp_path)] if module.endswith("predict") else [])
+    (tmp_path / "a.png").write_bytes(b"x")
+    result = run_cli(module, *args)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("ERROR:") and "Traceback" not in result.stderr
