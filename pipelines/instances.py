@@ -80,7 +80,7 @@ def check_volume_kms_key(instance_type: str, volume_kms_key: str | None) -> None
 # The cpu image carries the x86-64 CPU mxnet wheel: it serves on x86 CPU instances only (not on
 # Graviton, ml.*g families, which are arm64; not on GPU instances, where the gpu image belongs).
 SERVING_CPU_FAMILIES: tuple[str, ...] = ("ml.m5", "ml.m6i", "ml.m7i", "ml.c5", "ml.c6i", "ml.c7i", "ml.r5", "ml.r6i")
-SERVING_FAMILIES: dict[str, tuple[str, ...]] = {"cpu": SERVING_CPU_FAMILIES, "gpu": TRAINING_GPU_FAMILIES}
+SERVING_FAMILIES: dict[str, tuple[str, ...]] = {"cpu": SERVING_CPU_FAMILIES, "gpu": FAMILY_NAMES}
 # The model package names the cpu image (a tiny CNN: CPU instances serve it cheaply); one image
 # per package, so every type listed must run it (tests/pipelines checks both lists against it).
 SERVING_VARIANT = "cpu"

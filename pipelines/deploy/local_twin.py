@@ -40,7 +40,8 @@ def approve(work: Path, version: str, model_name: str = graph.MODEL_PACKAGE_GROU
         raise DeployError(EXIT_BAD_INPUT, f"VERSION={version!r} is not a version number (e.g. VERSION=1).")
     known = sorted(int(v.version) for v in versions(work, model_name))
     if int(version) not in known:
-        raise DeployError(EXIT_NO_VERSION, f"{model_name} has no version {version} in {work} (versions: {', '.join(map(str, known)) or 'none'}).")
+        listed = ", ".join(map(str, known)) or "none"
+        raise DeployError(EXIT_NO_VERSION, f"{model_name} has no version {version} in {work} (versions: {listed}).")
     registry.open_client(work).set_model_version_tag(model_name, version, registry.APPROVAL_TAG, graph.APPROVED)
 
 

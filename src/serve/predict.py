@@ -47,7 +47,7 @@ def predict_rows(predictor: Predictor, files: list[Path]) -> Iterator[dict]:
             except (OSError, ImageError) as err:
                 row["error"] = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             rows.append(row)
-        for row, probs in zip(readable, predictor.probabilities(inputs)):
+        for row, probs in zip(readable, predictor.probabilities(inputs), strict=True):
             best = int(probs.argmax())
             row.update(class_id=best, class_name=predictor.class_names[best], probability=f"{probs[best]:.6f}")
         yield from rows

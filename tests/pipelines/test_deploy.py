@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from deploy_testkit import Recorder, accept_binary_requests, UpdateEndpointStub, answer_next, prediction_body, recorded_clients, register
+from deploy_testkit import Recorder, UpdateEndpointStub, accept_binary_requests, answer_next, prediction_body, recorded_clients, register
 from pipeline_testkit import REGION, REPO_ROOT, Moto
 
 from pipelines.deploy import cli, errors, resources

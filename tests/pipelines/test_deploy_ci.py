@@ -40,4 +40,5 @@ def test_permissions_are_per_job_and_prod_waits_for_staging_and_its_environment(
     for job in jobs.values():
         assert job["permissions"] == {"id-token": "write", "contents": "read"}
     assert jobs["prod"]["needs"] == "staging" and jobs["prod"]["environment"] == "prod"
-    assert [re.search(r"STAGE=(\w+)", s["run"]).group(1) for j in jobs.values() for s in j["steps"] if "make deploy" in s.get("run", "")] == ["staging", "prod"]
+    deploy_runs = [s["run"] for j in jobs.values() for s in j["steps"] if "make deploy" in s.get("run", "")]
+    assert [re.search(r"STAGE=(\w+)", run).group(1) for run in deploy_runs] == ["staging", "prod"]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from serve_testkit import png_bytes, running_server
+from tests.evaluate.evaluate_testdata import make_images, save_tiny_model, train_tiny_net
 
 from gtsrb.common.classes import CLASS_NAMES
-from tests.evaluate.evaluate_testdata import make_images, save_tiny_model, train_tiny_net
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from serve_testkit import launch, png_bytes
+from serve_testkit import launch
 
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
@@ -99,7 +99,7 @@ def test_recordio_batch_answers_json_lines_in_order(server, sample_images: list[
     batch = [json.loads(line) for line in answer.text.splitlines()]
     singles = [server.post(image, "image/png").json() for image in sample_images]
     assert len(batch) == len(sample_images)
-    for got, single in zip(batch, singles):  # a batch of 8 may differ from batches of 1 in the 6th decimal
+    for got, single in zip(batch, singles, strict=True):  # a batch of 8 may differ from batches of 1 in the 6th decimal
         assert [p["class_id"] for p in got["predictions"]][:1] == [p["class_id"] for p in single["predictions"]][:1]
         assert np.allclose([p["probability"] for p in got["predictions"]],
                            [p["probability"] for p in single["predictions"]], atol=1e-5)
