@@ -8,11 +8,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from deploy_testkit import Recorder, UpdateEndpointStub, accept_binary_requests, answer_next, prediction_body, recorded_clients, register
-from pipeline_testkit import REGION, REPO_ROOT, Moto
 
+from deploy_helpers import Recorder, UpdateEndpointStub, accept_binary_requests, answer_next, prediction_body, recorded_clients, register
 from pipelines.deploy import cli, errors, resources
 from pipelines.deploy.packages import APPROVED
+from pipelines_helpers import REGION, REPO_ROOT, Moto
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 import yaml
-from pipeline_testkit import REPO_ROOT
+
+from pipelines_helpers import REPO_ROOT
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "deploy.yml"
 

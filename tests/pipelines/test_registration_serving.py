@@ -4,11 +4,11 @@ and it declares exactly the content types the model server accepts (src/serve/pr
 from __future__ import annotations
 
 import pytest
-from pipeline_testkit import IMAGE_TAG
 
 from gtsrb.common.failure import StepError
 from gtsrb.serve import protocol
 from pipelines import graph, images, instances
+from pipelines_helpers import IMAGE_TAG
 
 
 def package_spec(definition: dict) -> dict:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from serve_testkit import png_bytes, running_server
-from tests.evaluate.evaluate_testdata import make_images, save_tiny_model, train_tiny_net
 
 from gtsrb.common.classes import CLASS_NAMES
+from serve_helpers import png_bytes, running_server
+from tests.evaluate.evaluate_helpers import make_images, save_tiny_model, train_tiny_net
 
 
 @pytest.fixture(scope="session")

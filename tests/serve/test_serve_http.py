@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from serve_testkit import launch
 
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
+from serve_helpers import launch
 
 pytestmark = pytest.mark.slow  # a server start imports MXNet in each worker (seconds)
 
@@ -161,7 +161,7 @@ def test_ping_answers_at_once_and_200_only_with_the_model(tiny_model: Path, tmp_
 
 
 def test_sagemaker_environment_sets_port_payload_and_batch(tiny_model: Path, tmp_path: Path, sample_images) -> None:
-    from serve_testkit import free_port
+    from serve_helpers import free_port
 
     port = free_port()
     server = launch(tiny_model, tmp_path / "server.log", SAGEMAKER_BIND_TO_PORT=str(port),

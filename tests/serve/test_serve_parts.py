@@ -9,7 +9,6 @@ from pathlib import Path
 
 import mxnet as mx
 import pytest
-from serve_testkit import REPO
 
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
@@ -17,6 +16,7 @@ from gtsrb.common.images import decode_checked
 from gtsrb.common.model_io import archive_model
 from gtsrb.prepare.recordio import MAGIC, RecordIOError, image_of, split_records
 from gtsrb.serve import protocol, sources
+from serve_helpers import REPO
 
 
 @pytest.mark.parametrize(("header", "top_k"), [(None, 5), ("top_k=3", 3), ("a=b; top_k=43", 43), ("x=1", 5)])
