@@ -14,6 +14,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from evaluate_helpers import save_tiny_model, train_tiny_net
 from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.model_io import load_model
@@ -22,7 +23,6 @@ from gtsrb.prepare.recordio import image_of, split_records
 from gtsrb.serve import protocol
 from gtsrb.serve.predictor import Predictor
 from serve_helpers import running_server
-from tests.evaluate.evaluate_helpers import save_tiny_model, train_tiny_net
 
 pytestmark = pytest.mark.slow
 IMAGE_SIZE = 32  # the shared prepared fixtures pack for 32 px networks
