@@ -12,7 +12,8 @@ from gtsrb.common import contract
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.hyperparameters import Hyperparameters
-from gtsrb.train.loop import Run, fit, make_trainer
+from gtsrb.train.loop import Run, fit
+from gtsrb.train.optimizer import make_trainer
 from gtsrb.train.model import build_network
 from gtsrb.train.cli import save_best
 ch, out = Path(sys.argv[1]), Path(sys.argv[2])
