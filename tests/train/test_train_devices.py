@@ -80,16 +80,11 @@ def test_validation_uses_the_exported_batchnorm_statistics(tmp_path: Path, chann
     run = prepare_run(env, hp)
     state = TrainingState(seed=hp.seed, hyperparameters=hp.to_dict())
     values = finish_epoch(run, state, 0, train_epoch(run, state, epoch=0), 0.0)
-    _, validated = predict(run.net, run.val_files, run.prep, hp.batch_size, run.ctx[0])
+    labels, validated = predict(run.net, run.val_files, run.prep, hp.batch_size, run.ctx[0])
     export(tmp_path / "ckpt" / state.name / "net.params", tmp_path / "model", hp.to_dict(), state.history)
     _, exported = predict(load_model(tmp_path / "model", mx.cpu()).net, run.val_files, run.prep, hp.batch_size, mx.cpu())
     np.testing.assert_allclose(validated, exported, rtol=1e-4, atol=1e-5)
-    assert values["val_acc"] == pytest.approx(float((exported.argmax(axis=1) == _labels(run)).mean()))
-
-
-def _labels(run) -> np.ndarray:
-    labels, _ = predict(run.net, run.val_files, run.prep, run.hp.batch_size, run.ctx[0])
-    return labels
+    assert values["val_acc"] == pytest.approx(float((exported.argmax(axis=1) == labels).mean()))
 
 
 def test_sgd_updates_are_aggregated_and_not_on_the_kvstore(tmp_path: Path, channels: dict[str, Path]) -> None:
