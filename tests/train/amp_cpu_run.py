@@ -7,7 +7,7 @@ cpu not implemented", which is why export.py exports from a fresh process.)
 import sys, json
 from pathlib import Path
 import mxnet as mx
-from mxnet.contrib import amp
+from gtsrb.train import mixed_precision
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.train.checkpoint import TrainingState
@@ -18,8 +18,8 @@ from gtsrb.train.model import build_network
 from gtsrb.train.cli import save_best
 ch, out = Path(sys.argv[1]), Path(sys.argv[2])
 hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "2", "batch_size": "16", "lr": "0.05"})
-amp.init(target_dtype="bfloat16")
 ctx = [mx.cpu()]
+mixed_precision.init(ctx)  # bfloat16 on CPU
 net = build_network(hp.model, hp.image_size, ctx, None, hp.head_lr_mult)
 trainer = make_trainer(net, hp, ctx, amp=True)
 tf, vf = contract.record_files(ch / "train", "train"), contract.record_files(ch / "validation", "validation")
