@@ -28,7 +28,7 @@ AWS_REGION ?= $(or $(REGION),$(AWS_DEFAULT_REGION),us-east-1)
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help install demo-data demo test test-fast bench lint lock clean \
-        build push train-local test-containers pin-base check-gpu-libs definition upsert serve predict \
+        build push train-local test-containers pin-base check-gpu-libs definition upsert serve predict gpu-target \
         deploy undeploy approve deploy-local
 
 help: ## List the targets
@@ -133,6 +133,10 @@ train-local: $(STAMP) ## Train in the image like SageMaker (docker run --gpus al
 	$(PY) containers/train_local.py --docker $(DOCKER) --image $(call image,$(firstword $(VARIANT)),latest) \
 	  --root $(TRAIN_ROOT) --channel train=$(WORK)/prepare/train --channel validation=$(WORK)/prepare/validation \
 	  --gpus $(if $(filter cpu,$(VARIANT)),none,all) --hp $(or $(HP),$(if $(filter cpu,$(VARIANT)),preset=cpu))
+
+gpu-target: $(STAMP) ## On a GPU machine: prepare DATA=, train in the GPU image, evaluate; prints img/s, epoch/job time, test accuracy
+	@test -n "$(DATA)" || { echo "make gpu-target: set DATA=<a real GTSRB download> (docs/gpu-runbook.md)" >&2; exit 1; }
+	$(PY) containers/gpu_target.py --docker $(DOCKER) --image $(call image,gpu,latest) --data $(DATA) --work $(or $(GPU_WORK),runs/gpu-target)
 
 pin-base: ## Pin the Dockerfile's dated base tag to the digest its registry serves now (needs Docker Hub)
 	DOCKER=$(DOCKER) containers/pin-base.sh

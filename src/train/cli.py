@@ -8,7 +8,6 @@ plus the traceback to /opt/ml/output/failure and exits 1 (gtsrb.common.failure.r
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -17,14 +16,15 @@ import mxnet as mx
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError, run_step
 from gtsrb.common.preprocessing import Preprocessing
-from gtsrb.train import checkpoint, devices, metrics, pretrained
+from gtsrb.train import checkpoint, devices, metrics, mixed_precision, pretrained
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.data import channel_split, validate_split
 from gtsrb.train.environment import Environment, parse_args
 from gtsrb.train.export import export, export_in_fresh_process
 from gtsrb.train.hyperparameters import Hyperparameters
-from gtsrb.train.loop import Interrupted, Run, fit, make_trainer
+from gtsrb.train.loop import Interrupted, Run, StopFlag, fit
 from gtsrb.train.model import build_network, create_network
+from gtsrb.train.optimizer import make_trainer
 
 log = logging.getLogger("gtsrb.train")
 
@@ -55,18 +55,14 @@ def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     validate_split(val_files, prep)
     create_network(hp.model)  # fail on an unknown model before touching GPUs or weights
     weights = weights_file(env, hp)
-    ctx = devices.training_contexts(env.num_gpus)
-    use_amp = hp.amp and ctx[0].device_type == "gpu"
-    if use_amp:
-        from mxnet.contrib import amp
-
-        amp.init()  # before the network is built: it patches the operators
+    ctx = devices.training_contexts(env.num_gpus, hp.devices)
+    amp_dtype = mixed_precision.init(ctx) if hp.amp else "off"  # before the network is built: it patches the operators
     mx.random.seed(hp.seed)  # the initialisation of a fresh run; epochs reseed from (seed, epoch)
     net = build_network(hp.model, hp.image_size, ctx, weights, hp.head_lr_mult)
-    trainer = make_trainer(net, hp, ctx, use_amp)
+    trainer = make_trainer(net, hp, ctx, hp.amp)
     log.info("event=start model=%s train_records=%d devices=%s amp=%s weights=%s",
-             hp.model, train_count, ",".join(str(x) for x in ctx), use_amp, weights)
-    return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, amp=use_amp)
+             hp.model, train_count, ",".join(str(x) for x in ctx), amp_dtype, weights)
+    return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, amp=hp.amp)
 
 
 def ensure_writable(folder: Path, flag: str) -> None:
@@ -79,21 +75,52 @@ def ensure_writable(folder: Path, flag: str) -> None:
         raise StepError(f"cannot write to {folder} ({err.strerror}); pass {flag} DIR when running by hand.") from err
 
 
+# Hyperparameters that may change between a run and its resumption.
+RESUMABLE_CHANGES = frozenset({"log_interval", "devices"})
+
+
 def resume_or_start(run: Run) -> TrainingState:
-    """Continue from the newest complete checkpoint of this run, else a fresh state."""
-    newest = checkpoint.latest(run.checkpoint_dir)
-    if newest is None:
-        return TrainingState(seed=run.hp.seed, hyperparameters=run.hp.to_dict())
-    saved = checkpoint.load_state(newest).hyperparameters
-    changed = sorted(k for k, v in run.hp.to_dict().items() if saved.get(k) != v and k != "log_interval")
+    """Continue from the newest complete checkpoint of this run that loads, else a fresh state.
+
+    A damaged checkpoint is skipped with its reason (an older one is tried); one made on other
+    training data starts a fresh run; one made with other hyperparameters is refused.
+    """
+    fresh = TrainingState(seed=run.hp.seed, hyperparameters=run.hp.to_dict(),
+                          data_key=checkpoint.data_key(run.train_files, run.val_files))
+    for path in checkpoint.complete(run.checkpoint_dir):
+        try:
+            saved = checkpoint.load_state(path)
+        except StepError as err:
+            skip(path, err)
+            continue
+        if saved.data_key != fresh.data_key:
+            log.warning("event=fresh_start checkpoint=%s reason=other_data: it was made on other training data, so "
+                        "training starts from scratch (the old checkpoints are deleted at the first new one)", path)
+            return fresh
+        check_hyperparameters(run.hp, saved, path)
+        try:
+            state = checkpoint.restore(path, run.net, run.trainer)
+        except StepError as err:
+            skip(path, err)
+            continue
+        log.info("event=resume checkpoint=%s epochs_done=%d batch=%d", path, state.epochs_done, state.step_in_epoch)
+        return state
+    return fresh
+
+
+def skip(path: Path, err: StepError) -> None:
+    """Say which checkpoint is not used and why (S3 sync or a kill may leave a damaged one)."""
+    log.warning("event=checkpoint_skipped checkpoint=%s reason=%s; trying an older one", path, str(err).replace("\n", " "))
+
+
+def check_hyperparameters(hp: Hyperparameters, saved: TrainingState, path: Path) -> None:
+    """Refuse to resume a checkpoint written with other hyperparameters."""
+    changed = sorted(k for k, v in hp.to_dict().items() if saved.hyperparameters.get(k) != v and k not in RESUMABLE_CHANGES)
     if changed:
         raise StepError(
-            f"{newest} was written with other hyperparameters ({', '.join(changed)}); use the same "
+            f"{path} was written with other hyperparameters ({', '.join(changed)}); use the same "
             f"values to resume, or an empty checkpoint folder to start over."
         )
-    state = checkpoint.restore(newest, run.net, run.trainer)
-    log.info("event=resume checkpoint=%s epochs_done=%d batch=%d", newest, state.epochs_done, state.step_in_epoch)
-    return state
 
 
 def save_best(run: Run, state: TrainingState, model_dir: Path) -> None:
@@ -117,10 +144,10 @@ def train(argv: list[str]) -> None:
     try:
         state = fit(run, state)
     except Interrupted as stopped:
-        log.info("event=stopped reason=SIGTERM checkpoint=%s note=run_again_to_resume", stopped)
+        log.info("event=stopped reason=%s checkpoint=%s note=run_again_to_resume", run.stop.reason, stopped)
         return
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        StopFlag.uninstall(previous)
     save_best(run, state, env.model_dir)
 
 

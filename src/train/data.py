@@ -73,7 +73,7 @@ def check_packed_size(files: contract.RecordFiles, prep: Preprocessing) -> None:
 
 
 def train_iter(files: contract.RecordFiles, prep: Preprocessing, hp: Hyperparameters, batch_size: int, epoch: int) -> mx.io.ImageRecordIter:
-    """Augmented batches of one epoch, shuffled with a seed of (hp.seed, epoch) for exact resume."""
+    """Augmented batches of one epoch, shuffled and augmented with seeds of (hp.seed, epoch) for exact resume."""
     jitter = hp.color_jitter
     return mx.io.ImageRecordIter(
         path_imgrec=str(files.rec),
@@ -81,7 +81,8 @@ def train_iter(files: contract.RecordFiles, prep: Preprocessing, hp: Hyperparame
         data_shape=prep.data_shape,
         batch_size=batch_size,
         shuffle=True,
-        seed=epoch_seed(hp.seed, epoch),
+        seed=epoch_seed(hp.seed, epoch),  # the shuffle
+        seed_aug=epoch_seed(hp.seed, epoch),  # the augmentation: `seed` does not reach it
         rand_crop=True,
         rand_mirror=False,  # never: 19/20, 33/34, 36/37, 38/39 are mirror images of each other
         max_rotate_angle=int(hp.max_rotate_deg),

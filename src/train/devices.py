@@ -1,4 +1,5 @@
-"""Where training runs: all visible GPUs (data parallel) or the CPU, and the GPU capability check.
+"""Where training runs: all visible GPUs (data parallel), the CPU, or N CPU contexts (`devices=cpu:N`:
+the same data-parallel code as several GPUs, so it runs in tests), and the GPU capability check.
 
 Which GPUs the installed MXNet can run is in `gtsrb.train.gpu_families`; we check every GPU
 before training and fail with a sentence instead of a CUDA error or a hang.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 
 import mxnet as mx
 
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 # check only warns about a cuDNN version newer than MXNet was built with.
 GPU_ENVIRONMENT: dict[str, str] = {"MXNET_CUDNN_AUTOTUNE_DEFAULT": "0", "MXNET_CUDNN_LIB_CHECKING": "0"}
 
+_DEVICES = re.compile(r"^(?:auto|cpu(?::([1-9][0-9]*))?)$")  # the `devices` hyperparameter
 _CC_MAJOR, _CC_MINOR = 75, 76  # CUdevice_attribute values of the CUDA driver API
 
 
@@ -60,8 +63,22 @@ def _cuda_call(status: int, what: str) -> None:
         raise StepError(f"the CUDA driver failed in {what} (error {status}); is the GPU healthy?")
 
 
-def training_contexts(num_gpus: int) -> list[mx.Context]:
-    """All GPUs after the capability check, else [mx.cpu()]."""
+def parse_devices(spec: str) -> int | None:
+    """The N of `cpu:N` (or `cpu`: 1), None for `auto`; anything else fails naming the key."""
+    match = _DEVICES.match(spec)
+    if not match:
+        raise StepError(f"hyperparameter devices={spec!r} is invalid: it must be auto, cpu or cpu:N (N >= 1).")
+    if spec == "auto":
+        return None
+    return int(match.group(1) or 1)
+
+
+def training_contexts(num_gpus: int, spec: str = "auto") -> list[mx.Context]:
+    """`cpu:N` -> N CPU contexts; `auto` -> all GPUs after the capability check, else [mx.cpu()]."""
+    cpus = parse_devices(spec)
+    if cpus is not None:
+        log.info("event=devices cpus=%d", cpus)
+        return [mx.cpu(i) for i in range(cpus)]
     if num_gpus <= 0:
         return [mx.cpu()]
     for key, value in GPU_ENVIRONMENT.items():

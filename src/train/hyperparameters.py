@@ -43,7 +43,8 @@ class Hyperparameters:
     min_scale: float = 0.9  # random zoom out ...
     max_scale: float = 1.1  # ... and in, around the stored size
     color_jitter: float = 0.3  # brightness/contrast/saturation jitter: GTSRB lighting varies a lot
-    amp: bool = True  # mixed precision on GPU (ignored on CPU): ~2x faster on tensor cores
+    amp: bool = True  # mixed precision: float16 on GPU (~2x faster on tensor cores), bfloat16 on CPU contexts
+    devices: str = "auto"  # auto = every GPU (SM_NUM_GPUS), else one CPU; cpu:N = N CPU contexts (the multi-GPU code path on CPU)
     seed: int = 42  # every RNG is seeded from this and the epoch number, so a resumed run is reproducible
     log_interval: int = 0  # also log every N batches (0 = epoch lines only)
 

@@ -2,8 +2,9 @@
 
 Reads top to bottom: `fit` runs epochs; `train_epoch` runs batches; `train_batch` is the
 Gluon idiom (split over devices, record, backward, step). The rate is set per batch from the
-global step, every RNG is seeded from (seed, epoch), and a checkpoint is written after every
-epoch and on SIGTERM, so a resumed run continues exactly where the last one stopped.
+global step, every RNG (augmentation included) is seeded from (seed, epoch), and a checkpoint is
+written after every epoch and on SIGTERM or SIGINT, so a resumed run continues where the last one
+stopped. Several devices run data parallel (several GPUs, or CPU contexts in tests).
 """
 
 from __future__ import annotations
@@ -37,22 +38,33 @@ log = logging.getLogger(__name__)
 IN_FLIGHT = 3  # batches queued ahead of the device: enough to overlap input and compute
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # job stop / spot interruption, and Ctrl-C in a terminal
+
+
 class Interrupted(Exception):
-    """SIGTERM arrived; a checkpoint has been written."""
+    """SIGTERM or SIGINT arrived; a checkpoint has been written."""
 
 
 class StopFlag:
-    """Set by SIGTERM (spot interruption, job stop); the loop checks it after every batch."""
+    """Set by SIGTERM or SIGINT; the loop checks it after every batch."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.reason = ""  # the signal's name, e.g. SIGTERM
 
-    def install(self) -> object:
-        """Handle SIGTERM by setting the flag instead of dying mid-write; return the old handler."""
-        return signal.signal(signal.SIGTERM, self._handle)
+    def install(self) -> dict[int, object]:
+        """Handle the stop signals by setting the flag instead of dying mid-write; return the old handlers."""
+        return {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+
+    @staticmethod
+    def uninstall(previous: dict[int, object]) -> None:
+        """Put back the handlers install() replaced."""
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum: int, frame: object) -> None:
-        log.info("event=sigterm action=checkpoint_after_this_batch")
+        self.reason = signal.Signals(signum).name
+        log.info("event=%s action=checkpoint_after_this_batch", self.reason.lower())
         self.requested = True
 
 
@@ -73,23 +85,17 @@ class Run:
     stop: StopFlag = field(default_factory=StopFlag)
 
     @property
+    def input_needs_grad(self) -> bool:
+        """MXNet's CPU BatchNorm updates its running mean/var in the backward pass; a BatchNorm on
+        the raw input (pre-activation ResNets: resnet*_v2, cifar_resnet*_v2) gets no backward unless
+        the input asks for a gradient, and would predict with mean 0, var 1. Elsewhere the input
+        gradient is a wasted convolution, so it is attached only here."""
+        return self.ctx[0].device_type == "cpu" and self.hp.model.endswith("_v2")
+
+    @property
     def steps_per_epoch(self) -> int:
         """Full batches per epoch (the partial last batch is dropped; shuffling varies it)."""
         return max(1, self.train_count // self.hp.batch_size)
-
-
-def make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, ctx: list[mx.Context], amp: bool) -> gluon.Trainer:
-    """The optimiser; kvstore `device` aggregates gradients on the GPUs when there are several."""
-    params: dict[str, object] = {"learning_rate": hp.lr, "wd": hp.wd}
-    if hp.optimizer in ("nag", "sgd"):
-        params["momentum"] = hp.momentum
-    kvstore = "device" if len(ctx) > 1 else "local"
-    trainer = gluon.Trainer(net.collect_params(), hp.optimizer, params, kvstore=kvstore)
-    if amp:
-        from mxnet.contrib import amp as mx_amp
-
-        mx_amp.init_trainer(trainer)  # dynamic loss scaling
-    return trainer
 
 
 def seed_everything(seed: int, epoch: int) -> None:
@@ -111,11 +117,9 @@ def train_batch(run: Run, batch: mx.io.DataBatch, loss_fn: gluon.loss.Loss) -> t
     # ImageRecordIter batches live on cpu_pinned: split_and_load copies them to each device.
     data = gluon.utils.split_and_load(batch.data[0], run.ctx, even_split=False)
     labels = gluon.utils.split_and_load(batch.label[0], run.ctx, even_split=False)
-    for x in data:
-        # MXNet's CPU BatchNorm updates its running mean/var in the backward pass; a BatchNorm
-        # on the raw input (pre-activation ResNets: resnet*_v2, cifar_resnet*_v2) gets no
-        # backward unless the input asks for a gradient, and would predict with mean 0, var 1.
-        x.attach_grad()
+    if run.input_needs_grad:
+        for x in data:
+            x.attach_grad()
     with autograd.record():
         outputs = [run.net(x) for x in data]
         losses = [loss_fn(o, smooth_labels(y, run.hp.label_smoothing)) for o, y in zip(outputs, labels, strict=True)]
@@ -180,7 +184,7 @@ def _add_pending(sums: dict, pending: list, tick: float) -> None:
 
 
 def _save_interrupted(run: Run, state: TrainingState, epoch: int, step: int, sums: dict) -> None:
-    """Write a mid-epoch checkpoint after SIGTERM and stop the run."""
+    """Write a mid-epoch checkpoint after SIGTERM/SIGINT and stop the run."""
     state.epochs_done, state.step_in_epoch, state.partial = epoch, step, sums
     path = checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state)
     log.info("event=interrupted epoch=%d batch=%d checkpoint=%s", epoch + 1, step, path)
@@ -195,6 +199,7 @@ def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started
             f"the training loss became {train_loss} in epoch {epoch + 1}; lower lr (now {run.hp.lr}) "
             f"or check the data; the last good checkpoint is kept in {run.checkpoint_dir}."
         )
+    sync_running_stats(run.net)  # validate with the statistics the checkpoint and the model get
     labels, probs = predict(run.net, run.val_files, run.prep, run.hp.batch_size, run.ctx[0])
     values = {
         "epoch": epoch + 1,
@@ -213,6 +218,18 @@ def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started
     return values
 
 
+def sync_running_stats(net: gluon.HybridBlock) -> None:
+    """Give every device the average of the devices' BatchNorm running statistics.
+
+    Each device's BatchNorm sees only its share of the batch, so running mean/var differ between
+    devices, and save_parameters (checkpoint, export) writes their average: validating with
+    device 0's would report numbers of a model that is never exported.
+    """
+    for param in net.collect_params().values():
+        if param.grad_req == "null" and len(param.list_ctx()) > 1:
+            param.set_data(param._reduce())  # the mean over devices, as save_parameters computes it
+
+
 def _update_early_stopping(hp: Hyperparameters, state: TrainingState, val_acc: float) -> None:
     """Track the best epoch (its checkpoint becomes the model) and decide whether to stop."""
     if val_acc > state.best_val_acc:
@@ -226,7 +243,7 @@ def _update_early_stopping(hp: Hyperparameters, state: TrainingState, val_acc: f
 
 
 def fit(run: Run, state: TrainingState) -> TrainingState:
-    """Train from `state` until hp.epochs or early stopping; raises Interrupted on SIGTERM."""
+    """Train from `state` until hp.epochs or early stopping; raises Interrupted on SIGTERM/SIGINT."""
     for epoch in range(state.epochs_done, run.hp.epochs):
         if state.stopped_early:
             break

@@ -9,20 +9,21 @@ import sys
 from pathlib import Path
 
 import mxnet as mx
-from mxnet.contrib import amp
 
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import Preprocessing
+from gtsrb.train import mixed_precision
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.cli import save_best
 from gtsrb.train.hyperparameters import Hyperparameters
-from gtsrb.train.loop import Run, fit, make_trainer
+from gtsrb.train.loop import Run, fit
 from gtsrb.train.model import build_network
+from gtsrb.train.optimizer import make_trainer
 
 ch, out = Path(sys.argv[1]), Path(sys.argv[2])
 hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "2", "batch_size": "16", "lr": "0.05"})
-amp.init(target_dtype="bfloat16")
 ctx = [mx.cpu()]
+mixed_precision.init(ctx)  # bfloat16 on CPU
 net = build_network(hp.model, hp.image_size, ctx, None, hp.head_lr_mult)
 trainer = make_trainer(net, hp, ctx, amp=True)
 tf, vf = contract.record_files(ch / "train", "train"), contract.record_files(ch / "validation", "validation")

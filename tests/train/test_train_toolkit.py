@@ -40,7 +40,7 @@ def run_toolkit(base: Path) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_toolkit_trains_and_writes_the_model(tmp_path: Path, channels: dict[str, Path]) -> None:
     base = tmp_path / "opt_ml"
-    hps = {**FAST_HPS, "amp": "True"}  # a boolean as SageMaker sends it (ignored on CPU)
+    hps = {**FAST_HPS, "amp": "True"}  # a boolean as SageMaker sends it (bfloat16 AMP on CPU)
     write_job_config(base, hps, channels)
     done = run_toolkit(base)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -1,0 +1,89 @@
+"""Verify the GPU target on a machine with a supported GPU, in one command (`make gpu-target DATA=...`).
+
+prepare (host venv) -> train in the GPU image exactly as SageMaker would (containers/train_local.py,
+GPU defaults) -> evaluate on the official test split; then one summary: training images/s, epoch
+time, job time, test accuracy, each against the target (docs/gpu-runbook.md). Exits 1 when a step
+fails or a target is missed.
+
+    python containers/gpu_target.py --data ~/GTSRB --work runs/gpu-target --image gtsrb-mxnet-gpu:latest
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gtsrb.common import contract
+from gtsrb.common.preprocessing import DEFAULT_IMAGE_SIZE
+
+TARGET_ACCURACY = 0.997  # on the official GTSRB test split (12,630 images)
+TARGET_JOB_SECONDS = 600  # the training job, start to model.tar.gz, on one A10G (ml.g5.xlarge)
+_EPOCH = re.compile(r"^epoch=(\d+) .*\bimg_per_s=([0-9.e+]+) seconds=([0-9.e+]+)")
+
+
+def step(name: str, cmd: list[str]) -> float:
+    """Run one step, streaming its output; return its wall time; exit 1 naming it if it fails."""
+    print(f">> {name}: {' '.join(cmd)}", flush=True)
+    start = time.monotonic()
+    if subprocess.run(cmd).returncode != 0:
+        sys.exit(f"gpu_target: the {name} step failed (its output is above).")
+    return time.monotonic() - start
+
+
+def summary(job_log: Path, evaluation: Path, job_seconds: float) -> dict[str, float]:
+    """The numbers the run book asks for, read from the job's log and evaluation.json."""
+    epochs = [m.groups() for m in map(_EPOCH.match, job_log.read_text().splitlines()) if m]
+    if not epochs:
+        raise SystemExit(f"gpu_target: {job_log} holds no epoch line; did training run?")
+    report = json.loads(evaluation.read_text())
+    return {
+        "epochs": len(epochs),
+        "img_per_s": sum(float(rate) for _, rate, _ in epochs) / len(epochs),
+        "epoch_seconds": sum(float(seconds) for _, _, seconds in epochs) / len(epochs),
+        "job_seconds": job_seconds,
+        "test_accuracy": float(report[contract.QUALITY_METRICS_KEY]["accuracy"]["value"]),
+    }
+
+
+def verdict(numbers: dict[str, float]) -> list[str]:
+    """The targets missed (empty when both are met)."""
+    missed = []
+    if numbers["test_accuracy"] < TARGET_ACCURACY:
+        missed.append(f"test accuracy {numbers['test_accuracy']:.4f} < {TARGET_ACCURACY}")
+    if numbers["job_seconds"] > TARGET_JOB_SECONDS:
+        missed.append(f"job time {numbers['job_seconds']:.0f} s > {TARGET_JOB_SECONDS} s")
+    return missed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """prepare -> train-local (GPU) -> evaluate -> summary line; exit 1 if a target is missed."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="a real GTSRB download (official or Kaggle layout)")
+    parser.add_argument("--work", type=Path, default=Path("runs/gpu-target"))
+    parser.add_argument("--image", required=True, help="the GPU training image, e.g. gtsrb-mxnet-gpu:latest")
+    parser.add_argument("--docker", default="docker")
+    args = parser.parse_args(argv)
+    prep, root = args.work / "prepare", args.work / "train"
+    py = sys.executable
+    step("prepare", [py, "-m", "gtsrb.prepare", "--input", str(args.data), "--output", str(prep),
+                     "--image-size", str(DEFAULT_IMAGE_SIZE)])
+    job_seconds = step("train", [py, str(Path(__file__).with_name("train_local.py")), "--docker", args.docker,
+                                 "--image", args.image, "--root", str(root), "--gpus", "all",
+                                 "--channel", f"train={prep / contract.TRAIN_CHANNEL}",
+                                 "--channel", f"validation={prep / contract.VALIDATION_CHANNEL}"])
+    step("evaluate", [py, "-m", "gtsrb.evaluate", "--model", str(root / "model.tar.gz"),
+                      "--test", str(prep / contract.SPLITS[2]), "--output", str(args.work / "evaluation")])
+    numbers = summary(root / "job.log", args.work / "evaluation" / contract.EVALUATION_FILE, job_seconds)
+    print("gpu-target " + " ".join(f"{k}={v:.4g}" for k, v in numbers.items()), flush=True)
+    missed = verdict(numbers)
+    print("gpu-target: " + ("met" if not missed else "MISSED: " + "; ".join(missed)), flush=True)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
