@@ -58,7 +58,7 @@ def bare_rate(run: Run, batches: list[tuple[list[mx.nd.NDArray], list[mx.nd.NDAr
         for x in data if run.input_needs_grad else ():
             x.attach_grad()  # the backward the loop needs for the input BatchNorm (Run.input_needs_grad)
         with autograd.record():
-            losses = [loss_fn(run.net(x), y) for x, y in zip(data, label)]
+            losses = [loss_fn(run.net(x), y) for x, y in zip(data, label, strict=True)]
         autograd.backward(losses)
         run.trainer.step(sum(x.shape[0] for x in data))
     mx.nd.waitall()
@@ -86,7 +86,8 @@ def measure(hp: Hyperparameters, num_gpus: int, prefix: str = "") -> None:
         env = Environment(root / contract.TRAIN_CHANNEL, root / contract.VALIDATION_CHANNEL, None, root / "model", root / "ckpt", num_gpus)
         loop = prepare_run(env, hp)
         batches = [(gluon.utils.split_and_load(b.data[0], loop.ctx), gluon.utils.split_and_load(b.label[0], loop.ctx))
-                   for _, b in zip(range(loop.steps_per_epoch), train_iter(loop.train_files, loop.prep, hp, hp.batch_size, 2), strict=False)]
+                   for _, b in zip(range(loop.steps_per_epoch), train_iter(loop.train_files, loop.prep, hp, hp.batch_size, 2),
+                                   strict=False)]
         train_epoch(loop, TrainingState(), epoch=0)  # warm-up: graph building, allocation
         bare_rate(loop, batches)
         ours, bare = 0.0, 0.0

@@ -64,7 +64,7 @@ class AllDevicesLossScaler(LossScaler):
 def _grads_by_device(params: list[gluon.Parameter]) -> list[list[mx.nd.NDArray]]:
     """The gradients of `params`, one list per device."""
     with_grad = [p.list_grad() for p in params if p.grad_req != "null"]
-    return [list(grads) for grads in zip(*with_grad)]
+    return [list(grads) for grads in zip(*with_grad, strict=True)]
 
 
 def _all_finite(grads: list[mx.nd.NDArray], chunk: int = 200) -> mx.nd.NDArray:

@@ -72,7 +72,7 @@ def read_states(arrays_file: Path, json_file: Path) -> dict:
 
 def apply_states(trainer: gluon.Trainer, saved: dict) -> None:
     """Put a read_states() result onto every device of the trainer, with the loss scale."""
-    for updater, context in zip(trainer._updaters, trainer._contexts):
+    for updater, context in zip(trainer._updaters, trainer._contexts, strict=True):
         updater.states = {int(k): _unflatten(spec, saved["arrays"], context) for k, spec in saved["layout"].items()}
         updater.states_synced = dict.fromkeys(updater.states, True)
     _load_counts(trainer._optimizer, saved)

@@ -7,7 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from container_helpers import CONTAINERS
+from containers_helpers import CONTAINERS
 from gtsrb.common import contract
 from gtsrb.train.metrics import epoch_line
 

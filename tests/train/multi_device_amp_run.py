@@ -3,7 +3,8 @@
 A separate process because amp.init() patches MXNet's operators for the rest of the process. It
 1. trains one epoch on cpu:1 and on cpu:2 with AMP from the same seed (histories compared by the test);
 2. forces an overflow step on cpu:2 (one gradient of the second device set to inf after the backward
-   pass, as a float16 overflow on one GPU would) through the real train_batch and reports whether every weight on every device stayed finite and unchanged,
+   pass, as a float16 overflow on one GPU would) through the real train_batch and reports whether
+   every weight on every device stayed finite and unchanged,
    and the loss scale before and after;
 3. saves a checkpoint and restores it into a fresh trainer, reporting the restored loss scale.
 """
@@ -67,7 +68,7 @@ after = weights(run)
 run.trainer.step = step
 result["overflow"] = {
     "all_finite": all(np.isfinite(w).all() for w in weights(run, trainable=False)),
-    "unchanged": all(np.array_equal(a, b) for a, b in zip(before, after)),
+    "unchanged": all(np.array_equal(a, b) for a, b in zip(before, after, strict=True)),
     "scale_before": scale_before, "scale_after": scaler._next_loss_scale,
 }
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from train_testdata import FAST_HPS, IMAGE_SIZE, balanced_labels, hp_args, run_module, write_split
 
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
@@ -22,6 +21,7 @@ from gtsrb.train.cli import prepare_run, resume_or_start
 from gtsrb.train.environment import Environment
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import Run, finish_epoch, train_epoch
+from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, hp_args, run_module, write_split
 
 HP = Hyperparameters.from_mapping({**FAST_HPS, "optimizer": "adam", "lr": "0.001"})  # Adam: moments and update counts
 

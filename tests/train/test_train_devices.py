@@ -12,7 +12,6 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-from train_testdata import FAST_HPS, ROOT, hp_args
 
 from gtsrb.common.failure import StepError, run_step
 from gtsrb.common.model_io import load_model
@@ -24,6 +23,7 @@ from gtsrb.train.environment import Environment
 from gtsrb.train.export import export
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import finish_epoch, train_epoch
+from train_helpers import FAST_HPS, ROOT, hp_args
 
 COMPARE_HPS = {**FAST_HPS, "epochs": "2", "batch_size": "32", "lr": "0.05", "warmup_epochs": "0"}
 
