@@ -7,12 +7,20 @@ back with the reason, and the step decides (skip and list it, or fail past a sha
 from __future__ import annotations
 
 import hashlib
+import io
+import warnings
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from PIL import Image
+
 
 from gtsrb.prepare.layouts import Sample
+
+# Largest image decoded (pixels). GTSRB photos are at most ~250x250; a header claiming more is
+# a corrupt or hostile file, and decoding it could take gigabytes in every worker (OOM killer).
+MAX_PIXELS = 40_000_000
 
 
 @dataclass(frozen=True)
@@ -38,11 +46,38 @@ class Packed:
     sha1: str = ""
 
 
+def header_size(raw: bytes) -> tuple[int, int] | None:
+    """(width, height) from the file's header without decoding its pixels; None if PIL cannot tell."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(raw)) as image:
+                return image.size
+        except Image.DecompressionBombError:
+            return MAX_PIXELS + 1, 1  # PIL refused the header's size: larger than any cap of ours
+        except Exception:  # noqa: BLE001 - not a format PIL reads: OpenCV decides below
+            return None
+
+
+def too_large(raw: bytes) -> str | None:
+    """The skip reason when the header claims more than MAX_PIXELS pixels, else None."""
+    size = header_size(raw)
+    if size is None or size[0] * size[1] <= MAX_PIXELS:
+        return None
+    claimed = "" if size[1] == 1 else f" ({size[0]}x{size[1]})"
+    return f"the header claims an image too large to decode{claimed}; at most {MAX_PIXELS} pixels are allowed"
+
+
 def decode(raw: bytes) -> tuple[np.ndarray | None, str | None, str | None]:
     """(BGR uint8 image, conversion, skip reason) from the file's bytes."""
     if not raw:
         return None, None, "empty file (0 bytes)"
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    if reason := too_large(raw):
+        return None, None, reason
+    try:
+        image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:  # OpenCV's own size limit, or a failed allocation
+        return None, None, f"OpenCV cannot decode it ({str(err).strip().splitlines()[-1]})"
     if image is None or image.size == 0:
         return None, None, "not a decodable image (truncated, corrupt or not an image file)"
     conversion = None
