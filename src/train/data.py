@@ -15,8 +15,8 @@ import numpy as np
 from gtsrb.common import contract
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
-from gtsrb.common.preprocessing import Preprocessing, stored_size
-from gtsrb.common.records import check_split, decode_threads, stored_image_side
+from gtsrb.common.preprocessing import Preprocessing
+from gtsrb.common.records import check_split, decode_threads
 from gtsrb.train.hyperparameters import Hyperparameters
 
 
@@ -54,22 +54,9 @@ def check_labels(files: contract.RecordFiles) -> None:
 
 def validate_split(files: contract.RecordFiles, prep: Preprocessing) -> int:
     """Every check a split must pass before training; returns its record count."""
-    count = check_split(files, prep)  # missing .idx, empty split, images smaller than the crop
-    check_packed_size(files, prep)
+    count = check_split(files, prep)  # .idx/.rec pairing, empty split, packed for another size
     check_labels(files)
     return count
-
-
-def check_packed_size(files: contract.RecordFiles, prep: Preprocessing) -> None:
-    """Fail if the split was packed for another input size: crops would cut out parts of signs."""
-    side = stored_image_side(files)
-    if side != stored_size(prep.image_size):
-        packed_for = next((s for s in range(1, side + 1) if stored_size(s) == side), None)
-        hint = f"train with image_size={packed_for} or " if packed_for else ""
-        raise StepError(
-            f"{files.rec} holds {side}px images, but image_size={prep.image_size} needs "
-            f"{stored_size(prep.image_size)}px ones: {hint}prepare with --image-size {prep.image_size}."
-        )
 
 
 def train_iter(files: contract.RecordFiles, prep: Preprocessing, hp: Hyperparameters, batch_size: int, epoch: int) -> mx.io.ImageRecordIter:

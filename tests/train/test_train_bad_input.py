@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mxnet as mx
 import pytest
-from train_testdata import FAST_HPS, IMAGE_SIZE, balanced_labels, hp_args, write_split
+from train_testdata import FAST_HPS, IMAGE_SIZE, balanced_labels, hp_args, run_module, write_split
 
 from gtsrb.common.failure import run_step
 from gtsrb.common.preprocessing import stored_size
@@ -66,7 +66,7 @@ def test_label_outside_the_classes(base_dir: Path, channels: dict[str, Path], tm
 
 def test_images_smaller_than_the_crop(base_dir: Path, channels: dict[str, Path]) -> None:
     result = run_train(base_dir, channels, {**FAST_HPS, "image_size": "48"})
-    assert_fails(result, "holds 36px images, smaller than the 48px network input")
+    assert_fails(result, "holds 36px images, but image_size=48 needs 54px ones")
 
 
 def test_nan_loss_names_the_epoch(base_dir: Path, channels: dict[str, Path]) -> None:
@@ -137,4 +137,18 @@ def test_checkpoints_of_other_hyperparameters_are_refused(base_dir: Path, channe
 def test_images_packed_for_another_size(base_dir: Path, channels: dict[str, Path]) -> None:
     # 36 px records are packed for a 32 px input: a 24 px crop would cut parts of every sign.
     result = run_train(base_dir, channels, {**FAST_HPS, "image_size": "24"})
-    assert_fails(result, "holds 36px images, but image_size=24 needs 27px ones", "train with image_size=32")
+    assert_fails(result, "holds 36px images, but image_size=24 needs 27px ones", "use image_size=32")
+
+
+def test_stale_idx_fails_before_mxnet_reads_it(tmp_path: Path, channels: dict[str, Path]) -> None:
+    """A .idx of another .rec made MXNet segfault (exit 255, no failure file)."""
+    broken = copy_channels(channels, tmp_path)
+    other = write_split(tmp_path / "other", "train", balanced_labels(40), stored_size(IMAGE_SIZE), seed=9)
+    shutil.copy(other.idx, broken["train"] / "train.idx")
+    base = tmp_path / "opt_ml"
+    argv = [*hp_args(FAST_HPS), "--model-dir", str(base / "model"), "--train", str(broken["train"]),
+            "--validation", str(broken["validation"])]
+    proc = run_module(argv, base)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, output
+    assert "stale or truncated" in (base / "output" / "failure").read_text().splitlines()[0]
