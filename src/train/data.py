@@ -59,6 +59,15 @@ def validate_split(files: contract.RecordFiles, prep: Preprocessing) -> int:
     return count
 
 
+def check_batch_size(count: int, batch_size: int, files: contract.RecordFiles) -> None:
+    """A batch larger than the split would never fill: say so instead of training on nothing."""
+    if batch_size > count:
+        raise StepError(
+            f"batch_size={batch_size} is larger than the {count} records of {files.rec}; "
+            f"use batch_size <= {count} or more training data."
+        )
+
+
 def train_iter(files: contract.RecordFiles, prep: Preprocessing, hp: Hyperparameters, batch_size: int, epoch: int) -> mx.io.ImageRecordIter:
     """Augmented batches of one epoch, shuffled with a seed of (hp.seed, epoch) for exact resume."""
     jitter = hp.color_jitter

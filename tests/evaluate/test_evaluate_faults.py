@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from evaluate_testdata import TEST_RECORDS, make_images, write_split
 from test_evaluate_bad_input import run_failing
 
@@ -53,3 +54,11 @@ def test_fractional_label_is_not_class_0(tmp_path: Path, model_dir: Path, capsys
     write_split(tmp_path / "test", images, labels)
     err = run_failing(model_dir, tmp_path / "test", tmp_path / "out", capsys, sagemaker_base)
     assert "record 4 has label -0.5, not a class id 0..42" in err
+
+
+@pytest.mark.parametrize("content", ["[96]", '"96"', "null", '{"image_size": [1]}'])
+def test_preprocessing_json_of_the_wrong_type(tmp_path: Path, model_dir: Path, test_split: Path, capsys, sagemaker_base: Path, content: str) -> None:
+    broken = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    (broken / contract.PREPROCESSING_FILE).write_text(content)
+    err = run_failing(broken, test_split, tmp_path / "out", capsys, sagemaker_base)
+    assert "the model files are corrupt" in err
