@@ -219,7 +219,7 @@ class LocalPipeline:
             info = action() or {}
             hashes = {n: hash_tree(p) if hash_outputs else "" for n, p in outputs.items()}
             marker = Marker(name, key, round(time.monotonic() - start, 1), hashes, info)
-            self.cache.write(marker)
+            self.cache.write(marker, outputs)  # issue 15: signatures, so reuse verifies the outputs
             self.reports.append(StepReport(name, marker.seconds))
         self.hashes.update({(name, n): h for n, h in marker.outputs.items()})
         return marker
