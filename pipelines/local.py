@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -36,7 +37,7 @@ from pathlib import Path, PurePosixPath
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError
 from gtsrb.demo_data import writer as demo_writer
-from pipelines import graph
+from pipelines import graph, work_lock
 from pipelines.local_cache import Marker, StepCache, hash_code, hash_tree, step_key
 
 DEMO_THRESHOLD = 0.70  # the default demo reaches ~0.85 on 2 cores: a clear margin (README)
@@ -486,6 +487,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parser.error(str(err))
     if args.data is not None and not args.data.is_dir():
         parser.error(f"--data {args.data}: no such folder")
+    if not math.isfinite(args.threshold):  # issue 15: NaN compares false with every accuracy
+        parser.error(f"--threshold {args.threshold}: must be a number (an accuracy, e.g. 0.9)")
     return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps, use_cache=not args.no_cache, demo_size=tuple(args.demo_size))
 
 
@@ -499,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     pipeline_start = time.monotonic()
     try:
-        code = LocalPipeline(options).run()
+        with work_lock.hold(options.work):  # issue 15: one run per WORK (see pipelines/work_lock.py)
+            code = LocalPipeline(options).run()
     except StepError as err:
         print(f"\nERROR: {err}", file=sys.stderr, flush=True)
         return EXIT_FAILED
