@@ -16,7 +16,7 @@ from gtsrb.common import contract
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing
-from gtsrb.common.records import check_split, decode_threads
+from gtsrb.common.records import check_records, check_split, decode_threads
 from gtsrb.train.hyperparameters import Hyperparameters
 
 
@@ -34,28 +34,10 @@ def channel_split(folder: Path | None, channel: str) -> contract.RecordFiles:
     return files
 
 
-def check_labels(files: contract.RecordFiles) -> None:
-    """Fail if any record's label is outside 0..NUM_CLASSES-1 (headers only, no decoding)."""
-    reader = mx.recordio.MXRecordIO(str(files.rec), "r")
-    try:
-        position = 0
-        while (record := reader.read()) is not None:
-            header, _ = mx.recordio.unpack(record)
-            label = float(np.asarray(header.label).ravel()[0])
-            if not (0 <= label < NUM_CLASSES) or label != int(label):
-                raise StepError(
-                    f"{files.rec} record {position} has label {label:g}, outside the {NUM_CLASSES} "
-                    f"classes 0..{NUM_CLASSES - 1}; re-run the prepare step on GTSRB data."
-                )
-            position += 1
-    finally:
-        reader.close()
-
-
 def validate_split(files: contract.RecordFiles, prep: Preprocessing) -> int:
     """Every check a split must pass before training; returns its record count."""
     count = check_split(files, prep)  # .idx/.rec pairing, empty split, packed for another size
-    check_labels(files)
+    check_records(files)  # every label a class, every image decodable: no MXNetError mid-epoch
     return count
 
 

@@ -13,6 +13,7 @@ from evaluate_testdata import TEST_RECORDS, make_images, write_split
 from test_evaluate_bad_input import run_failing
 
 from gtsrb.common import contract
+from tests.recordio_faults import corrupt_record
 
 
 def test_split_packed_larger_than_the_model_input(tmp_path: Path, model_dir: Path, capsys, sagemaker_base: Path) -> None:
@@ -62,3 +63,10 @@ def test_preprocessing_json_of_the_wrong_type(tmp_path: Path, model_dir: Path, t
     (broken / contract.PREPROCESSING_FILE).write_text(content)
     err = run_failing(broken, test_split, tmp_path / "out", capsys, sagemaker_base)
     assert "the model files are corrupt" in err
+
+
+def test_an_undecodable_image_inside_the_test_rec(tmp_path: Path, model_dir: Path, capsys, sagemaker_base: Path) -> None:
+    files = write_split(tmp_path / "test", *make_images(TEST_RECORDS, seed=7))
+    corrupt_record(files, 9)
+    err = run_failing(model_dir, tmp_path / "test", tmp_path / "out", capsys, sagemaker_base)
+    assert "test.rec record 9 is not a decodable image" in err

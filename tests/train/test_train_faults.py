@@ -12,6 +12,7 @@ from train_testdata import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.train.hyperparameters import Hyperparameters
+from tests.recordio_faults import corrupt_record
 
 
 @pytest.mark.parametrize(
@@ -39,3 +40,11 @@ def test_batch_larger_than_the_split(base_dir: Path, channels: dict[str, Path], 
     write_split(small, "train", balanced_labels(2), stored_size(IMAGE_SIZE))  # 12 records
     result = run_train(base_dir, {"train": small, "validation": channels["validation"]}, {**FAST_HPS, "batch_size": "16"})
     assert_fails(result, "batch_size=16 is larger than the 12 records of", "train.rec")
+
+
+def test_an_undecodable_image_inside_the_rec(base_dir: Path, channels: dict[str, Path], tmp_path: Path) -> None:
+    """MXNet used to stop mid-epoch with an OpenCV assertion (an 'Unexpected error' traceback)."""
+    broken = tmp_path / "broken" / "train"
+    corrupt_record(write_split(broken, "train", balanced_labels(10), stored_size(IMAGE_SIZE)), 37)
+    result = run_train(base_dir, {"train": broken, "validation": channels["validation"]}, FAST_HPS)
+    assert_fails(result, "train.rec record 37 is not a decodable image")
