@@ -48,3 +48,12 @@ def test_an_undecodable_image_inside_the_rec(base_dir: Path, channels: dict[str,
     corrupt_record(write_split(broken, "train", balanced_labels(10), stored_size(IMAGE_SIZE)), 37)
     result = run_train(base_dir, {"train": broken, "validation": channels["validation"]}, FAST_HPS)
     assert_fails(result, "train.rec record 37 is not a decodable image")
+
+
+def test_a_truncated_rec(base_dir: Path, channels: dict[str, Path], tmp_path: Path) -> None:
+    broken = tmp_path / "broken" / "train"
+    files = write_split(broken, "train", balanced_labels(10), stored_size(IMAGE_SIZE))
+    data = files.rec.read_bytes()
+    files.rec.write_bytes(data[: len(data) - 700])  # a copy cut short
+    result = run_train(base_dir, {"train": broken, "validation": channels["validation"]}, FAST_HPS)
+    assert_fails(result, "train.idx", "stale or truncated")
