@@ -66,7 +66,8 @@ def test_a_killed_worker_fails_the_step_instead_of_hanging(tmp_path):
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path / "ml")}
     argv = [sys.executable, "-m", "gtsrb.prepare", "--input", str(data), "--output", str(tmp_path / "out"),
             "--image-size", "16", "--workers", "2"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Its own process group: on a hang, the surviving workers (which hold the pipes) die with it.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
     while not (workers := worker_pids(proc.pid)) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.005)
@@ -75,7 +76,7 @@ def test_a_killed_worker_fails_the_step_instead_of_hanging(tmp_path):
     try:
         _, stderr = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         pytest.fail("prepare hangs after a worker was killed")
     assert proc.returncode == 1, stderr
