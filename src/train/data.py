@@ -10,10 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import mxnet as mx
-import numpy as np
 
 from gtsrb.common import contract
-from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.common.records import check_records, check_split, decode_threads
