@@ -3,8 +3,10 @@
 A step's key hashes what determines its result: the step's code, its parameters and the
 content of its inputs. When a step finishes, the runner writes `<WORK>/steps/<Step>.json` with
 the key and a content hash of each output; the next run with the same key reuses the outputs
-(as long as they still exist), and downstream keys use those recorded output hashes, so a
-changed input re-runs exactly the steps it feeds.
+(as long as they still hold what was recorded: a size + mtime signature first, the content hash
+when that differs), and downstream keys use those recorded output hashes, so a changed input
+re-runs exactly the steps it feeds. Trees are walked through symlinked folders: a DATA folder
+whose GTSRB/ is a symlink changes its hash when the link's target changes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,14 +32,45 @@ def hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def tree_files(path: Path) -> list[tuple[str, Path]]:
+    """(relative name, path) of every file below `path`, sorted, following symlinked folders.
+
+    pathlib's rglob does not descend into symlinked folders; a folder reached twice (a link
+    loop) is walked once."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(path, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in files:
+            file = Path(root) / name
+            if file.is_file():
+                found.append((file.relative_to(path).as_posix(), file))
+    return sorted(found)
+
+
 def hash_tree(path: str | Path) -> str:
     """sha256 over every file below `path` (relative names and contents), or of a single file."""
     path = Path(path)
     if path.is_file():
         return hash_file(path)
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(path).as_posix().encode() + b"\0" + hash_file(file).encode() + b"\n")
+    for name, file in tree_files(path):
+        digest.update(name.encode() + b"\0" + hash_file(file).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def stat_signature(path: str | Path) -> str:
+    """A cheap fingerprint (names, sizes, mtimes) of a file or tree; equal means unchanged in practice."""
+    path = Path(path)
+    files = [(path.name, path)] if path.is_file() else tree_files(path)
+    digest = hashlib.sha256()
+    for name, file in files:
+        stat = file.stat()
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
@@ -70,6 +104,7 @@ class Marker:
     outputs: dict[str, str]  # output name -> content hash
     info: dict = field(default_factory=dict)  # step-specific facts for the summary
     finished: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+    signatures: dict[str, str] = field(default_factory=dict)  # output name -> stat_signature when written
 
 
 class StepCache:
@@ -90,7 +125,19 @@ class StepCache:
             return None
         if set(marker.outputs) != set(outputs) or not all(p.exists() for p in outputs.values()):
             return None
+        if not all(self.unchanged(marker, name, path) for name, path in outputs.items()):
+            return None
         return marker
+
+    @staticmethod
+    def unchanged(marker: Marker, name: str, path: Path) -> bool:
+        """Whether an output still holds what the marker recorded (an emptied model.tar.gz does not)."""
+        recorded = marker.outputs[name]
+        if not recorded:  # the step records no hash for this output (e.g. the registry database)
+            return True
+        if marker.signatures.get(name) == stat_signature(path):
+            return True
+        return hash_tree(path) == recorded  # touched, or a marker without signatures: compare contents
 
     def read(self, step: str) -> Marker | None:
         """The stored marker of `step` (any key), or None."""
@@ -100,8 +147,12 @@ class StepCache:
         except (OSError, ValueError, TypeError):
             return None
 
-    def write(self, marker: Marker) -> None:
-        """Record a finished step (atomically: a marker is never half written)."""
+    def write(self, marker: Marker, outputs: dict[str, Path] | None = None) -> None:
+        """Record a finished step (atomically: a marker is never half written), with the stat
+        signatures of its hashed `outputs` so that a later lookup can verify them cheaply."""
+        for name, path in (outputs or {}).items():
+            if marker.outputs.get(name):
+                marker.signatures[name] = stat_signature(path)
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = self.path(marker.step).with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(marker), indent=2) + "\n")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import time
 from pathlib import Path
 
 from gtsrb.common.failure import StepError
+from pipelines import work_lock
 from pipelines.local import layout
 from pipelines.local.options import DEMO_SIZE, DEMO_THRESHOLD, Options
 from pipelines.local.runner import EXIT_BELOW_THRESHOLD, EXIT_REGISTERED, LocalPipeline
@@ -55,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parser.error(str(err))
     if args.data is not None and not args.data.is_dir():
         parser.error(f"--data {args.data}: no such folder")
+    if not math.isfinite(args.threshold):  # NaN compares false with every accuracy
+        parser.error(f"--threshold {args.threshold}: must be a number (an accuracy, e.g. 0.9)")
     return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps,
                    use_cache=not args.no_cache, demo_size=tuple(args.demo_size))
 
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     pipeline_start = time.monotonic()
     try:
-        code = LocalPipeline(options).run()
+        with work_lock.hold(options.work):  # one run per WORK (pipelines/work_lock.py)
+            code = LocalPipeline(options).run()
     except StepError as err:
         print(f"\nERROR: {err}", file=sys.stderr, flush=True)
         return EXIT_FAILED

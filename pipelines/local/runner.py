@@ -58,7 +58,7 @@ class LocalPipeline:
             info = job() or {}
             hashes = {n: hash_tree(p) if hash_outputs else "" for n, p in outputs.items()}
             marker = Marker(name, key, round(time.monotonic() - start, 1), hashes, info)
-            self.cache.write(marker)
+            self.cache.write(marker, outputs)  # signatures: a reuse verifies what it hands on
             self.reports.append(console.StepReport(name, marker.seconds))
         self.hashes.update({(name, n): h for n, h in marker.outputs.items()})
         return marker

@@ -17,16 +17,44 @@ from PIL import Image
 
 from gtsrb.common.preprocessing import Preprocessing, stored_size
 
-# Larger images are refused before decoding: 50 MP is a 150 MB RGB buffer per worker, far past
-# any sign crop, and a small compressed file can claim billions of pixels.
-MAX_PIXELS = 50_000_000
+# Largest image decoded (pixels). GTSRB photos are at most ~250x250; a header claiming more is a
+# corrupt or hostile file (a 1 KB PPM can claim 100000x100000), and decoding it could take
+# gigabytes in every worker (the OOM killer) or make OpenCV raise.
+MAX_PIXELS = 40_000_000
+
+
+def header_size(raw: bytes) -> tuple[int, int] | None:
+    """(width, height) from the file's header without decoding its pixels; None if PIL cannot tell."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(raw)) as image:
+                return image.size
+        except Image.DecompressionBombError:
+            return MAX_PIXELS + 1, 1  # PIL refused the header's size: larger than any cap of ours
+        except Exception:  # noqa: BLE001 - not a format PIL reads: OpenCV decides below
+            return None
+
+
+def too_large(raw: bytes) -> str | None:
+    """The reason to refuse when the header claims more than MAX_PIXELS pixels, else None."""
+    size = header_size(raw)
+    if size is None or size[0] * size[1] <= MAX_PIXELS:
+        return None
+    claimed = "" if size[1] == 1 else f" ({size[0]}x{size[1]})"
+    return f"the header claims an image too large to decode{claimed}; at most {MAX_PIXELS} pixels are allowed"
 
 
 def decode(raw: bytes) -> tuple[np.ndarray | None, str | None, str | None]:
     """(BGR uint8 image, conversion, reason it cannot be used) from an image file's bytes."""
     if not raw:
         return None, None, "empty file (0 bytes)"
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    if reason := too_large(raw):
+        return None, None, reason
+    try:
+        image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:  # OpenCV's own size limit, or a failed allocation
+        return None, None, f"OpenCV cannot decode it ({str(err).strip().splitlines()[-1]})"
     if image is None or image.size == 0:
         return None, None, "not a decodable image (truncated, corrupt or not an image file)"
     conversion = None
@@ -41,27 +69,8 @@ def decode(raw: bytes) -> tuple[np.ndarray | None, str | None, str | None]:
     return image, conversion, None
 
 
-def header_size_problem(raw: bytes) -> str | None:
-    """Why an image must not be decoded, judged from its header alone (size), or None."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: we judge the size ourselves
-            with Image.open(io.BytesIO(raw)) as header:
-                width, height = header.size
-    except Image.DecompressionBombError:
-        return f"the image is larger than {MAX_PIXELS:,} pixels"
-    except Exception:  # noqa: BLE001 - PIL raises many types for non-images; cv2 decides below
-        return None
-    if width * height > MAX_PIXELS:
-        return f"the image is {width}x{height} pixels, more than {MAX_PIXELS:,}"
-    return None
-
-
 def decode_checked(raw: bytes) -> tuple[np.ndarray | None, str | None]:
-    """(BGR image, None) or (None, reason): decode() behind the header size check."""
-    reason = header_size_problem(raw) if raw else None
-    if reason:
-        return None, reason
+    """(BGR image, None) or (None, reason): decode() without the conversion note."""
     image, _, reason = decode(raw)
     return image, reason
 

@@ -79,9 +79,12 @@ def load_model(path: str | Path, ctx: mx.Context, workdir: str | Path | None = N
             )
         prep = Preprocessing.load(model_dir / contract.PREPROCESSING_FILE)
         class_names = json.loads((model_dir / contract.CLASSES_FILE).read_text())
+        if not isinstance(class_names, list) or not all(isinstance(n, str) for n in class_names):
+            raise ValueError(f"{contract.CLASSES_FILE} is not a list of class names")
         hps_file = model_dir / contract.HYPERPARAMETERS_FILE
         hps = json.loads(hps_file.read_text()) if hps_file.is_file() else {}
-    except (mx.base.MXNetError, ValueError, KeyError, OSError) as err:
+    # TypeError: valid JSON of the wrong type, e.g. a list where preprocessing.json needs an object
+    except (mx.base.MXNetError, ValueError, KeyError, TypeError, OSError) as err:
         raise StepError(f"{path}: the model files are corrupt ({err}); re-run the train step.") from err
     return LoadedModel(net=net, preprocessing=prep, class_names=class_names, hyperparameters=hps, source=path)
 

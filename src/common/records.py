@@ -6,23 +6,92 @@ accuracy training logs on a split is the accuracy evaluation reports on it.
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 
+import cv2
 import mxnet as mx
 import numpy as np
 
-from gtsrb.common.contract import RecordFiles
+from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.contract import MANIFEST_FILE, MANIFEST_OUTPUT, RecordFiles
 from gtsrb.common.failure import StepError
 from gtsrb.common.inference import class_probabilities
-from gtsrb.common.preprocessing import Preprocessing
+from gtsrb.common.preprocessing import Preprocessing, stored_size
+
+RECORD_MAGIC = 0xCED7230A  # dmlc-core recordio.h: every record part starts with it
+_PART_HEADER = struct.Struct("<II")  # magic, cflag << 29 | length
+_LENGTH_MASK = (1 << 29) - 1
 
 
 def record_count(files: RecordFiles) -> int:
     """Number of records in a split, from its .idx (one line per record)."""
+    return len(read_offsets(files))
+
+
+def read_offsets(files: RecordFiles) -> list[int]:
+    """The record offsets the .idx lists (`key<TAB>offset` lines), in file order."""
     if not files.idx.is_file():
         raise StepError(f"{files.idx} is missing: a .rec needs its .idx; re-run the prepare step.")
+    offsets = []
     with open(files.idx, "rb") as f:
-        return sum(1 for line in f if line.strip())
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                offsets.append(int(line.split(b"\t")[1]))
+            except (IndexError, ValueError):
+                raise StepError(f"{files.idx}, line {number}: not a `key<TAB>offset` line; re-run the prepare step.") from None
+    return sorted(offsets)
+
+
+def record_end(rec, offset: int) -> int | None:
+    """Where the record starting at `offset` ends (after padding), or None if no record starts there."""
+    position = offset
+    while True:
+        rec.seek(position)
+        head = rec.read(_PART_HEADER.size)
+        if len(head) < _PART_HEADER.size:
+            return None
+        magic, lrec = _PART_HEADER.unpack(head)
+        if magic != RECORD_MAGIC:
+            return None
+        cflag, length = lrec >> 29, lrec & _LENGTH_MASK
+        position += _PART_HEADER.size + length + (-length % 4)
+        if cflag in (0, 3):  # a whole record, or the last part of a split one
+            return position
+
+
+def check_pairing(files: RecordFiles) -> int:
+    """Fail unless the .idx indexes every record of the .rec exactly once; return the count.
+
+    Pure Python, before MXNet opens the files: a stale .idx makes MXNet read garbage offsets
+    (seen: a segfault), and a truncated one silently hides records."""
+    offsets, size = read_offsets(files), files.rec.stat().st_size
+    hint = "they do not belong together (a stale or truncated .idx?); re-run the prepare step."
+    with open(files.rec, "rb") as rec:
+        for i, offset in enumerate(offsets):
+            end = record_end(rec, offset)
+            expected = offsets[i + 1] if i + 1 < len(offsets) else size
+            if end is None or end > size:
+                raise StepError(f"{files.idx} points at byte {offset} of {files.rec}, where no record starts: {hint}")
+            if end != expected:
+                raise StepError(f"{files.rec} holds data from byte {end} that {files.idx} does not index: {hint}")
+    check_manifest_count(files, len(offsets))
+    return len(offsets)
+
+
+def check_manifest_count(files: RecordFiles, count: int) -> None:
+    """Compare with prepare's manifest when it sits beside the split (`<out>/manifest/`)."""
+    manifest = files.rec.parent.parent / MANIFEST_OUTPUT / MANIFEST_FILE
+    split = files.rec.stem
+    try:
+        expected = json.loads(manifest.read_text())["counts"][split]["total"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no manifest here (SageMaker hands over only the split): the pairing check stands
+    if expected != count:
+        raise StepError(f"{files.rec} holds {count} records but {manifest} says {expected}; re-run the prepare step.")
 
 
 def stored_image_side(files: RecordFiles) -> int:
@@ -60,19 +129,59 @@ def eval_iter(files: RecordFiles, prep: Preprocessing, batch_size: int) -> mx.io
 
 
 def check_split(files: RecordFiles, prep: Preprocessing) -> int:
-    """Fail clearly on a split that cannot feed a network of this input size; return its count."""
+    """Fail clearly on a split that cannot feed a network of this input exactly; return its count."""
     if not files.rec.is_file() or files.rec.stat().st_size == 0:
         raise StepError(f"{files.rec} is missing or empty; re-run the prepare step.")
-    count = record_count(files)
+    count = check_pairing(files)
     if count == 0:
         raise StepError(f"{files.idx} lists no records; re-run the prepare step.")
-    side = stored_image_side(files)
-    if side < prep.image_size:
-        raise StepError(
-            f"{files.rec} holds {side}px images, smaller than the {prep.image_size}px network "
-            f"input: prepare with --image-size {prep.image_size} or train with image_size <= {side}."
-        )
+    check_packed_size(files, prep)
     return count
+
+
+def check_packed_size(files: RecordFiles, prep: Preprocessing) -> None:
+    """Fail if the split was packed for another input size: a larger one would be centre-cropped
+    (another framing than in training), a smaller one cannot be cropped at all."""
+    side = stored_image_side(files)
+    if side != stored_size(prep.image_size):
+        packed_for = next((s for s in range(1, side + 1) if stored_size(s) == side), None)
+        hint = f"use image_size={packed_for} or " if packed_for else ""
+        raise StepError(
+            f"{files.rec} holds {side}px images, but image_size={prep.image_size} needs "
+            f"{stored_size(prep.image_size)}px ones: {hint}prepare with --image-size {prep.image_size}."
+        )
+
+
+def check_records(files: RecordFiles) -> None:
+    """Read every record once: its label must be a class id and its image must decode.
+
+    ImageRecordIter stops with an MXNetError (an OpenCV assertion) at a record it cannot decode,
+    mid-epoch; ~2 s for GTSRB's 35k small JPEGs buys a sentence naming the record instead."""
+    reader = mx.recordio.MXRecordIO(str(files.rec), "r")
+    try:
+        position = 0
+        while (record := reader.read()) is not None:
+            header, payload = mx.recordio.unpack(record)
+            check_labels(files, np.asarray(header.label, np.float64).ravel()[:1], first=position)
+            if cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR) is None:
+                raise StepError(
+                    f"{files.rec} record {position} is not a decodable image (corrupt data inside the .rec); "
+                    "re-run the prepare step."
+                )
+            position += 1
+    finally:
+        reader.close()
+
+
+def check_labels(files: RecordFiles, labels: np.ndarray, first: int = 0) -> np.ndarray:
+    """Labels as class ids, or a clear error for one that is not a whole number in 0..NUM_CLASSES-1."""
+    bad = np.flatnonzero((labels != np.round(labels)) | (labels < 0) | (labels >= NUM_CLASSES))
+    if bad.size:
+        raise StepError(
+            f"{files.rec} record {first + int(bad[0])} has label {float(labels[bad[0]]):g}, not a class id "
+            f"0..{NUM_CLASSES - 1}; re-run the prepare step on GTSRB data."
+        )
+    return labels.astype(np.int64)
 
 
 def predict(
@@ -90,10 +199,10 @@ def predict(
         take = min(remaining, batch.data[0].shape[0])
         data = batch.data[0][:take].as_in_context(ctx)
         probs.append(class_probabilities(net, data))
-        labels.append(batch.label[0][:take].asnumpy().astype(np.int64))
+        labels.append(batch.label[0][:take].asnumpy())
         remaining -= take
         if remaining == 0:
             break
     if remaining:
         raise StepError(f"{files.rec}: read {expected - remaining} of {expected} records; the file is truncated.")
-    return np.concatenate(labels), np.concatenate(probs)
+    return check_labels(files, np.concatenate(labels)), np.concatenate(probs)

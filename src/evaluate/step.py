@@ -19,7 +19,7 @@ import numpy as np
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError
 from gtsrb.common.model_io import LoadedModel, load_model
-from gtsrb.common.records import predict
+from gtsrb.common.records import check_records, predict
 from gtsrb.evaluate import plots, report
 from gtsrb.evaluate.metrics import confusion_matrix
 
@@ -111,6 +111,7 @@ def evaluate(
     if batch_size < 1:
         raise StepError(f"--batch-size must be at least 1, got {batch_size}.")
     files = locate_test_split(test_dir)
+    check_records(files)  # a label that is no class or an undecodable image: a sentence, not an MXNetError
     ctx = default_context()
     output_dir = Path(output_dir)
     with tempfile.TemporaryDirectory(prefix="gtsrb-evaluate-") as work:

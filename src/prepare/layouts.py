@@ -118,13 +118,16 @@ def _read_csv(path: Path, delimiter: str, name_column: str, base: Path, track_pr
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise StepError(f"{path}: cannot read the annotation file ({err}).") from err
     header = [col.strip() for col in table[0]] if table else []
-    rows = [dict(zip(header, row, strict=False)) for row in table[1:]]
     missing = [col for col in (name_column, *NUMBER_COLUMNS) if col not in header]
     if missing:
         raise StepError(
             f"{path}: missing column(s) {', '.join(missing)}; expected "
             f"{delimiter.join((name_column, *NUMBER_COLUMNS))}."
         )
+    for line, row in enumerate(table[1:], start=2):
+        if len(row) < len(header):
+            raise StepError(f"{path}, line {line}: {len(row)} fields where the header has {len(header)}; is the row cut short?")
+    rows = [dict(zip(header, row, strict=False)) for row in table[1:]]
     return [_sample(row, path, line, name_column, base, track_prefix) for line, row in enumerate(rows, start=2)]
 
 

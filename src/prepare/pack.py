@@ -10,6 +10,8 @@ import functools
 import multiprocessing
 import os
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from tqdm import tqdm
 
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.contract import RecordFiles, record_files
+from gtsrb.common.failure import StepError
 from gtsrb.prepare.images import ImageOptions, Packed, pack_image
 from gtsrb.prepare.layouts import Sample
 from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
@@ -55,9 +58,12 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def make_pool(workers: int) -> multiprocessing.pool.Pool:
-    """A pool of `workers` processes (fork: the samples need not be pickled twice)."""
-    return multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker)
+def make_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of `workers` processes (fork: the samples need not be pickled twice).
+
+    Not multiprocessing.Pool: when the OOM killer ends one of its workers, Pool replaces it and
+    waits forever for the lost chunk; ProcessPoolExecutor raises BrokenProcessPool instead."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker)
 
 
 def pack_split(
@@ -68,17 +74,25 @@ def pack_split(
     files = partial_files(folder, split)
     result = SplitResult(split)
     writer = IndexedRecordWriter(files.idx, files.rec)
-    # Chunks of 32 small images amortise inter-process overhead and keep the bar moving.
-    outcomes = pool.imap(functools.partial(pack_image, options=options), samples, chunksize=32)
     lst = open(files.lst, "w")
     try:
-        for sample, packed in tqdm(zip(samples, outcomes, strict=False), total=len(samples), desc=f"pack {split}", unit="img"):
+        # Chunks of 32 small images amortise inter-process overhead and keep the bar moving.
+        outcomes = pool.map(functools.partial(pack_image, options=options), samples, chunksize=32)
+        for sample, packed in tqdm(zip(samples, outcomes, strict=True), total=len(samples), desc=f"pack {split}", unit="img"):
             _record(sample, packed, result, root)
             if packed.jpeg is None:
                 continue
             index = result.count - 1
             writer.write_idx(index, image_record(sample.class_id, index, packed.jpeg))
             lst.write(f"{index}\t{sample.class_id}\t{_relative(sample.path, root)}\n")
+    except OSError as err:
+        err.filename = err.filename or str(folder)  # a full disk's error names no file
+        raise
+    except BrokenProcessPool as err:
+        raise StepError(
+            f"a packing worker process died while packing the {split} split (killed by the system, "
+            "most often the out-of-memory killer); give the job more memory or fewer --workers."
+        ) from err
     finally:
         writer.close()
         lst.close()
@@ -116,9 +130,3 @@ def publish(folder: Path, split: str) -> RecordFiles:
     for tmp, dst in zip(partial_files(folder, split).__dict__.values(), final.__dict__.values(), strict=True):
         os.replace(tmp, dst)
     return final
-
-
-def discard(folder: Path, split: str) -> None:
-    """Remove a split's partial files after a failure."""
-    for path in partial_files(folder, split).__dict__.values():
-        path.unlink(missing_ok=True)

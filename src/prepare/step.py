@@ -65,20 +65,48 @@ def prepare(input_dir: str | Path, output_dir: str | Path, options: PrepareOptio
     train, validation = split_train(dataset.train, options.validation_fraction, options.seed)
     splits = {contract.TRAIN_SPLIT: train, contract.VALIDATION_SPLIT: validation, contract.TEST_SPLIT: dataset.test}
     log.info("event=read layout=%s %s", dataset.layout, " ".join(f"{k}={len(v)}" for k, v in splits.items()))
+    require_validation(validation, options.validation_fraction)
     output = Path(output_dir)
     image_options = ImageOptions(stored_size(options.image_size), options.roi_crop, options.roi_margin, options.quality)
     try:
         results = pack_all(splits, output, dataset.root, image_options, options.workers)
         check_results(results, splits, options.max_skipped_fraction)
         manifest = build_manifest(dataset, options, image_options, results)
+        staged = stage_manifest(manifest, output / contract.MANIFEST_OUTPUT)
         for split in SPLITS:
             pack.publish(output / split, split)
+        os.replace(staged, output / contract.MANIFEST_OUTPUT / MANIFEST_FILE)  # last: its presence means complete
+    except OSError as err:
+        discard_all(output)
+        raise StepError(
+            f"{err.filename or output}: cannot write the prepared data ({err.strerror or err}); "
+            "check that the output folder is writable and has free space."
+        ) from err
     except BaseException:
-        for split in SPLITS:
-            pack.discard(output / split, split)
+        discard_all(output)
         raise
-    write_manifest(manifest, output / contract.MANIFEST_OUTPUT)
+    log_manifest(manifest, output / contract.MANIFEST_OUTPUT / MANIFEST_FILE)
     return manifest
+
+
+def discard_all(output: Path) -> None:
+    """Remove every partial file of a failed run (splits and manifest), as far as the folder allows."""
+    partials = [p for split in SPLITS for p in pack.partial_files(output / split, split).__dict__.values()]
+    for path in [*partials, output / contract.MANIFEST_OUTPUT / (MANIFEST_FILE + pack.PARTIAL)]:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:  # e.g. the output is a file, not a folder: nothing was written there
+            pass
+
+
+def require_validation(validation: list[Sample], fraction: float) -> None:
+    """Training needs a validation split: say why there is none instead of a misleading later error."""
+    if not validation:
+        raise StepError(
+            f"no validation images: --validation-fraction {fraction} holds out no whole track of any class "
+            "(a class needs at least two tracks to give one away); use a fraction above 0 on data with "
+            "several tracks per class."
+        )
 
 
 def require_every_class(samples: list[Sample], where: str) -> None:
@@ -153,13 +181,20 @@ def input_hash(dataset: Dataset, results: dict) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(manifest: dict, folder: Path) -> Path:
-    """Write manifest.json atomically and log what a person should know."""
+def stage_manifest(manifest: dict, folder: Path) -> Path:
+    """Write manifest.json under its partial name; `prepare` renames it after the splits."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / MANIFEST_FILE
-    tmp = path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
+    tmp = folder / (MANIFEST_FILE + pack.PARTIAL)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    except OSError as err:
+        err.filename = err.filename or str(tmp)  # a full disk's error names no file
+        raise
+    return tmp
+
+
+def log_manifest(manifest: dict, path: Path) -> None:
+    """Log what a person should know about the prepared data."""
     counts = " ".join(f"{k}={v['total']}" for k, v in manifest["counts"].items())
     log.info("event=prepared %s skipped=%d manifest=%s", counts, len(manifest["skipped"]), path)
     share = manifest["image_size"]["upscaled_share"]
@@ -168,4 +203,3 @@ def write_manifest(manifest: dict, folder: Path) -> Path:
             "event=upscaled images=%d share=%.1f%% stored_size=%d: these signs are smaller than the packed size",
             manifest["image_size"]["upscaled"], 100 * share, manifest["parameters"]["stored_size"],
         )
-    return path

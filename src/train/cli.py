@@ -18,7 +18,7 @@ from gtsrb.common.failure import StepError, run_step
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.train import checkpoint, devices, metrics, mixed_precision, pretrained
 from gtsrb.train.checkpoint import TrainingState
-from gtsrb.train.data import channel_split, validate_split
+from gtsrb.train.data import channel_split, check_batch_size, validate_split
 from gtsrb.train.environment import Environment, parse_args
 from gtsrb.train.export import export, export_in_fresh_process
 from gtsrb.train.hyperparameters import Hyperparameters
@@ -52,6 +52,7 @@ def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     train_files = channel_split(env.train, contract.TRAIN_CHANNEL)
     val_files = channel_split(env.validation, contract.VALIDATION_CHANNEL)
     train_count = validate_split(train_files, prep)
+    check_batch_size(train_count, hp.batch_size, train_files)  # issue 15: a batch larger than the split
     validate_split(val_files, prep)
     create_network(hp.model)  # fail on an unknown model before touching GPUs or weights
     weights = weights_file(env, hp)

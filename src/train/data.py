@@ -10,13 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import mxnet as mx
-import numpy as np
 
 from gtsrb.common import contract
-from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
-from gtsrb.common.preprocessing import Preprocessing, stored_size
-from gtsrb.common.records import check_split, decode_threads, stored_image_side
+from gtsrb.common.preprocessing import Preprocessing
+from gtsrb.common.records import check_records, check_split, decode_threads
 from gtsrb.train.hyperparameters import Hyperparameters, epoch_seed
 
 
@@ -34,41 +32,19 @@ def channel_split(folder: Path | None, channel: str) -> contract.RecordFiles:
     return files
 
 
-def check_labels(files: contract.RecordFiles) -> None:
-    """Fail if any record's label is outside 0..NUM_CLASSES-1 (headers only, no decoding)."""
-    reader = mx.recordio.MXRecordIO(str(files.rec), "r")
-    try:
-        position = 0
-        while (record := reader.read()) is not None:
-            header, _ = mx.recordio.unpack(record)
-            label = float(np.asarray(header.label).ravel()[0])
-            if not (0 <= label < NUM_CLASSES) or label != int(label):
-                raise StepError(
-                    f"{files.rec} record {position} has label {label:g}, outside the {NUM_CLASSES} "
-                    f"classes 0..{NUM_CLASSES - 1}; re-run the prepare step on GTSRB data."
-                )
-            position += 1
-    finally:
-        reader.close()
-
-
 def validate_split(files: contract.RecordFiles, prep: Preprocessing) -> int:
     """Every check a split must pass before training; returns its record count."""
-    count = check_split(files, prep)  # missing .idx, empty split, images smaller than the crop
-    check_packed_size(files, prep)
-    check_labels(files)
+    count = check_split(files, prep)  # .idx/.rec pairing, empty split, packed for another size
+    check_records(files)  # every label a class, every image decodable: no MXNetError mid-epoch
     return count
 
 
-def check_packed_size(files: contract.RecordFiles, prep: Preprocessing) -> None:
-    """Fail if the split was packed for another input size: crops would cut out parts of signs."""
-    side = stored_image_side(files)
-    if side != stored_size(prep.image_size):
-        packed_for = next((s for s in range(1, side + 1) if stored_size(s) == side), None)
-        hint = f"train with image_size={packed_for} or " if packed_for else ""
+def check_batch_size(count: int, batch_size: int, files: contract.RecordFiles) -> None:
+    """A batch larger than the split would never fill: say so instead of training on nothing."""
+    if batch_size > count:
         raise StepError(
-            f"{files.rec} holds {side}px images, but image_size={prep.image_size} needs "
-            f"{stored_size(prep.image_size)}px ones: {hint}prepare with --image-size {prep.image_size}."
+            f"batch_size={batch_size} is larger than the {count} records of {files.rec}; "
+            f"use batch_size <= {count} or more training data."
         )
 
 

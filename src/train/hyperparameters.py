@@ -11,6 +11,7 @@ The defaults are the GPU recipe for real GTSRB (docs/training.md gives the estim
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 
 from gtsrb.common.failure import StepError
@@ -75,7 +76,11 @@ class Hyperparameters:
         return hp
 
     def validate(self) -> None:
-        """Reject values that cannot work, naming the key."""
+        """Reject values that cannot work, naming the key: any non-finite number, any out of range."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise StepError(f"hyperparameter {f.name}={value!r} is invalid: it must be a finite number.")
         checks = [
             ("pretrained", self.pretrained in ("imagenet", "none"), "imagenet or none"),
             ("optimizer", self.optimizer in ("nag", "sgd", "adam", "adamw"), "nag, sgd, adam or adamw"),
@@ -89,8 +94,14 @@ class Hyperparameters:
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("early_stopping_patience", self.early_stopping_patience >= 0, "zero or positive"),
             ("min_scale", 0 < self.min_scale <= self.max_scale, "positive and <= max_scale"),
+            ("max_scale", self.max_scale <= 4, "at most 4"),
             ("color_jitter", 0 <= self.color_jitter < 1, "in [0, 1)"),
             ("log_interval", self.log_interval >= 0, "zero or positive"),
+            ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+            ("max_rotate_deg", 0 <= self.max_rotate_deg <= 180, "in [0, 180]"),
+            ("max_shear", 0 <= self.max_shear < 1, "in [0, 1)"),
+            # MXNet seeds are 32-bit; epochs reseed with seed * 1000 + epoch
+            ("seed", 0 <= self.seed < 2**31 // 1000 - 1000, f"in [0, {2**31 // 1000 - 1000})"),
         ]
         for key, ok, expected in checks:
             if not ok:

@@ -9,8 +9,9 @@ from pathlib import Path
 import mxnet as mx
 import pytest
 
-from evaluate_helpers import save_tiny_model, train_tiny_net
+from evaluate_helpers import TEST_RECORDS, make_images, save_tiny_model, train_tiny_net, write_split
 from gtsrb.common import contract
+from gtsrb.common.preprocessing import stored_size
 from gtsrb.evaluate.cli import main
 
 
@@ -76,12 +77,14 @@ def test_labels_outside_the_model_classes(tmp_path: Path, five_class_net, test_s
 def test_images_smaller_than_the_input(tmp_path: Path, trained_net, test_split: Path, capsys, sagemaker_base: Path) -> None:
     model = save_tiny_model(tmp_path / "model", trained_net, image_size=32)
     err = run_failing(model, test_split, tmp_path / "out", capsys, sagemaker_base)
-    assert "holds 18px images, smaller than the 32px network input" in err
+    assert "holds 18px images, but image_size=32 needs 36px ones" in err
 
 
 def test_network_built_for_another_input_size(tmp_path: Path, trained_net, test_split: Path, capsys, sagemaker_base: Path) -> None:
     model = save_tiny_model(tmp_path / "model", trained_net, image_size=12)  # net's Dense expects 16 px
-    err = run_failing(model, test_split, tmp_path / "out", capsys, sagemaker_base)
+    test_12px = tmp_path / "test-12px"
+    write_split(test_12px, *make_images(TEST_RECORDS, seed=7, side=stored_size(12)))  # packed for 12 px
+    err = run_failing(model, test_12px, tmp_path / "out", capsys, sagemaker_base)
     assert "cannot predict" in err and "at 12px" in err and "do not fit together" in err
 
 

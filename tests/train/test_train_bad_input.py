@@ -13,7 +13,7 @@ from gtsrb.common.preprocessing import stored_size
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train import devices
 from gtsrb.train.cli import train
-from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
+from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, run_module, write_split
 
 
 def run_train(base: Path, channels: dict[str, Path | None], hps: dict[str, str], extra: list[str] = ()) -> tuple[int, str]:
@@ -62,12 +62,12 @@ def test_label_outside_the_classes(base_dir: Path, channels: dict[str, Path], tm
     bad = tmp_path / "bad" / "train"
     write_split(bad, "train", [*balanced_labels(2), 43], stored_size(IMAGE_SIZE))
     result = run_train(base_dir, {"train": bad, "validation": channels["validation"]}, FAST_HPS)
-    assert_fails(result, "train.rec record 12 has label 43", "outside the 43 classes")
+    assert_fails(result, "train.rec record 12 has label 43", "not a class id 0..42")
 
 
 def test_images_smaller_than_the_crop(base_dir: Path, channels: dict[str, Path]) -> None:
     result = run_train(base_dir, channels, {**FAST_HPS, "image_size": "48"})
-    assert_fails(result, "holds 36px images, smaller than the 48px network input")
+    assert_fails(result, "holds 36px images, but image_size=48 needs 54px ones")
 
 
 def test_nan_loss_names_the_epoch(base_dir: Path, channels: dict[str, Path]) -> None:
@@ -139,4 +139,18 @@ def test_checkpoints_of_other_hyperparameters_are_refused(base_dir: Path, channe
 def test_images_packed_for_another_size(base_dir: Path, channels: dict[str, Path]) -> None:
     # 36 px records are packed for a 32 px input: a 24 px crop would cut parts of every sign.
     result = run_train(base_dir, channels, {**FAST_HPS, "image_size": "24"})
-    assert_fails(result, "holds 36px images, but image_size=24 needs 27px ones", "train with image_size=32")
+    assert_fails(result, "holds 36px images, but image_size=24 needs 27px ones", "use image_size=32")
+
+
+def test_stale_idx_fails_before_mxnet_reads_it(tmp_path: Path, channels: dict[str, Path]) -> None:
+    """A .idx of another .rec made MXNet segfault (exit 255, no failure file)."""
+    broken = copy_channels(channels, tmp_path)
+    other = write_split(tmp_path / "other", "train", balanced_labels(40), stored_size(IMAGE_SIZE), seed=9)
+    shutil.copy(other.idx, broken["train"] / "train.idx")
+    base = tmp_path / "opt_ml"
+    argv = [*hyperparameters_to_args(FAST_HPS), "--model-dir", str(base / "model"), "--train", str(broken["train"]),
+            "--validation", str(broken["validation"])]
+    proc = run_module(argv, base)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, output
+    assert "stale or truncated" in (base / "output" / "failure").read_text().splitlines()[0]
