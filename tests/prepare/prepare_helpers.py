@@ -9,9 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
+import mxnet as mx
 import numpy as np
 
 from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.contract import RecordFiles
 
 HEADER = ("Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId")
 
@@ -93,3 +95,17 @@ def rewrite_csv_row(csv_path: Path, match: str, column: str, value: str) -> None
             fields[header.index(column)] = value
             lines[i] = sep.join(fields)
     csv_path.write_text("\n".join(lines) + "\n")
+
+
+def corrupt_record(files: RecordFiles, position: int) -> None:
+    """Replace one record's image by bytes no decoder reads, keeping .rec and .idx consistent."""
+    reader = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "r")
+    records = [reader.read_idx(key) for key in reader.keys]
+    reader.close()
+    writer = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "w")
+    for i, record in enumerate(records):
+        if i == position:
+            header, _ = mx.recordio.unpack(record)
+            record = mx.recordio.pack(header, b"\xff\xd8\xff\xe0 not really a JPEG" * 20)
+        writer.write_idx(i, record)
+    writer.close()

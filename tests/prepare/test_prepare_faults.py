@@ -14,17 +14,17 @@ import zlib
 from pathlib import Path
 
 import pytest
+from test_prepare_bad_input import OPTIONS, TRAIN, fails, no_records_left
 
 from gtsrb.common.contract import MANIFEST_FILE, SPLITS
 from gtsrb.common.failure import StepError
 from gtsrb.prepare import PrepareOptions, prepare
-from tests.prepare import tiny
-from tests.prepare.test_prepare_bad_input import OPTIONS, TRAIN, fails, no_records_left
+from prepare_helpers import write_official
 
 
 @pytest.fixture
 def official(tmp_path) -> Path:
-    return tiny.write_official(tmp_path / "data", tracks=2, frames=3, test_per_class=2)
+    return write_official(tmp_path / "data", tracks=2, frames=3, test_per_class=2)
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -62,7 +62,7 @@ def worker_pids(parent: int) -> list[int]:
 
 @pytest.mark.slow
 def test_a_killed_worker_fails_the_step_instead_of_hanging(tmp_path):
-    data = tiny.write_official(tmp_path / "data", tracks=4, frames=10, test_per_class=2)
+    data = write_official(tmp_path / "data", tracks=4, frames=10, test_per_class=2)
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path / "ml")}
     argv = [sys.executable, "-m", "gtsrb.prepare", "--input", str(data), "--output", str(tmp_path / "out"),
             "--image-size", "16", "--workers", "2"]
@@ -116,7 +116,7 @@ def test_short_csv_row_names_file_and_line(official, tmp_path):
 
 
 def test_no_validation_tracks_says_why(tmp_path):
-    data = tiny.write_official(tmp_path / "data", tracks=1, frames=3, test_per_class=1)
+    data = write_official(tmp_path / "data", tracks=1, frames=3, test_per_class=1)
     message = fails(data, tmp_path / "out", "no validation images", "--validation-fraction 0.1", "two tracks")
     assert "unreadable" not in message
     fails(data, tmp_path / "out2", "--validation-fraction 0.0", options=PrepareOptions(image_size=16, validation_fraction=0.0))

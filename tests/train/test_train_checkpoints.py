@@ -16,12 +16,13 @@ import pytest
 
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
+from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train import checkpoint
 from gtsrb.train.cli import prepare_run, resume_or_start
 from gtsrb.train.environment import Environment
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import Run, finish_epoch, train_epoch
-from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, hp_args, run_module, write_split
+from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, run_module, write_split
 
 HP = Hyperparameters.from_mapping({**FAST_HPS, "optimizer": "adam", "lr": "0.001"})  # Adam: moments and update counts
 
@@ -145,7 +146,7 @@ def test_a_checkpoint_of_other_data_starts_fresh(folder: Path, channels: dict[st
 @pytest.mark.slow
 def test_sigint_writes_a_checkpoint_like_sigterm(tmp_path: Path, channels: dict[str, Path]) -> None:
     hps = {**FAST_HPS, "epochs": "2", "batch_size": "8", "log_interval": "5"}
-    argv = [*hp_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
+    argv = [*hyperparameters_to_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
             "--model-dir", str(tmp_path / "model")]
     process = run_module(argv, tmp_path / "opt_ml")
     seen = []

@@ -16,6 +16,7 @@ import pytest
 from gtsrb.common.failure import StepError, run_step
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
+from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train import devices
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.cli import prepare_run, train
@@ -23,7 +24,7 @@ from gtsrb.train.environment import Environment
 from gtsrb.train.export import export
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import finish_epoch, train_epoch
-from train_helpers import FAST_HPS, ROOT, hp_args
+from train_helpers import FAST_HPS, ROOT
 
 COMPARE_HPS = {**FAST_HPS, "epochs": "2", "batch_size": "32", "lr": "0.05", "warmup_epochs": "0"}
 
@@ -39,7 +40,7 @@ def test_devices_values() -> None:
 def history_of(tmp_path: Path, channels: dict[str, Path], hps: dict[str, str], name: str) -> list[dict]:
     """Train in-process with these hyperparameters; the model's history."""
     model_dir = tmp_path / name / "model"
-    argv = [*hp_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
+    argv = [*hyperparameters_to_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
             "--model-dir", str(model_dir), "--checkpoint-dir", str(tmp_path / name / "ckpt")]
     assert run_step(lambda: train(argv), "failure") == 0
     return json.loads((model_dir / "history.json").read_text())

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from test_train_bad_input import assert_fails, run_train
-from train_testdata import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
 
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.train.hyperparameters import Hyperparameters
-from tests.recordio_faults import corrupt_record
+from prepare_helpers import corrupt_record
+from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
 
 
 @pytest.mark.parametrize(
