@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from gtsrb.common.failure import StepError
-from pipelines import local, work_lock
+from pipelines import work_lock
+from pipelines.local import cli as local
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD = (
