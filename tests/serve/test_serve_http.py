@@ -42,7 +42,9 @@ def test_top_k_from_the_custom_attributes_header(server, sample_images: list[byt
 
 def test_gray_rgba_jpeg_and_large_images_are_accepted(server, sample_images: list[bytes]) -> None:
     rgb = cv2.imdecode(np.frombuffer(sample_images[2], np.uint8), cv2.IMREAD_COLOR)
-    big = cv2.resize(rgb, (640, 480))
+    # np.repeat, not cv2.resize: OpenCV's thread pool in this process would deadlock the prepare
+    # step's fork pool that later tests' fixtures use.
+    big = np.repeat(np.repeat(rgb, 30, axis=0), 20, axis=1)  # 540x360
     variants = {
         "gray": cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY))[1],
         "rgba": cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_BGR2BGRA))[1],
