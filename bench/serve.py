@@ -5,11 +5,12 @@
 predicting the same images one at a time with the same Predictor (aim: ratio >= 0.8).
 `serve-p99-latency`: p99 latency of single-image requests from one client against the mean
 in-process single-image time (the ratio is what HTTP and the server add; lower is better).
+Both sides run ROUNDS times, alternating, and each keeps its best round.
 """
 
 from __future__ import annotations
 
-import os
+import http.client
 import socket
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from gtsrb.train.model import build_network
 
 IMAGES = 300
 CONCURRENT_CLIENTS = 4
+ROUNDS = 3
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtsrb-sample" / "GTSRB" / "Final_Test" / "Images"
 
 
@@ -54,10 +56,8 @@ def image_files(count: int) -> list[bytes]:
     return [cv2.imencode(".jpg", rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))[1].tobytes() for _ in range(count)]
 
 
-def in_process(model: Path, images: list[bytes]) -> list[float]:
-    """Seconds per image of the in-process single-image loop (after one warm-up)."""
-    predictor = Predictor.load(model)
-    predictor.predict(images[:1])
+def in_process(predictor: Predictor, images: list[bytes]) -> list[float]:
+    """Seconds per image of the in-process single-image loop."""
     times = []
     for image in images:
         start = time.perf_counter()
@@ -85,32 +85,52 @@ def start_server(model: Path) -> tuple[subprocess.Popen, str]:
 
 
 def post_all(url: str, images: list[bytes]) -> list[float]:
-    """Seconds per request of one client posting each image (keep-alive session)."""
-    session, times = requests.Session(), []
+    """Seconds per request of one client posting each image on one kept-alive connection.
+
+    http.client, not requests: the clients share the 2 cores with the server, and requests costs
+    ~1 ms of CPU per call, which would be billed to the server.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    connection, times = http.client.HTTPConnection(host, int(port), timeout=30), []
     for image in images:
         start = time.perf_counter()
-        answer = session.post(f"{url}{protocol.INVOCATIONS_PATH}", data=image, headers={"Content-Type": "application/x-image"})
-        answer.raise_for_status()
+        connection.request("POST", protocol.INVOCATIONS_PATH, body=image, headers={"Content-Type": "application/x-image"})
+        answer = connection.getresponse()
+        answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"the server answered {answer.status}")
         times.append(time.perf_counter() - start)
+    connection.close()
     return times
 
 
+def served_rate(url: str, images: list[bytes]) -> float:
+    """Images/s of CONCURRENT_CLIENTS clients posting their share of the images at once."""
+    shares = [images[i::CONCURRENT_CLIENTS] for i in range(CONCURRENT_CLIENTS)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENT_CLIENTS) as pool:
+        list(pool.map(lambda share: post_all(url, share), shares))
+    return len(images) / (time.perf_counter() - start)
+
+
 def run() -> None:
-    """Print the two lines."""
+    """Print the two lines; the rounds alternate and each side keeps its best (a shared machine is noisy)."""
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as work:
         model, images = cpu_model(Path(work) / "model"), image_files(IMAGES)
-        local = in_process(model, images)
+        predictor = Predictor.load(model)
+        predictor.predict(images[:1])  # warm-up
         proc, url = start_server(model)
         try:
             post_all(url, images[: 4 * CONCURRENT_CLIENTS])  # warm every worker
-            shares = [images[i::CONCURRENT_CLIENTS] for i in range(CONCURRENT_CLIENTS)]
-            start = time.perf_counter()
-            with ThreadPoolExecutor(CONCURRENT_CLIENTS) as pool:
-                list(pool.map(lambda share: post_all(url, share), shares))
-            served_rate = len(images) / (time.perf_counter() - start)
-            single = post_all(url, images)
+            local, served, single = [], [], []
+            for _ in range(ROUNDS):
+                local.append(in_process(predictor, images))
+                served.append(served_rate(url, images))
+                single.append(post_all(url, images))
         finally:
             proc.terminate()
             proc.wait(30)
-    report("serve-vs-predict", served_rate, len(local) / sum(local), "img/s")
-    report("serve-p99-latency", 1000 * float(np.percentile(single, 99)), 1000 * float(np.mean(local)), "ms")
+    best_local = min(local, key=sum)
+    report("serve-vs-predict", max(served), len(best_local) / sum(best_local), "img/s")
+    p99 = min(float(np.percentile(times, 99)) for times in single)
+    report("serve-p99-latency", 1000 * p99, 1000 * float(np.mean(best_local)), "ms")
