@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from serve_testkit import launch, png_bytes
+from serve_testkit import free_port, launch
 
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
@@ -163,8 +163,6 @@ def test_ping_answers_at_once_and_200_only_with_the_model(tiny_model: Path, tmp_
 
 
 def test_sagemaker_environment_sets_port_payload_and_batch(tiny_model: Path, tmp_path: Path, sample_images) -> None:
-    from serve_testkit import free_port
-
     port = free_port()
     server = launch(tiny_model, tmp_path / "server.log", SAGEMAKER_BIND_TO_PORT=str(port),
                     SAGEMAKER_BATCH="true", SAGEMAKER_MAX_PAYLOAD_IN_MB="1")

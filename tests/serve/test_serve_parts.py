@@ -15,7 +15,7 @@ from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.common.images import decode_checked
 from gtsrb.common.model_io import archive_model
-from gtsrb.prepare.recordio import MAGIC, IndexedRecordWriter, RecordIOError, image_of, split_records
+from gtsrb.prepare.recordio import MAGIC, RecordIOError, image_of, split_records
 from gtsrb.serve import protocol, sources
 
 
