@@ -81,7 +81,7 @@ def test_an_absurd_image_size_is_a_400_not_a_crash(server) -> None:
     header = b"P6\n100000 100000\n255\n" + b"\0" * 100  # claims 10 gigapixels
     answer = server.post(header, "application/x-image")
     assert answer.status_code == 400 and "pixels" in answer.json()[protocol.ERROR_KEY]
-    assert requests.get(f"{server.url}/ping", timeout=2).status_code == 200
+    assert server.proc.poll() is None and requests.get(f"{server.url}/ping", timeout=2).status_code == 200
 
 
 def test_over_the_payload_limit_is_a_413(server) -> None:
