@@ -107,6 +107,11 @@ def create_app(settings: ServerSettings) -> Flask:
             return error(413, f"the request is larger than the {settings.max_payload_mb:g} MB payload limit.")
         return error(err.code or 500, f"{err.name}.")
 
+    @app.errorhandler(Exception)
+    def server_error(err: Exception) -> Response:  # a bug or a broken model: the trace goes to the log only
+        log.exception("event=invocation status=500 error=%s", type(err).__name__)
+        return error(500, f"the server failed on this request ({type(err).__name__}); see the server log.")
+
     return app
 
 

@@ -69,7 +69,10 @@ class Server(BaseApplication):
         self.options = {
             "bind": f"{host}:{port}",
             "workers": settings.workers,
-            "worker_class": "sync",  # one request at a time per worker: one model, no GIL contention
+            # One request at a time per worker (one model, inference is CPU-bound), but kept-alive
+            # connections (the sync worker closes each one: a TCP handshake per request).
+            "worker_class": "gthread",
+            "threads": 1,
             "timeout": int(os.environ.get(protocol.ENV_TIMEOUT) or default_timeout),
             "graceful_timeout": GRACEFUL_SECONDS,
             "keepalive": 5,

@@ -67,6 +67,13 @@ class ServerProcess:
             time.sleep(0.2)
         raise AssertionError(f"/ping never answered 200 within {seconds} s:\n{self.log.read_text()}")
 
+    def wait_all_loaded(self, workers: int = 2, seconds: float = START_SECONDS) -> None:
+        """Until every worker logged its loaded model (a /ping 200 speaks for one worker only)."""
+        deadline = time.monotonic() + seconds
+        while self.log.read_text().count("event=model_loaded") < workers:
+            assert time.monotonic() < deadline, f"not every worker loaded its model:\n{self.log.read_text()}"
+            time.sleep(0.2)
+
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, then the exit code (SIGKILL and fail after `timeout` s, as SageMaker would)."""
         self.proc.send_signal(signal.SIGTERM)
@@ -96,6 +103,7 @@ def running_server(model: Path | str, log: Path, *args: str, **env: str):
     server = launch(model, log, *args, **env)
     try:
         server.wait_ready()
+        server.wait_all_loaded()
         yield server
     finally:
         if server.proc.poll() is None:

@@ -17,7 +17,7 @@ import requests
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
-from serve_helpers import launch
+from serve_helpers import free_port, launch
 
 pytestmark = pytest.mark.slow  # a server start imports MXNet in each worker (seconds)
 
@@ -42,7 +42,9 @@ def test_top_k_from_the_custom_attributes_header(server, sample_images: list[byt
 
 def test_gray_rgba_jpeg_and_large_images_are_accepted(server, sample_images: list[bytes]) -> None:
     rgb = cv2.imdecode(np.frombuffer(sample_images[2], np.uint8), cv2.IMREAD_COLOR)
-    big = cv2.resize(rgb, (640, 480))
+    # np.repeat, not cv2.resize: OpenCV's thread pool in this process would deadlock the prepare
+    # step's fork pool that later tests' fixtures use.
+    big = np.repeat(np.repeat(rgb, 30, axis=0), 20, axis=1)  # 540x360
     variants = {
         "gray": cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY))[1],
         "rgba": cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_BGR2BGRA))[1],
@@ -79,7 +81,7 @@ def test_an_absurd_image_size_is_a_400_not_a_crash(server) -> None:
     header = b"P6\n100000 100000\n255\n" + b"\0" * 100  # claims 10 gigapixels
     answer = server.post(header, "application/x-image")
     assert answer.status_code == 400 and "pixels" in answer.json()[protocol.ERROR_KEY]
-    assert requests.get(f"{server.url}/ping", timeout=2).status_code == 200
+    assert server.proc.poll() is None and requests.get(f"{server.url}/ping", timeout=2).status_code == 200
 
 
 def test_over_the_payload_limit_is_a_413(server) -> None:
@@ -161,8 +163,6 @@ def test_ping_answers_at_once_and_200_only_with_the_model(tiny_model: Path, tmp_
 
 
 def test_sagemaker_environment_sets_port_payload_and_batch(tiny_model: Path, tmp_path: Path, sample_images) -> None:
-    from serve_helpers import free_port
-
     port = free_port()
     server = launch(tiny_model, tmp_path / "server.log", SAGEMAKER_BIND_TO_PORT=str(port),
                     SAGEMAKER_BATCH="true", SAGEMAKER_MAX_PAYLOAD_IN_MB="1")
