@@ -32,13 +32,15 @@ class Predictor:
 
     model: LoadedModel
     ctx: mx.Context
+    # Where a model.tar.gz was extracted: removed when the predictor goes (TemporaryDirectory's finalizer).
+    scratch: tempfile.TemporaryDirectory | None = None
 
     @classmethod
     def load(cls, source: str | Path, ctx: mx.Context | None = None) -> Predictor:
         """Load a model directory or model.tar.gz (extracted to a temp folder kept for the process)."""
         ctx = ctx or (mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu())
-        workdir = Path(tempfile.mkdtemp(prefix="gtsrb-serve-")) / "model"
-        return cls(load_model(source, ctx, workdir), ctx)
+        scratch = tempfile.TemporaryDirectory(prefix="gtsrb-serve-")
+        return cls(load_model(source, ctx, Path(scratch.name) / "model"), ctx, scratch)
 
     @property
     def class_names(self) -> list[str]:
