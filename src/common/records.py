@@ -14,6 +14,7 @@ import numpy as np
 from gtsrb.common.contract import RecordFiles
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing
+from gtsrb.common.tta import probabilities
 
 
 def record_count(files: RecordFiles) -> int:
@@ -79,6 +80,8 @@ def predict(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels and softmax probabilities of every record of a split, each exactly once, in file order.
 
+    Scores with the model's own test-time augmentation (`prep.tta`, gtsrb.common.tta).
+
     ImageRecordIter's last batch is padded with stale rows and its `pad` field is unreliable, so
     rows are counted against the .idx instead; a short read is an error, never a silent result.
     """
@@ -88,7 +91,7 @@ def predict(
     for batch in eval_iter(files, prep, batch_size):
         take = min(remaining, batch.data[0].shape[0])
         data = batch.data[0][:take].as_in_context(ctx)
-        probs.append(mx.nd.softmax(net(data).astype("float32")).asnumpy())
+        probs.append(probabilities(net, data, prep.tta).asnumpy())
         labels.append(batch.label[0][:take].asnumpy().astype(np.int64))
         remaining -= take
         if remaining == 0:

@@ -48,7 +48,7 @@ def weights_file(env: Environment, hp: Hyperparameters) -> Path | None:
 
 def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     """Check the data, choose devices, build the network and the optimiser."""
-    prep = Preprocessing(image_size=hp.image_size)
+    prep = Preprocessing.for_hyperparameters(hp.to_dict())
     train_files = channel_split(env.train, contract.TRAIN_CHANNEL)
     val_files = channel_split(env.validation, contract.VALIDATION_CHANNEL)
     train_count = validate_split(train_files, prep)
