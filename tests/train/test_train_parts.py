@@ -41,7 +41,7 @@ def test_cpu_preset_and_explicit_values_win() -> None:
     assert hp.to_dict()["preset"] == "cpu"
 
 
-@pytest.mark.parametrize("raw", [{"lr": "-1"}, {"warmup_epochs": "15"}, {"pretrained": "coco"}, {"min_scale": "2"}])
+@pytest.mark.parametrize("raw", [{"lr": "-1"}, {"warmup_epochs": "15"}, {"pretrained": "coco"}, {"min_scale": "2"}, {"tta": "flip"}])
 def test_invalid_values_name_the_key(raw: dict[str, str]) -> None:
     with pytest.raises(StepError, match=f"hyperparameter {next(iter(raw))}="):
         Hyperparameters.from_mapping(raw)
@@ -66,7 +66,7 @@ def test_cpu_contexts_without_gpus() -> None:
 @pytest.mark.parametrize(
     ("name", "kind", "in_size"),
     [("resnet18_v1b", mx.gluon.nn.Dense, 512), ("cifar_resnet20_v2", mx.gluon.nn.Dense, 64),
-     ("mobilenetv3_small", mx.gluon.nn.Conv2D, 1280)],
+     ("mobilenetv3_small", mx.gluon.nn.Conv2D, 1280), ("gtsrb_cnn", mx.gluon.nn.Dense, 128)],
 )
 def test_classifier_of_each_family(name: str, kind: type, in_size: int) -> None:
     net = create_network(name)
@@ -74,6 +74,15 @@ def test_classifier_of_each_family(name: str, kind: type, in_size: int) -> None:
     assert isinstance(head, kind)
     initialise(net, 32, [mx.cpu()])
     assert head.weight.shape[:2] == (NUM_CLASSES, in_size)
+
+
+@pytest.mark.parametrize("image_size", [32, 40, 48])
+def test_gtsrb_cnn_takes_every_input_size(image_size: int) -> None:
+    # Global average pooling: one definition for any image_size the recipe chooses.
+    net = create_network("gtsrb_cnn")
+    initialise(net, image_size, [mx.cpu()])
+    assert net(mx.nd.zeros((2, 3, image_size, image_size))).shape == (2, NUM_CLASSES)
+    assert 0.2e6 < sum(p.data().size for p in net.collect_params().values()) < 0.3e6
 
 
 def test_multipliers_spare_bias_and_batchnorm() -> None:
@@ -137,7 +146,7 @@ def test_export_in_a_fresh_process_gives_the_same_predictions(tmp_path: Path) ->
     net = create_network("cifar_resnet20_v2")
     initialise(net, 32, [mx.cpu()])
     net.save_parameters(str(tmp_path / "net.params"))
-    hps = Hyperparameters.for_preset("cpu").to_dict()
+    hps = {**Hyperparameters.for_preset("cpu").to_dict(), "model": "cifar_resnet20_v2", "tta": "shift"}
     export_in_fresh_process(tmp_path / "net.params", tmp_path / "model", hps, [{"epoch": 1}])
     model = load_model(tmp_path / "model", mx.cpu())
     x = mx.nd.random.uniform(shape=(2, 3, 32, 32))
@@ -145,6 +154,7 @@ def test_export_in_a_fresh_process_gives_the_same_predictions(tmp_path: Path) ->
         expected = net(x).asnumpy()
     np.testing.assert_allclose(model.net(x).asnumpy(), expected, rtol=1e-4, atol=1e-5)
     assert model.preprocessing.image_size == 32 and model.hyperparameters["model"] == "cifar_resnet20_v2"
+    assert model.preprocessing.tta == "shift"  # the recipe's TTA travels in preprocessing.json
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -157,7 +167,7 @@ def test_input_batchnorm_learns_running_statistics(channels: dict[str, Path], tm
     from gtsrb.train.environment import Environment
     from gtsrb.train.loop import train_epoch
 
-    hp = Hyperparameters.from_mapping({"preset": "cpu", "batch_size": "32"})
+    hp = Hyperparameters.from_mapping({"preset": "cpu", "batch_size": "32", "model": "cifar_resnet20_v2"})
     env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
     run = prepare_run(env, hp)
     train_epoch(run, TrainingState(), epoch=0)
@@ -174,15 +184,16 @@ def test_sagemaker_arguments_become_hyperparameters() -> None:
         hyperparameter_args(["stray", "1"])
 
 
-def test_an_exported_model_seeds_a_new_network(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["cifar_resnet20_v2", "gtsrb_cnn"])
+def test_an_exported_model_seeds_a_new_network(name: str, tmp_path: Path) -> None:
     # An earlier run's model-0000.params (global names such as cifarresnetv22_conv0_weight).
     from gtsrb.train.export import export
 
-    source = create_network("cifar_resnet20_v2")
+    source = create_network(name)
     initialise(source, 32, [mx.cpu()])
     source.save_parameters(str(tmp_path / "net.params"))
-    export(tmp_path / "net.params", tmp_path / "model", Hyperparameters.for_preset("cpu").to_dict(), [])
-    net = create_network("cifar_resnet20_v2")
+    export(tmp_path / "net.params", tmp_path / "model", {**Hyperparameters.for_preset("cpu").to_dict(), "model": name}, [])
+    net = create_network(name)
     initialise(net, 32, [mx.cpu()])
     assert load_backbone(net, tmp_path / "model" / "model-0000.params") == len(net._collect_params_with_prefix())
     for key, param in source._collect_params_with_prefix().items():
