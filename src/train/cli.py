@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import mxnet as mx
@@ -19,6 +20,7 @@ from gtsrb.common.failure import StepError, run_step
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.train import checkpoint, devices, pretrained
 from gtsrb.train.checkpoint import TrainingState
+from gtsrb.train.combine import combine_splits
 from gtsrb.train.data import channel_split, validate_split
 from gtsrb.train.environment import Environment, parse_args
 from gtsrb.train.export import export, export_in_fresh_process
@@ -52,7 +54,11 @@ def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     train_files = channel_split(env.train, contract.TRAIN_CHANNEL)
     val_files = channel_split(env.validation, contract.VALIDATION_CHANNEL)
     train_count = validate_split(train_files, prep)
-    validate_split(val_files, prep)
+    val_count = validate_split(val_files, prep)
+    if hp.fit_on_validation:
+        # a temp folder, not the checkpoint folder: SageMaker would upload it with the checkpoints
+        train_files = combine_splits([train_files, val_files], Path(tempfile.mkdtemp(prefix="gtsrb-train-")))
+        train_count += val_count
     create_network(hp.model)  # fail on an unknown model before touching GPUs or weights
     weights = weights_file(env, hp)
     ctx = devices.training_contexts(env.num_gpus)

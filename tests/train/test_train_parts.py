@@ -198,3 +198,26 @@ def test_an_exported_model_seeds_a_new_network(name: str, tmp_path: Path) -> Non
     assert load_backbone(net, tmp_path / "model" / "model-0000.params") == len(net._collect_params_with_prefix())
     for key, param in source._collect_params_with_prefix().items():
         np.testing.assert_array_equal(net._collect_params_with_prefix()[key].data().asnumpy(), param.data().asnumpy(), err_msg=key)
+
+
+# --- final fit on train + validation -----------------------------------------------------------------
+def test_fit_on_validation_trains_on_both_splits(channels: dict[str, Path], tmp_path: Path) -> None:
+    from gtsrb.common import contract
+    from gtsrb.common.records import record_count
+    from gtsrb.train.cli import prepare_run
+    from gtsrb.train.environment import Environment
+
+    env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
+    parts = [contract.record_files(channels[s], s) for s in ("train", "validation")]
+    run = prepare_run(env, Hyperparameters.from_mapping({"preset": "cpu", "fit_on_validation": "True"}))
+    assert run.train_count == record_count(run.train_files) == sum(record_count(p) for p in parts)
+    combined = mx.recordio.MXIndexedRecordIO(str(run.train_files.idx), str(run.train_files.rec), "r")
+    originals = [mx.recordio.MXIndexedRecordIO(str(p.idx), str(p.rec), "r") for p in parts]
+    expected = [reader.read_idx(key) for reader in originals for key in reader.keys]
+    assert [combined.read_idx(key) for key in combined.keys] == expected  # every record, bytes unchanged
+    assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").iterdir())  # nothing for S3 to sync
+
+
+def test_fit_on_validation_excludes_early_stopping() -> None:
+    with pytest.raises(StepError, match="hyperparameter fit_on_validation=True is invalid"):
+        Hyperparameters.from_mapping({"fit_on_validation": "True"})  # the GPU recipe stops early
