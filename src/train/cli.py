@@ -48,9 +48,8 @@ def weights_file(env: Environment, hp: Hyperparameters) -> Path | None:
     return None
 
 
-def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
-    """Check the data, choose devices, build the network and the optimiser."""
-    prep = Preprocessing.for_hyperparameters(hp.to_dict())
+def training_data(env: Environment, hp: Hyperparameters, prep: Preprocessing) -> tuple[contract.RecordFiles, contract.RecordFiles, int]:
+    """The checked train and validation splits (train + validation with fit_on_validation) and the train count."""
     train_files = channel_split(env.train, contract.TRAIN_CHANNEL)
     val_files = channel_split(env.validation, contract.VALIDATION_CHANNEL)
     train_count = validate_split(train_files, prep)
@@ -59,6 +58,17 @@ def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
         # a temp folder, not the checkpoint folder: SageMaker would upload it with the checkpoints
         train_files = combine_splits([train_files, val_files], Path(tempfile.mkdtemp(prefix="gtsrb-train-")))
         train_count += val_count
+    return train_files, val_files, train_count
+
+
+def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
+    """Check the data, fit the epochs to it, choose devices, build the network and the optimiser."""
+    prep = Preprocessing.for_hyperparameters(hp.to_dict())
+    train_files, val_files, train_count = training_data(env, hp, prep)
+    fitted = hp.fitted_to(train_count)
+    if fitted.epochs != hp.epochs:
+        log.info("event=epochs_fitted epochs=%d train_records=%d max_train_images=%d", fitted.epochs, train_count, hp.max_train_images)
+    hp = fitted
     create_network(hp.model)  # fail on an unknown model before touching GPUs or weights
     weights = weights_file(env, hp)
     ctx = devices.training_contexts(env.num_gpus)

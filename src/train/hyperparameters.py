@@ -29,6 +29,7 @@ class Hyperparameters:
     pretrained: str = "imagenet"  # imagenet (zoo weights baked into the image) | none; a `pretrained` channel wins
     image_size: int = DEFAULT_IMAGE_SIZE  # 96: must equal what prepare packed for (stored side 108 allows random crops)
     epochs: int = 15  # fine-tuning converges in ~10 epochs; ~4.5 min on one A10G (README estimate)
+    max_train_images: int = 0  # cap on epochs x training records (0 = none): a budget that fits big data sets, deterministic unlike a clock
     batch_size: int = 128  # total over all GPUs; fits a 24 GB A10G at 96 px with AMP many times over
     optimizer: str = "nag"  # SGD with Nesterov momentum: the gluoncv fine-tuning default, robust with BN
     lr: float = 0.02  # backbone lr for batch 128: 1/2.5 of the from-scratch rule (0.1 per 256), keeps ImageNet features; head x10
@@ -92,6 +93,7 @@ class Hyperparameters:
             ("min_scale", 0 < self.min_scale <= self.max_scale, "positive and <= max_scale"),
             ("color_jitter", 0 <= self.color_jitter < 1, "in [0, 1)"),
             ("log_interval", self.log_interval >= 0, "zero or positive"),
+            ("max_train_images", self.max_train_images >= 0, "zero (no cap) or positive"),
             ("tta", self.tta in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),
             ("fit_on_validation", not (self.fit_on_validation and self.early_stopping_patience),
              "False while early_stopping_patience > 0 (early stopping needs held-out data)"),
@@ -99,6 +101,14 @@ class Hyperparameters:
         for key, ok, expected in checks:
             if not ok:
                 raise StepError(f"hyperparameter {key}={getattr(self, key)!r} is invalid: it must be {expected}.")
+
+    def fitted_to(self, train_count: int) -> Hyperparameters:
+        """These values with `epochs` lowered so that epochs x train_count stays within
+        max_train_images (never below warmup + 1 epochs: the schedule needs a cosine part)."""
+        if not self.max_train_images or self.epochs * train_count <= self.max_train_images:
+            return self
+        floor = int(self.warmup_epochs) + 1
+        return dataclasses.replace(self, epochs=max(floor, self.max_train_images // max(1, train_count)))
 
     def to_dict(self) -> dict[str, object]:
         """Plain values, as saved into the model directory and checkpoints."""

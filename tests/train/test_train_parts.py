@@ -221,3 +221,24 @@ def test_fit_on_validation_trains_on_both_splits(channels: dict[str, Path], tmp_
 def test_fit_on_validation_excludes_early_stopping() -> None:
     with pytest.raises(StepError, match="hyperparameter fit_on_validation=True is invalid"):
         Hyperparameters.from_mapping({"fit_on_validation": "True"})  # the GPU recipe stops early
+
+
+def test_max_train_images_fits_the_epochs_to_the_data() -> None:
+    hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "24", "max_train_images": "100000"})
+    assert hp.fitted_to(3_840).epochs == 24  # the demo set: the cap does not bite
+    assert hp.fitted_to(21_000).epochs == 4  # 100,000 // 21,000
+    assert hp.fitted_to(1_000_000).epochs == int(hp.warmup_epochs) + 1  # never only warmup
+    assert Hyperparameters.from_mapping({"preset": "cpu", "max_train_images": "0"}).fitted_to(10**9).epochs == hp.epochs
+    with pytest.raises(StepError, match="hyperparameter max_train_images=-1 is invalid"):
+        Hyperparameters.from_mapping({"max_train_images": "-1"})
+
+
+def test_the_run_trains_the_fitted_epochs(channels: dict[str, Path], tmp_path: Path) -> None:
+    from gtsrb.train.cli import prepare_run
+    from gtsrb.train.environment import Environment
+    from gtsrb.train.loop import _rate
+
+    env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
+    run = prepare_run(env, Hyperparameters.from_mapping({"preset": "cpu", "epochs": "10", "max_train_images": str(3 * 43 * 40)}))
+    assert run.hp.epochs == 3 and run.hp.to_dict()["epochs"] == 3  # saved with the model and checkpoints
+    assert _rate(run, 3 * run.steps_per_epoch - 1) < 0.01 * run.hp.lr  # the cosine ends with the fitted epochs
