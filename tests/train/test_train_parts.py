@@ -238,7 +238,11 @@ def test_the_run_trains_the_fitted_epochs(channels: dict[str, Path], tmp_path: P
     from gtsrb.train.environment import Environment
     from gtsrb.train.loop import _rate
 
+    from gtsrb.common import contract
+    from gtsrb.common.records import record_count
+
+    count = record_count(contract.record_files(channels["train"], "train"))
     env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
-    run = prepare_run(env, Hyperparameters.from_mapping({"preset": "cpu", "epochs": "10", "max_train_images": str(3 * 43 * 40)}))
+    run = prepare_run(env, Hyperparameters.from_mapping({"preset": "cpu", "epochs": "10", "max_train_images": str(3 * count + 1)}))
     assert run.hp.epochs == 3 and run.hp.to_dict()["epochs"] == 3  # saved with the model and checkpoints
     assert _rate(run, 3 * run.steps_per_epoch - 1) < 0.01 * run.hp.lr  # the cosine ends with the fitted epochs
