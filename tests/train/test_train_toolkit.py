@@ -22,6 +22,7 @@ from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
+from gtsrb.train.hyperparameters import CPU_PRESET
 from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS
 
 TOOLKIT = Path(sys.executable).parent / "train"  # the toolkit's console script, the image's ENTRYPOINT
@@ -58,7 +59,7 @@ def test_toolkit_trains_and_writes_the_model(tmp_path: Path, channels: dict[str,
     history = json.loads((model_dir / contract.HISTORY_FILE).read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3] and set(EPOCH_FIELDS) <= set(history[0])
     saved_hps = json.loads((model_dir / contract.HYPERPARAMETERS_FILE).read_text())
-    assert saved_hps["model"] == "cifar_resnet20_v2" and saved_hps["epochs"] == 3 and saved_hps["amp"] is True
+    assert saved_hps["model"] == CPU_PRESET["model"] and saved_hps["epochs"] == 3 and saved_hps["amp"] is True
     assert json.loads((model_dir / contract.CLASSES_FILE).read_text()) == list(CLASS_NAMES)
     best = max(h["val_acc"] for h in history)
     assert best >= 0.8 > 3 / NUM_TOY_CLASSES  # chance is 1/6
