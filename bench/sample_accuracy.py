@@ -2,7 +2,8 @@
 
 Ours: the real train step (`preset=cpu`) on the sample packed by the real prepare step, scored on
 its test split by the evaluate step's scorer (with the model's own TTA). Reference: a bare
-hundred-line-style script on the same packed files and the same wall-clock seconds: a small
+hundred-line-style script on the same records (train + validation when the recipe fits on both)
+and the same wall-clock seconds: a small
 plain CNN (no BatchNorm), Adam at a constant rate, random crops, no validation. Averaged over
 SEEDS. The sample is small (~770 training images after the track split): read large ratios only.
 Skipped with one line when the sample is not beside the project.
@@ -26,6 +27,7 @@ from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.model_io import load_model
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.common.records import predict
+from gtsrb.train.combine import combine_splits
 from gtsrb.train.hyperparameters import Hyperparameters
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtsrb-sample"
@@ -65,6 +67,12 @@ def bare_net() -> gluon.HybridBlock:
     return net
 
 
+def training_files(data: Path) -> contract.RecordFiles:
+    """The records the CPU recipe trains on: train, plus validation when it fits on both."""
+    parts = [contract.record_files(data / s, s) for s in (contract.TRAIN_CHANNEL, contract.VALIDATION_CHANNEL)]
+    return combine_splits(parts, data / "combined") if HP.fit_on_validation else parts[0]
+
+
 def train_reference(data: Path, seconds: float, seed: int) -> float:
     """Train the bare net for `seconds` of wall clock; return its test accuracy."""
     mx.random.seed(seed)
@@ -74,7 +82,7 @@ def train_reference(data: Path, seconds: float, seed: int) -> float:
     net.hybridize()
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 1e-3})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    files = contract.record_files(data / contract.TRAIN_CHANNEL, contract.TRAIN_CHANNEL)
+    files = training_files(data)
     it = mx.io.ImageRecordIter(path_imgrec=str(files.rec), path_imgidx=str(files.idx), data_shape=prep.data_shape,
                                batch_size=HP.batch_size, shuffle=True, rand_crop=True, seed_aug=seed,
                                **prep.normalize_kwargs())

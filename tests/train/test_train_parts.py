@@ -243,6 +243,6 @@ def test_the_run_trains_the_fitted_epochs(channels: dict[str, Path], tmp_path: P
 
     count = record_count(contract.record_files(channels["train"], "train"))
     env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
-    run = prepare_run(env, Hyperparameters.from_mapping({"preset": "cpu", "epochs": "10", "max_train_images": str(3 * count + 1)}))
+    run = prepare_run(env, Hyperparameters.from_mapping({"preset": "cpu", "epochs": "10", "max_train_images": str(3 * count + 1), "fit_on_validation": "False"}))
     assert run.hp.epochs == 3 and run.hp.to_dict()["epochs"] == 3  # saved with the model and checkpoints
     assert _rate(run, 3 * run.steps_per_epoch - 1) < 0.1 * run.hp.lr  # the cosine ends with the fitted epochs
