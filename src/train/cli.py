@@ -18,6 +18,7 @@ import mxnet as mx
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError, run_step
 from gtsrb.common.preprocessing import Preprocessing
+from gtsrb.common.records import record_count
 from gtsrb.train import checkpoint, devices, pretrained
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.combine import combine_splits
@@ -53,11 +54,14 @@ def training_data(env: Environment, hp: Hyperparameters, prep: Preprocessing) ->
     train_files = channel_split(env.train, contract.TRAIN_CHANNEL)
     val_files = channel_split(env.validation, contract.VALIDATION_CHANNEL)
     train_count = validate_split(train_files, prep)
-    val_count = validate_split(val_files, prep)
-    if hp.fit_on_validation:
+    validate_split(val_files, prep)
+    if hp.fit_on_validation or hp.min_class_share:
+        if hp.fit_on_validation:
+            log.info("event=fit_on_validation note=val_acc_is_measured_on_training_data")
+        parts = [train_files, val_files] if hp.fit_on_validation else [train_files]
         # a temp folder, not the checkpoint folder: SageMaker would upload it with the checkpoints
-        train_files = combine_splits([train_files, val_files], Path(tempfile.mkdtemp(prefix="gtsrb-train-")))
-        train_count += val_count
+        train_files = combine_splits(parts, Path(tempfile.mkdtemp(prefix="gtsrb-train-")), hp.min_class_share)
+        train_count = record_count(train_files)
     return train_files, val_files, train_count
 
 

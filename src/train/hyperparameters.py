@@ -44,6 +44,7 @@ class Hyperparameters:
     min_scale: float = 0.9  # random zoom out ...
     max_scale: float = 1.1  # ... and in, around the stored size
     color_jitter: float = 0.3  # brightness/contrast/saturation jitter: GTSRB lighting varies a lot
+    min_class_share: float = 0.0  # repeat rare classes' records up to this share of the largest class (0 = as packed; GTSRB's max/min is ~10x)
     fit_on_validation: bool = False  # also train on the validation split (then val_acc is on seen data); needs early_stopping_patience=0
     tta: str = "none"  # test-time augmentation saved into preprocessing.json; validation, evaluate and serving apply it
     amp: bool = True  # mixed precision on GPU (ignored on CPU): ~2x faster on tensor cores
@@ -94,6 +95,7 @@ class Hyperparameters:
             ("color_jitter", 0 <= self.color_jitter < 1, "in [0, 1)"),
             ("log_interval", self.log_interval >= 0, "zero or positive"),
             ("max_train_images", self.max_train_images >= 0, "zero (no cap) or positive"),
+            ("min_class_share", 0 <= self.min_class_share <= 1, "in [0, 1]"),
             ("tta", self.tta in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),
             ("fit_on_validation", not (self.fit_on_validation and self.early_stopping_patience),
              "False while early_stopping_patience > 0 (early stopping needs held-out data)"),

@@ -246,3 +246,27 @@ def test_the_run_trains_the_fitted_epochs(channels: dict[str, Path], tmp_path: P
     run = prepare_run(env, Hyperparameters.from_mapping({"preset": "cpu", "epochs": "10", "max_train_images": str(3 * count + 1), "fit_on_validation": "False"}))
     assert run.hp.epochs == 3 and run.hp.to_dict()["epochs"] == 3  # saved with the model and checkpoints
     assert _rate(run, 3 * run.steps_per_epoch - 1) < 0.1 * run.hp.lr  # the cosine ends with the fitted epochs
+
+
+def test_min_class_share_repeats_rare_classes(channels: dict[str, Path], tmp_path: Path) -> None:
+    from collections import Counter
+
+    from gtsrb.common import contract
+    from gtsrb.train.combine import combine_splits, copies_per_class, read_records
+
+    assert copies_per_class([0] * 100 + [1] * 10 + [2] * 60, 0.5) == {0: 1, 1: 5, 2: 1}
+    assert copies_per_class([0] * 100 + [1] * 10, 0.0) == {0: 1, 1: 1}
+    train = contract.record_files(channels["train"], "train")
+    original = read_records([train])
+    rare = original[0][0]
+    skewed = [r for r in original if r[0] != rare or r is original[0]]  # one record left of class `rare`
+    src = tmp_path / "skewed"
+    src.mkdir()
+    files = contract.record_files(src, "train")
+    writer = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "w")
+    for i, (_, record) in enumerate(skewed):
+        writer.write_idx(i, record)
+    writer.close()
+    counts = Counter(label for label, _ in read_records([combine_splits([files], tmp_path / "out", 0.5)]))
+    largest = max(Counter(label for label, _ in skewed).values())
+    assert counts[rare] == math.ceil(0.5 * largest) and min(counts.values()) >= 0.5 * largest
