@@ -38,7 +38,7 @@ class Hyperparameters:
     wd: float = 1e-4  # ResNet's ImageNet weight decay; never applied to biases and BatchNorm (see model.py)
     warmup_epochs: float = 1.0  # linear warmup keeps the random head from wrecking pretrained features
     label_smoothing: float = 0.1  # GTSRB labels are clean but tracks are near-duplicates: soften over-confidence
-    early_stopping_patience: int = 4  # stop after this many epochs without a better val_acc (0 = never stop early)
+    early_stopping_patience: int = 4  # stop after this many epochs without a better val_acc, export the best (0 = never stop, export the last)
     max_rotate_deg: float = 10.0  # signs are photographed a little tilted; more would confuse arrows
     max_shear: float = 0.1  # mild perspective change
     min_scale: float = 0.9  # random zoom out ...

@@ -214,8 +214,12 @@ def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started
 
 
 def _update_early_stopping(hp: Hyperparameters, state: TrainingState, val_acc: float) -> None:
-    """Track the best epoch (its checkpoint becomes the model) and decide whether to stop."""
-    if val_acc > state.best_val_acc:
+    """Track the best epoch (its checkpoint becomes the model) and decide whether to stop.
+
+    Without early stopping the last epoch is the model: a schedule that anneals to zero ends on
+    its best weights, and validation may be training data (fit_on_validation) or too small to rank.
+    """
+    if val_acc > state.best_val_acc or not hp.early_stopping_patience:
         state.best_val_acc, state.best_checkpoint = val_acc, state.name
         state.epochs_without_improvement = 0
     else:
