@@ -61,14 +61,15 @@ def test_toolkit_trains_and_writes_the_model(tmp_path: Path, channels: dict[str,
     saved_hps = json.loads((model_dir / contract.HYPERPARAMETERS_FILE).read_text())
     assert saved_hps["model"] == CPU_PRESET["model"] and saved_hps["epochs"] == 3 and saved_hps["amp"] is True
     assert json.loads((model_dir / contract.CLASSES_FILE).read_text()) == list(CLASS_NAMES)
-    best = max(h["val_acc"] for h in history)
-    assert best >= 0.8 > 3 / NUM_TOY_CLASSES  # chance is 1/6
+    last = history[-1]["val_acc"]
+    assert last >= 0.8 > 3 / NUM_TOY_CLASSES  # chance is 1/6
 
-    # Evaluation on the same split with the exported model reports the best epoch's number.
+    # Evaluation on the same split with the exported model reports the last epoch's number (the
+    # CPU preset does not stop early, so the last epoch is the model).
     model = load_model(model_dir, mx.cpu())
     val = contract.record_files(channels[contract.VALIDATION_CHANNEL], contract.VALIDATION_CHANNEL)
     labels, probs = predict(model.net, val, model.preprocessing, 32, mx.cpu())
     assert len(labels) == NUM_TOY_CLASSES * 12
-    assert float((probs.argmax(axis=1) == labels).mean()) == pytest.approx(best, abs=1e-9)
+    assert float((probs.argmax(axis=1) == labels).mean()) == pytest.approx(last, abs=1e-9)
     assert not (base / "output" / "failure").exists()
     assert list((base / "checkpoints").glob("step-*/state.json"))
