@@ -30,6 +30,7 @@ from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.data import train_iter
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.metrics import epoch_line
+from gtsrb.train.model import has_input_batchnorm
 from gtsrb.train.schedule import learning_rate
 
 log = logging.getLogger(__name__)
@@ -111,10 +112,11 @@ def train_batch(run: Run, batch: mx.io.DataBatch, loss_fn: gluon.loss.Loss) -> t
     # ImageRecordIter batches live on cpu_pinned: split_and_load copies them to each device.
     data = gluon.utils.split_and_load(batch.data[0], run.ctx, even_split=False)
     labels = gluon.utils.split_and_load(batch.label[0], run.ctx, even_split=False)
-    for x in data:
+    for x in data if has_input_batchnorm(run.hp.model) else []:
         # MXNet's CPU BatchNorm updates its running mean/var in the backward pass; a BatchNorm
         # on the raw input (pre-activation ResNets: resnet*_v2, cifar_resnet*_v2) gets no
         # backward unless the input asks for a gradient, and would predict with mean 0, var 1.
+        # Other nets skip it: the input's gradient is the first conv's costliest backward.
         x.attach_grad()
     with autograd.record():
         outputs = [run.net(x) for x in data]

@@ -72,6 +72,11 @@ def create_network(name: str) -> gluon.HybridBlock:
         raise StepError(f"model={name!r} is not in the gluoncv model zoo; use one of {SUPPORTED_TEXT}.") from err
 
 
+def has_input_batchnorm(name: str) -> bool:
+    """Pre-activation ResNets (`*_v2`) normalise the raw input with a BatchNorm (see loop.train_batch)."""
+    return name.endswith("_v2")
+
+
 def classifier(net: gluon.HybridBlock) -> gluon.HybridBlock:
     """The layer that maps features to class scores (the part that starts from random)."""
     head = net.fc if hasattr(net, "fc") else net.output
