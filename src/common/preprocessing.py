@@ -11,6 +11,15 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# Test-time augmentation: mode -> (dy, dx) pixel shifts of the views whose softmax outputs are
+# averaged (gtsrb.common.inference scores them). Shifts, never mirrors: mirrored signs are other
+# classes. Part of a model's input contract, so every scorer applies the model's own mode.
+TTA_VIEWS: dict[str, tuple[tuple[int, int], ...]] = {
+    "none": ((0, 0),),
+    "shift": ((0, 0), (-2, 0), (2, 0), (0, -2), (0, 2)),  # the centre and four 2 px shifts
+}
+TTA_MODES: tuple[str, ...] = tuple(TTA_VIEWS)
+
 # ImageNet statistics (RGB, 0-255): the pretrained backbones were trained with them.
 IMAGENET_MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB: tuple[float, float, float] = (58.395, 57.12, 57.375)
@@ -29,6 +38,11 @@ class Preprocessing:
     mean_rgb: tuple[float, float, float] = IMAGENET_MEAN_RGB
     std_rgb: tuple[float, float, float] = IMAGENET_STD_RGB
     layout: str = "NCHW"
+    tta: str = "none"  # test-time augmentation every scorer applies (TTA_MODES)
+
+    def __post_init__(self) -> None:
+        if self.tta not in TTA_MODES:
+            raise ValueError(f"tta={self.tta!r} is unknown; use one of {', '.join(TTA_MODES)}")
 
     @property
     def data_shape(self) -> tuple[int, int, int]:
@@ -39,6 +53,11 @@ class Preprocessing:
         """The mean_r/g/b and std_r/g/b arguments of mx.io.ImageRecordIter."""
         (mr, mg, mb), (sr, sg, sb) = self.mean_rgb, self.std_rgb
         return dict(mean_r=mr, mean_g=mg, mean_b=mb, std_r=sr, std_g=sg, std_b=sb)
+
+    @classmethod
+    def for_hyperparameters(cls, hyperparameters: dict) -> Preprocessing:
+        """The input contract a training run with these hyperparameters trains and exports with."""
+        return cls(image_size=int(hyperparameters["image_size"]), tta=str(hyperparameters.get("tta", "none")))
 
     def save(self, path: str | Path) -> None:
         """Write as JSON (lists for tuples)."""
@@ -53,6 +72,7 @@ class Preprocessing:
             mean_rgb=tuple(raw["mean_rgb"]),
             std_rgb=tuple(raw["std_rgb"]),
             layout=raw.get("layout", "NCHW"),
+            tta=raw.get("tta", "none"),  # models saved before TTA existed score one view
         )
 
 

@@ -189,6 +189,8 @@ def predict(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels and softmax probabilities of every record of a split, each exactly once, in file order.
 
+    Scores with the model's own test-time augmentation (`prep.tta`, gtsrb.common.inference).
+
     ImageRecordIter's last batch is padded with stale rows and its `pad` field is unreliable, so
     rows are counted against the .idx instead; a short read is an error, never a silent result.
     """
@@ -198,7 +200,7 @@ def predict(
     for batch in eval_iter(files, prep, batch_size):
         take = min(remaining, batch.data[0].shape[0])
         data = batch.data[0][:take].as_in_context(ctx)
-        probs.append(class_probabilities(net, data))
+        probs.append(class_probabilities(net, data, prep.tta))
         labels.append(batch.label[0][:take].asnumpy())
         remaining -= take
         if remaining == 0:

@@ -54,10 +54,23 @@ def _triangle(img, down: bool = False) -> None:
     cv2.fillPoly(img, [_pts(inner)], WHITE, cv2.LINE_AA)
 
 
+def _box(img, x0: float, y0: float, x1: float, y1: float, colour) -> None:
+    cv2.rectangle(img, tuple(_pts([(x0, y0)])[0]), tuple(_pts([(x1, y1)])[0]), colour, -1)
+
+
 def _vehicle(img, x: float, colour, truck: bool = False) -> None:
-    """A car (or a longer truck) seen from behind, as on the no-passing signs."""
-    w, h = (0.16, 0.3) if truck else (0.14, 0.22)
-    cv2.rectangle(img, tuple(_pts([(x - w / 2, 0.5 - h / 2)])[0]), tuple(_pts([(x + w / 2, 0.5 + h / 2)])[0]), colour, -1)
+    """A car or a truck seen from behind, as on the (end of) no-passing signs.
+
+    As on the real pictograms (signs 276/277/280/281), the truck is a tall box about 1.3x the
+    car's width and 1.5x its height, the car a low body under a narrower cabin, both on wheels.
+    """
+    if truck:
+        _box(img, x - 0.105, 0.33, x + 0.105, 0.64, colour)
+    else:
+        _box(img, x - 0.08, 0.49, x + 0.08, 0.62, colour)  # body
+        _box(img, x - 0.055, 0.4, x + 0.055, 0.5, colour)  # cabin
+    for side in (-1, 1):  # wheels
+        _box(img, x + side * 0.065 - 0.02, 0.62, x + side * 0.065 + 0.02, 0.67, colour)
 
 
 def _end_stripes(img) -> None:

@@ -121,15 +121,16 @@ def evaluate(
         output_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
         try:
-            sources = {"model": str(model_path), "test": str(test_dir)}
+            # tta: the test-time augmentation the scores were made with (the model's own setting)
+            sources = {"model": str(model_path), "test": str(test_dir), "tta": model.preprocessing.tta}
             doc = write_outputs(labels, probs, model, files, sources, staging)
             publish(staging, output_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     block, extra = doc[contract.QUALITY_METRICS_KEY], doc[contract.EVALUATION_DETAILS_KEY]
     log.info(
-        "event=evaluated records=%d accuracy=%.6f accuracy_std=%.6f weighted_f1=%.6f macro_f1=%.6f output=%s",
+        "event=evaluated records=%d accuracy=%.6f accuracy_std=%.6f weighted_f1=%.6f macro_f1=%.6f tta=%s output=%s",
         extra["records"], block["accuracy"]["value"], block["accuracy"]["standard_deviation"],
-        block["weighted_f1"]["value"], extra["macro_f1"], output_dir,
+        block["weighted_f1"]["value"], extra["macro_f1"], extra["tta"], output_dir,
     )
     return doc

@@ -59,7 +59,7 @@ class Predictor:
         out = []
         for start in range(0, len(inputs), MAX_BATCH):
             batch = mx.nd.array(np.stack(inputs[start : start + MAX_BATCH]), ctx=self.ctx)
-            out.append(class_probabilities(self.model.net, batch))
+            out.append(class_probabilities(self.model.net, batch, self.model.preprocessing.tta))
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
 
     def predict(self, images: list[bytes], top_k: int = protocol.DEFAULT_TOP_K) -> list[dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import mxnet as mx
@@ -16,8 +17,10 @@ import mxnet as mx
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError, run_step
 from gtsrb.common.preprocessing import Preprocessing
+from gtsrb.common.records import record_count
 from gtsrb.train import checkpoint, devices, metrics, mixed_precision, pretrained
 from gtsrb.train.checkpoint import TrainingState
+from gtsrb.train.combine import combine_splits
 from gtsrb.train.data import channel_split, check_batch_size, validate_split
 from gtsrb.train.environment import Environment, parse_args
 from gtsrb.train.export import export, export_in_fresh_process
@@ -46,14 +49,31 @@ def weights_file(env: Environment, hp: Hyperparameters) -> Path | None:
     return None
 
 
-def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
-    """Check the data, choose devices, build the network and the optimiser."""
-    prep = Preprocessing(image_size=hp.image_size)
+def training_data(env: Environment, hp: Hyperparameters, prep: Preprocessing) -> tuple[contract.RecordFiles, contract.RecordFiles, int]:
+    """The checked train and validation splits (train + validation with fit_on_validation) and the train count."""
     train_files = channel_split(env.train, contract.TRAIN_CHANNEL)
     val_files = channel_split(env.validation, contract.VALIDATION_CHANNEL)
     train_count = validate_split(train_files, prep)
     check_batch_size(train_count, hp.batch_size, train_files)  # issue 15: a batch larger than the split
     validate_split(val_files, prep)
+    if hp.fit_on_validation or hp.min_class_share:
+        if hp.fit_on_validation:
+            log.info("event=fit_on_validation note=val_acc_is_measured_on_training_data")
+        parts = [train_files, val_files] if hp.fit_on_validation else [train_files]
+        # a temp folder, not the checkpoint folder: SageMaker would upload it with the checkpoints
+        train_files = combine_splits(parts, Path(tempfile.mkdtemp(prefix="gtsrb-train-")), hp.min_class_share)
+        train_count = record_count(train_files)
+    return train_files, val_files, train_count
+
+
+def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
+    """Check the data, fit the epochs to it, choose devices, build the network and the optimiser."""
+    prep = Preprocessing.for_hyperparameters(hp.to_dict())
+    train_files, val_files, train_count = training_data(env, hp, prep)
+    fitted = hp.fitted_to(train_count)
+    if fitted.epochs != hp.epochs:
+        log.info("event=epochs_fitted epochs=%d train_records=%d max_train_images=%d", fitted.epochs, train_count, hp.max_train_images)
+    hp = fitted
     create_network(hp.model)  # fail on an unknown model before touching GPUs or weights
     weights = weights_file(env, hp)
     ctx = devices.training_contexts(env.num_gpus, hp.devices)

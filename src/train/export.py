@@ -29,7 +29,7 @@ def export(params_file: Path, model_dir: Path, hyperparameters: dict, history: l
     net.load_parameters(str(params_file), ctx=mx.cpu())
     net.hybridize()
     net(mx.nd.zeros((1, 3, image_size, image_size)))  # export needs one forward of the hybridized net
-    save_model(net, model_dir, Preprocessing(image_size=image_size), hyperparameters, history)
+    save_model(net, model_dir, Preprocessing.for_hyperparameters(hyperparameters), hyperparameters, history)
 
 
 def export_in_fresh_process(params_file: Path, model_dir: Path, hyperparameters: dict, history: list[dict]) -> None:

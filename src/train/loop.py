@@ -31,6 +31,7 @@ from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.data import train_iter
 from gtsrb.train.hyperparameters import Hyperparameters, epoch_seed
 from gtsrb.train.metrics import epoch_line
+from gtsrb.train.model import has_input_batchnorm
 from gtsrb.train.schedule import learning_rate
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class Run:
         the raw input (pre-activation ResNets: resnet*_v2, cifar_resnet*_v2) gets no backward unless
         the input asks for a gradient, and would predict with mean 0, var 1. Elsewhere the input
         gradient is a wasted convolution, so it is attached only here."""
-        return self.ctx[0].device_type == "cpu" and self.hp.model.endswith("_v2")
+        return self.ctx[0].device_type == "cpu" and has_input_batchnorm(self.hp.model)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -231,8 +232,12 @@ def sync_running_stats(net: gluon.HybridBlock) -> None:
 
 
 def _update_early_stopping(hp: Hyperparameters, state: TrainingState, val_acc: float) -> None:
-    """Track the best epoch (its checkpoint becomes the model) and decide whether to stop."""
-    if val_acc > state.best_val_acc:
+    """Track the best epoch (its checkpoint becomes the model) and decide whether to stop.
+
+    Without early stopping the last epoch is the model: a schedule that anneals to zero ends on
+    its best weights, and validation may be training data (fit_on_validation) or too small to rank.
+    """
+    if val_acc > state.best_val_acc or not hp.early_stopping_patience:
         state.best_val_acc, state.best_checkpoint = val_acc, state.name
         state.epochs_without_improvement = 0
     else:

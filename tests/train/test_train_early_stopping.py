@@ -18,7 +18,7 @@ from train_helpers import FAST_HPS
 
 
 def test_early_stopping_exports_the_best_epoch(base_dir: Path, channels: dict[str, Path]) -> None:
-    hps = {**FAST_HPS, "epochs": "12", "early_stopping_patience": "1"}
+    hps = {**FAST_HPS, "epochs": "12", "early_stopping_patience": "1", "fit_on_validation": "False"}  # early stopping needs held-out data
     argv = [*hyperparameters_to_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
             "--model-dir", str(base_dir / "model")]
     assert run_step(lambda: train(argv), "failure") == 0

@@ -42,7 +42,7 @@ def test_cpu_preset_and_explicit_values_win() -> None:
     assert hp.to_dict()["preset"] == "cpu"
 
 
-@pytest.mark.parametrize("raw", [{"lr": "-1"}, {"warmup_epochs": "15"}, {"pretrained": "coco"}, {"min_scale": "2"}])
+@pytest.mark.parametrize("raw", [{"lr": "-1"}, {"warmup_epochs": "15"}, {"pretrained": "coco"}, {"min_scale": "2"}, {"tta": "flip"}])
 def test_invalid_values_name_the_key(raw: dict[str, str]) -> None:
     with pytest.raises(StepError, match=f"hyperparameter {next(iter(raw))}="):
         Hyperparameters.from_mapping(raw)
@@ -67,7 +67,7 @@ def test_cpu_contexts_without_gpus() -> None:
 @pytest.mark.parametrize(
     ("name", "kind", "in_size"),
     [("resnet18_v1b", mx.gluon.nn.Dense, 512), ("cifar_resnet20_v2", mx.gluon.nn.Dense, 64),
-     ("mobilenetv3_small", mx.gluon.nn.Conv2D, 1280)],
+     ("mobilenetv3_small", mx.gluon.nn.Conv2D, 1280), ("gtsrb_cnn", mx.gluon.nn.Dense, 128)],
 )
 def test_classifier_of_each_family(name: str, kind: type, in_size: int) -> None:
     net = create_network(name)
@@ -75,6 +75,15 @@ def test_classifier_of_each_family(name: str, kind: type, in_size: int) -> None:
     assert isinstance(head, kind)
     initialise(net, 32, [mx.cpu()])
     assert head.weight.shape[:2] == (NUM_CLASSES, in_size)
+
+
+@pytest.mark.parametrize("image_size", [32, 40, 48])
+def test_gtsrb_cnn_takes_every_input_size(image_size: int) -> None:
+    # Global average pooling: one definition for any image_size the recipe chooses.
+    net = create_network("gtsrb_cnn")
+    initialise(net, image_size, [mx.cpu()])
+    assert net(mx.nd.zeros((2, 3, image_size, image_size))).shape == (2, NUM_CLASSES)
+    assert 0.2e6 < sum(p.data().size for p in net.collect_params().values()) < 0.3e6
 
 
 def test_multipliers_spare_bias_and_batchnorm() -> None:
@@ -138,7 +147,7 @@ def test_export_in_a_fresh_process_gives_the_same_predictions(tmp_path: Path) ->
     net = create_network("cifar_resnet20_v2")
     initialise(net, 32, [mx.cpu()])
     net.save_parameters(str(tmp_path / "net.params"))
-    hps = Hyperparameters.for_preset("cpu").to_dict()
+    hps = {**Hyperparameters.for_preset("cpu").to_dict(), "model": "cifar_resnet20_v2", "tta": "shift"}
     export_in_fresh_process(tmp_path / "net.params", tmp_path / "model", hps, [{"epoch": 1}])
     model = load_model(tmp_path / "model", mx.cpu())
     x = mx.nd.random.uniform(shape=(2, 3, 32, 32))
@@ -146,6 +155,7 @@ def test_export_in_a_fresh_process_gives_the_same_predictions(tmp_path: Path) ->
         expected = net(x).asnumpy()
     np.testing.assert_allclose(model.net(x).asnumpy(), expected, rtol=1e-4, atol=1e-5)
     assert model.preprocessing.image_size == 32 and model.hyperparameters["model"] == "cifar_resnet20_v2"
+    assert model.preprocessing.tta == "shift"  # the recipe's TTA travels in preprocessing.json
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -158,7 +168,7 @@ def test_input_batchnorm_learns_running_statistics(channels: dict[str, Path], tm
     from gtsrb.train.environment import Environment
     from gtsrb.train.loop import train_epoch
 
-    hp = Hyperparameters.from_mapping({"preset": "cpu", "batch_size": "32"})
+    hp = Hyperparameters.from_mapping({"preset": "cpu", "batch_size": "32", "model": "cifar_resnet20_v2"})
     env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
     run = prepare_run(env, hp)
     train_epoch(run, TrainingState(), epoch=0)
@@ -178,16 +188,89 @@ def test_sagemaker_arguments_become_hyperparameters() -> None:
         parse_args(["--model-dir", "m", "--epochs", "3", "--lr"])
 
 
-def test_an_exported_model_seeds_a_new_network(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["cifar_resnet20_v2", "gtsrb_cnn"])
+def test_an_exported_model_seeds_a_new_network(name: str, tmp_path: Path) -> None:
     # An earlier run's model-0000.params (global names such as cifarresnetv22_conv0_weight).
     from gtsrb.train.export import export
 
-    source = create_network("cifar_resnet20_v2")
+    source = create_network(name)
     initialise(source, 32, [mx.cpu()])
     source.save_parameters(str(tmp_path / "net.params"))
-    export(tmp_path / "net.params", tmp_path / "model", Hyperparameters.for_preset("cpu").to_dict(), [])
-    net = create_network("cifar_resnet20_v2")
+    export(tmp_path / "net.params", tmp_path / "model", {**Hyperparameters.for_preset("cpu").to_dict(), "model": name}, [])
+    net = create_network(name)
     initialise(net, 32, [mx.cpu()])
     assert load_backbone(net, tmp_path / "model" / "model-0000.params") == len(net._collect_params_with_prefix())
     for key, param in source._collect_params_with_prefix().items():
         np.testing.assert_array_equal(net._collect_params_with_prefix()[key].data().asnumpy(), param.data().asnumpy(), err_msg=key)
+
+
+# --- final fit on train + validation -----------------------------------------------------------------
+def test_fit_on_validation_trains_on_both_splits(channels: dict[str, Path], tmp_path: Path) -> None:
+    from gtsrb.common import contract
+    from gtsrb.common.records import record_count
+    from gtsrb.train.cli import prepare_run
+    from gtsrb.train.environment import Environment
+
+    env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
+    parts = [contract.record_files(channels[s], s) for s in ("train", "validation")]
+    run = prepare_run(env, Hyperparameters.from_mapping({"preset": "cpu", "fit_on_validation": "True"}))
+    assert run.train_count == record_count(run.train_files) == sum(record_count(p) for p in parts)
+    combined = mx.recordio.MXIndexedRecordIO(str(run.train_files.idx), str(run.train_files.rec), "r")
+    originals = [mx.recordio.MXIndexedRecordIO(str(p.idx), str(p.rec), "r") for p in parts]
+    expected = [reader.read_idx(key) for reader in originals for key in reader.keys]
+    assert [combined.read_idx(key) for key in combined.keys] == expected  # every record, bytes unchanged
+    assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").iterdir())  # nothing for S3 to sync
+
+
+def test_fit_on_validation_excludes_early_stopping() -> None:
+    with pytest.raises(StepError, match="hyperparameter fit_on_validation=True is invalid"):
+        Hyperparameters.from_mapping({"fit_on_validation": "True"})  # the GPU recipe stops early
+
+
+def test_max_train_images_fits_the_epochs_to_the_data() -> None:
+    hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "24", "max_train_images": "100000"})
+    assert hp.fitted_to(3_840).epochs == 24  # the demo set: the cap does not bite
+    assert hp.fitted_to(21_000).epochs == 4  # 100,000 // 21,000
+    assert hp.fitted_to(1_000_000).epochs == int(hp.warmup_epochs) + 1  # never only warmup
+    assert Hyperparameters.from_mapping({"preset": "cpu", "max_train_images": "0"}).fitted_to(10**9).epochs == hp.epochs
+    with pytest.raises(StepError, match="hyperparameter max_train_images=-1 is invalid"):
+        Hyperparameters.from_mapping({"max_train_images": "-1"})
+
+
+def test_the_run_trains_the_fitted_epochs(channels: dict[str, Path], tmp_path: Path) -> None:
+    from gtsrb.common import contract
+    from gtsrb.common.records import record_count
+    from gtsrb.train.cli import prepare_run
+    from gtsrb.train.environment import Environment
+    from gtsrb.train.loop import _rate
+
+    count = record_count(contract.record_files(channels["train"], "train"))
+    env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
+    hps = {"preset": "cpu", "epochs": "10", "max_train_images": str(3 * count + 1), "fit_on_validation": "False"}
+    run = prepare_run(env, Hyperparameters.from_mapping(hps))
+    assert run.hp.epochs == 3 and run.hp.to_dict()["epochs"] == 3  # saved with the model and checkpoints
+    assert _rate(run, 3 * run.steps_per_epoch - 1) < 0.1 * run.hp.lr  # the cosine ends with the fitted epochs
+
+
+def test_min_class_share_repeats_rare_classes(channels: dict[str, Path], tmp_path: Path) -> None:
+    from collections import Counter
+
+    from gtsrb.common import contract
+    from gtsrb.train.combine import combine_splits, copies_per_class, read_records
+
+    assert copies_per_class([0] * 100 + [1] * 10 + [2] * 60, 0.5) == {0: 1, 1: 5, 2: 1}
+    assert copies_per_class([0] * 100 + [1] * 10, 0.0) == {0: 1, 1: 1}
+    train = contract.record_files(channels["train"], "train")
+    original = read_records([train])
+    rare = original[0][0]
+    skewed = [r for r in original if r[0] != rare or r is original[0]]  # one record left of class `rare`
+    src = tmp_path / "skewed"
+    src.mkdir()
+    files = contract.record_files(src, "train")
+    writer = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "w")
+    for i, (_, record) in enumerate(skewed):
+        writer.write_idx(i, record)
+    writer.close()
+    counts = Counter(label for label, _ in read_records([combine_splits([files], tmp_path / "out", 0.5)]))
+    largest = max(Counter(label for label, _ in skewed).values())
+    assert counts[rare] == math.ceil(0.5 * largest) and min(counts.values()) >= 0.5 * largest

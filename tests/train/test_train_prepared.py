@@ -31,4 +31,4 @@ def test_trains_on_prepared_channels(prepared: Path, base_dir: Path) -> None:
     assert model.preprocessing.image_size == PREPARED_SIZE
     val = contract.record_files(prepared / contract.VALIDATION_CHANNEL, contract.VALIDATION_CHANNEL)
     labels, probs = predict(model.net, val, model.preprocessing, 64, mx.cpu())
-    assert float((probs.argmax(axis=1) == labels).mean()) == max(h["val_acc"] for h in history)
+    assert float((probs.argmax(axis=1) == labels).mean()) == history[-1]["val_acc"]  # no early stopping: the last epoch

@@ -1,0 +1,86 @@
+"""Test-time augmentation: the shared scorer (gtsrb.common.inference), its place in preprocessing.json,
+and evaluate applying the model's own setting and naming it in evaluation.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+from evaluate_testdata import IMAGE_SIZE, to_batch
+from test_evaluate_step import read_split
+
+from gtsrb.common import contract
+from gtsrb.common.inference import class_probabilities, shifted
+from gtsrb.common.model_io import load_model
+from gtsrb.common.preprocessing import TTA_VIEWS, Preprocessing
+from gtsrb.common.records import predict
+from gtsrb.evaluate.step import evaluate
+
+
+def numpy_shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Independent reference: move NCHW by (dy, dx), repeating the border."""
+    h, w = x.shape[2:]
+    rows = np.clip(np.arange(h) - dy, 0, h - 1)
+    cols = np.clip(np.arange(w) - dx, 0, w - 1)
+    return x[:, :, rows][:, :, :, cols]
+
+
+@pytest.mark.parametrize(("dy", "dx"), [(0, 0), (2, 0), (-2, 0), (0, 2), (0, -2), (1, -2)])
+def test_shift_moves_the_image_and_repeats_the_border(dy: int, dx: int) -> None:
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 9)).astype(np.float32)
+    np.testing.assert_array_equal(shifted(mx.nd.array(x), dy, dx).asnumpy(), numpy_shift(x, dy, dx))
+
+
+def test_probabilities_average_the_views(trained_net: mx.gluon.HybridBlock) -> None:
+    x = np.random.default_rng(1).normal(size=(4, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+    def softmax(v: np.ndarray) -> np.ndarray:
+        logits = trained_net(mx.nd.array(v)).asnumpy()
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    expected = np.mean([softmax(numpy_shift(x, dy, dx)) for dy, dx in TTA_VIEWS["shift"]], axis=0)
+    np.testing.assert_allclose(class_probabilities(trained_net, mx.nd.array(x), "shift"), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(class_probabilities(trained_net, mx.nd.array(x), "none"), softmax(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="tta='flip' is unknown"):
+        class_probabilities(trained_net, mx.nd.array(x), "flip")
+
+
+def test_preprocessing_json_carries_tta(tmp_path: Path) -> None:
+    Preprocessing(image_size=32, tta="shift").save(tmp_path / "p.json")
+    assert Preprocessing.load(tmp_path / "p.json").tta == "shift"
+    raw = json.loads((tmp_path / "p.json").read_text())
+    del raw["tta"]  # a model saved before TTA existed
+    (tmp_path / "p.json").write_text(json.dumps(raw))
+    assert Preprocessing.load(tmp_path / "p.json").tta == "none"
+    assert Preprocessing.for_hyperparameters({"image_size": 40, "tta": "shift"}) == Preprocessing(40, tta="shift")
+    with pytest.raises(ValueError, match="tta='mirror' is unknown"):
+        Preprocessing(image_size=32, tta="mirror")
+
+
+def test_evaluate_applies_the_models_tta_and_names_it(model_dir: Path, test_split: Path, tmp_path: Path) -> None:
+    shift_model = tmp_path / "model"
+    shutil.copytree(model_dir, shift_model)
+    prep = Preprocessing.load(model_dir / contract.PREPROCESSING_FILE)
+    Preprocessing(prep.image_size, prep.mean_rgb, prep.std_rgb, tta="shift").save(shift_model / contract.PREPROCESSING_FILE)
+    plain = evaluate(model_dir, test_split, tmp_path / "plain")
+    with_tta = evaluate(shift_model, test_split, tmp_path / "tta")
+    assert plain[contract.EVALUATION_DETAILS_KEY]["tta"] == "none"
+    assert with_tta[contract.EVALUATION_DETAILS_KEY]["tta"] == "shift"
+
+    # Independently: centre crop and normalise image by image, average the shifted views in numpy.
+    model = load_model(shift_model, mx.cpu())
+    images, labels = read_split(test_split)
+    x = to_batch(images, prep).asnumpy()
+    def softmax(v: np.ndarray) -> np.ndarray:
+        logits = model.net(mx.nd.array(v)).asnumpy()
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    probs = np.mean([softmax(numpy_shift(x, dy, dx)) for dy, dx in TTA_VIEWS["shift"]], axis=0)
+    _, scored = predict(model.net, contract.record_files(test_split, "test"), model.preprocessing, 7, mx.cpu())
+    np.testing.assert_allclose(scored, probs, rtol=1e-4, atol=1e-5)  # what evaluate and validation score with
+    assert not np.allclose(probs, np.mean([softmax(x)], axis=0), atol=1e-5)  # the views do change the scores
+    accuracy = float((probs.argmax(axis=1) == labels).mean())
+    assert with_tta[contract.QUALITY_METRICS_KEY]["accuracy"]["value"] == pytest.approx(accuracy, abs=1.5 / len(labels))
