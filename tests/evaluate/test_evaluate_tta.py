@@ -10,9 +10,9 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 import pytest
-from evaluate_testdata import IMAGE_SIZE, to_batch
 from test_evaluate_step import read_split
 
+from evaluate_helpers import IMAGE_SIZE, to_batch
 from gtsrb.common import contract
 from gtsrb.common.inference import class_probabilities, shifted
 from gtsrb.common.model_io import load_model
