@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# The README is not listed yet: its docs table names manuals that other branches add.
-MANUALS = sorted((REPO / "docs").glob("*.md")) + [REPO / "CONTRIBUTING.md"]
+MANUALS = [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 # A notes file outside the repository and the machine's work folder; each split in two so that
 # this file does not match itself.
