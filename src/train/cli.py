@@ -7,6 +7,7 @@ plus the traceback to /opt/ml/output/failure and exits 1 (gtsrb.common.failure.r
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 import tempfile
@@ -54,14 +55,17 @@ def training_data(env: Environment, hp: Hyperparameters, prep: Preprocessing) ->
     train_files = channel_split(env.train, contract.TRAIN_CHANNEL)
     val_files = channel_split(env.validation, contract.VALIDATION_CHANNEL)
     train_count = validate_split(train_files, prep)
-    check_batch_size(train_count, hp.batch_size, train_files)  # issue 15: a batch larger than the split
+    check_batch_size(train_count, hp.batch_size, train_files)  # a batch larger than the split
     validate_split(val_files, prep)
     if hp.fit_on_validation or hp.min_class_share:
         if hp.fit_on_validation:
             log.info("event=fit_on_validation note=val_acc_is_measured_on_training_data")
         parts = [train_files, val_files] if hp.fit_on_validation else [train_files]
-        # a temp folder, not the checkpoint folder: SageMaker would upload it with the checkpoints
-        train_files = combine_splits(parts, Path(tempfile.mkdtemp(prefix="gtsrb-train-")), hp.min_class_share)
+        # a temp folder, not the checkpoint folder: SageMaker would upload it with the checkpoints;
+        # removed when the process ends (a resume rebuilds it identically)
+        scratch = tempfile.TemporaryDirectory(prefix="gtsrb-train-")
+        atexit.register(scratch.cleanup)
+        train_files = combine_splits(parts, Path(scratch.name), hp.min_class_share)
         train_count = record_count(train_files)
     return train_files, val_files, train_count
 
