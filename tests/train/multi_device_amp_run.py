@@ -30,7 +30,9 @@ result: dict = {}
 
 def make_run(devices: str, name: str):
     hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "2", "batch_size": "32", "lr": "0.05",
-                                       "warmup_epochs": "0", "amp": "True", "devices": devices})
+                                       "warmup_epochs": "0", "amp": "True", "devices": devices,
+                                       # no dropout (its masks differ with the device count), the data as packed
+                                       "model": "cifar_resnet20_v2", "fit_on_validation": "False", "min_class_share": "0"})
     env = Environment(channels / "train", channels / "validation", None, out / name / "model", out / name / "ckpt", 0)
     return prepare_run(env, hp)
 

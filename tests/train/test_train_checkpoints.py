@@ -152,7 +152,7 @@ def test_sigint_writes_a_checkpoint_like_sigterm(tmp_path: Path, channels: dict[
     seen = []
     for line in process.stdout:
         seen.append(line)
-        if "epoch=1 batch=5/30" in line:
+        if "epoch=1 batch=5/" in line:
             process.send_signal(signal.SIGINT)  # Ctrl-C in a terminal
             break
     output = "".join(seen) + process.communicate(timeout=120)[0]
