@@ -21,7 +21,6 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
-import requests
 
 from bench import report
 from gtsrb.common.model_io import save_model
@@ -74,13 +73,7 @@ def start_server(model: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "gtsrb.serve", "--model", str(model), "--port", str(port),
                              "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if requests.get(f"{url}{protocol.PING_PATH}", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
+    protocol.wait_until_ready(url, 120, alive=lambda: proc.poll() is None)
     return proc, url
 
 

@@ -13,6 +13,9 @@ sorted by probability, `top_k` long (default DEFAULT_TOP_K, request header
 from __future__ import annotations
 
 import json
+import time
+import urllib.request
+from collections.abc import Callable
 
 IMAGE_CONTENT_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "application/x-image")
 RECORDIO_CONTENT_TYPE = "application/x-recordio"
@@ -94,3 +97,20 @@ def parse_answer(body: bytes, num_classes: int) -> list[dict]:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"the answer is not JSON ({err})") from None
     return check_prediction(document, num_classes)
+
+
+def wait_until_ready(url: str, seconds: float, alive: Callable[[], bool] = lambda: True) -> bool:
+    """Poll GET {url}/ping until it answers 200 (True); False at the deadline or once `alive()` is False.
+
+    For clients that start a server (tests, the benchmark): SageMaker polls /ping the same way.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and alive():
+        try:
+            with urllib.request.urlopen(f"{url}{PING_PATH}", timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:  # refused, reset, timed out, or an HTTP error status (503 while loading)
+            pass
+        time.sleep(0.2)
+    return False

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -111,19 +110,6 @@ def make(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return result
 
 
-def wait_for_ping(url: str, server: subprocess.Popen, limit_s: float = 180) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "the server exited before it answered /ping"
-        try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"{url}/ping did not answer 200 within {limit_s} s")
-
-
 @pytest.mark.slow
 def test_demo_approve_deploy_local_answers_a_request(tmp_path: Path) -> None:
     work = tmp_path / "work"
@@ -135,7 +121,8 @@ def test_demo_approve_deploy_local_answers_a_request(tmp_path: Path) -> None:
     server = subprocess.Popen(["make", "--no-print-directory", "-o", ".venv/.installed", "deploy-local", "STAGE=staging",
                                f"WORK={work}", f"PORT={port}"], cwd=REPO, start_new_session=True)
     try:
-        wait_for_ping(f"http://127.0.0.1:{port}", server)
+        assert protocol.wait_until_ready(f"http://127.0.0.1:{port}", 180, alive=lambda: server.poll() is None), \
+            "make deploy-local's server exited or did not answer /ping within 180 s"
         image = REPO / "tests" / "data" / "signs" / "class_14.png"
         answer = requests.post(f"http://127.0.0.1:{port}/invocations", data=image.read_bytes(),
                                headers={"Content-Type": "image/png"}, timeout=60)

@@ -56,16 +56,9 @@ class ServerProcess:
 
     def wait_ready(self, seconds: float = START_SECONDS) -> None:
         """Until /ping answers 200 (or fail with the server's log)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"the server exited with {self.proc.returncode}:\n{self.log.read_text()}"
-            try:
-                if requests.get(f"{self.url}{protocol.PING_PATH}", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"/ping never answered 200 within {seconds} s:\n{self.log.read_text()}")
+        if not protocol.wait_until_ready(self.url, seconds, alive=lambda: self.proc.poll() is None):
+            state = f"exited with {self.proc.returncode}" if self.proc.poll() is not None else f"no 200 within {seconds} s"
+            raise AssertionError(f"/ping never answered 200 ({state}):\n{self.log.read_text()}")
 
     def wait_all_loaded(self, workers: int = 2, seconds: float = START_SECONDS) -> None:
         """Until every worker logged its loaded model (a /ping 200 speaks for one worker only)."""
