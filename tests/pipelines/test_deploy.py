@@ -118,14 +118,20 @@ def test_failed_smoke_test_of_a_new_endpoint_removes_it(moto_server: Moto, deplo
     assert ours(sm, f"{group}-staging") == ([], [])
 
 
-def test_failed_smoke_test_after_an_update_rolls_back(moto_server: Moto, deploy, recorder: Recorder, capsys) -> None:
-    sm, group = moto_server.client("sagemaker"), "gtsrb-rollback"
-    endpoint = f"{group}-staging"
+def serving_v1_with_v2_approved(moto_server: Moto, deploy, group: str) -> tuple[str, str]:
+    """Version 1 deployed to staging and a newer version approved: (endpoint, v1's endpoint config)."""
+    sm, endpoint = moto_server.client("sagemaker"), f"{group}-staging"
     register(sm, group, APPROVED)
     answer_next(moto_server, prediction_body())
     assert deploy(group) == 0
     first = endpoint_config_of(sm, endpoint)
     register(sm, group, APPROVED)
+    return endpoint, first
+
+
+def test_failed_smoke_test_after_an_update_rolls_back(moto_server: Moto, deploy, recorder: Recorder, capsys) -> None:
+    sm, group = moto_server.client("sagemaker"), "gtsrb-rollback"
+    endpoint, first = serving_v1_with_v2_approved(moto_server, deploy, group)
     answer_next(moto_server, "not json")
     assert deploy(group) == errors.EXIT_SMOKE_FAILED
     assert "Rolled back: endpoint gtsrb-rollback-staging serves" in capsys.readouterr().err
@@ -136,12 +142,7 @@ def test_failed_smoke_test_after_an_update_rolls_back(moto_server: Moto, deploy,
 
 def test_update_that_sagemaker_rolls_back_exits_3_and_cleans_up(moto_server: Moto, deploy, update_stub, capsys) -> None:
     sm, group = moto_server.client("sagemaker"), "gtsrb-alarm"
-    endpoint = f"{group}-staging"
-    register(sm, group, APPROVED)
-    answer_next(moto_server, prediction_body())
-    assert deploy(group) == 0
-    first = endpoint_config_of(sm, endpoint)
-    register(sm, group, APPROVED)
+    endpoint, first = serving_v1_with_v2_approved(moto_server, deploy, group)
     update_stub.roll_back_with = "Alarm gtsrb-5xx went off"
     assert deploy(group, rollback_alarms=["gtsrb-5xx"]) == errors.EXIT_DEPLOY_FAILED
     assert "SageMaker rolled endpoint gtsrb-alarm-staging back" in capsys.readouterr().err

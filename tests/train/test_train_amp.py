@@ -3,9 +3,6 @@ with bfloat16 because float16 AMP needs a GPU."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import mxnet as mx
@@ -13,16 +10,12 @@ import numpy as np
 import pytest
 
 from gtsrb.common.model_io import load_model
-from train_helpers import ROOT
+from train_helpers import run_json_script
 
 
 @pytest.mark.slow
 def test_amp_path_trains_and_exports_plain_float32(tmp_path: Path, channels: dict[str, Path]) -> None:
-    script = Path(__file__).with_name("amp_cpu_run.py")
-    done = subprocess.run([sys.executable, str(script), str(channels["train"].parent), str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_json_script("amp_cpu_run.py", channels, tmp_path, timeout=300)
     assert [h["epoch"] for h in result["history"]] == [1, 2]
     assert max(h["val_acc"] for h in result["history"]) > 0.5  # chance is 1/6
     symbol = (tmp_path / "model" / "model-symbol.json").read_text()

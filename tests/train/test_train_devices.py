@@ -5,8 +5,6 @@ device, validation with the statistics of the exported model, and aggregated upd
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import mxnet as mx
@@ -24,7 +22,7 @@ from gtsrb.train.environment import Environment
 from gtsrb.train.export import export
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import finish_epoch, train_epoch
-from train_helpers import FAST_HPS, ROOT
+from train_helpers import FAST_HPS, run_json_script
 
 # The train data as packed and a net without dropout, whose random masks would differ with the
 # number of devices: what remains between one and two contexts is BatchNorm's per-device batches.
@@ -66,11 +64,7 @@ def test_two_cpu_contexts_train_like_one(tmp_path: Path, channels: dict[str, Pat
 
 @pytest.mark.slow
 def test_amp_on_two_cpu_contexts(tmp_path: Path, channels: dict[str, Path]) -> None:
-    script = Path(__file__).with_name("multi_device_amp_run.py")
-    done = subprocess.run([sys.executable, str(script), str(channels["train"].parent), str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_json_script("multi_device_amp_run.py", channels, tmp_path, timeout=600)
     assert_close(result["cpu:1"], result["cpu:2"])
     overflow = result["overflow"]
     assert overflow["all_finite"] and overflow["unchanged"], overflow  # the step was skipped on every device

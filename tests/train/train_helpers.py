@@ -7,6 +7,7 @@ learns them in a few epochs on CPU.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -80,3 +81,12 @@ def write_job_config(base: Path, hps: dict[str, str], channels: dict[str, Path])
     job = JobDirs(base)
     write_job_config_files(job, channels, hps, host="localhost", interface="lo")
     link_channels(job, channels)
+
+
+def run_json_script(script: str, channels: dict[str, Path], out: Path, timeout: float) -> dict:
+    """Run tests/train/<script> on the channels' folder (AMP patches MXNet for the whole process);
+    its last stdout line, a JSON report."""
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name(script)), str(channels["train"].parent), str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
