@@ -23,7 +23,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from bench import report
-from gtsrb.common import contract
+from gtsrb.common import contract, cuda
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.cli import prepare_run
@@ -102,7 +102,7 @@ def measure(hp: Hyperparameters, num_gpus: int, prefix: str = "") -> None:
 def run() -> None:
     """The CPU preset on the CPU; with a GPU also the GPU defaults (AMP, all GPUs), else a skip line."""
     measure(HP, num_gpus=0)
-    gpus = mx.context.num_gpus()
+    gpus = cuda.gpu_count()
     if not gpus:
         print("bench: gpu-train-loop-vs-bare skipped: no GPU", flush=True)
         return
