@@ -138,6 +138,11 @@ gpu-target: $(STAMP) ## On a GPU machine: prepare DATA=, train in the GPU image,
 	@test -n "$(DATA)" || { echo "make gpu-target: set DATA=<a real GTSRB download> (docs/gpu-runbook.md)" >&2; exit 1; }
 	$(PY) containers/gpu_target.py --docker $(DOCKER) --image $(call image,gpu,latest) --data $(DATA) --work $(or $(GPU_WORK),runs/gpu-target)
 
+BENCH_ENV ?=
+bench-gpu: $(STAMP) ## On a GPU machine: the benchmarks in the GPU image, one GPU and 4 CPUs like ml.g5.xlarge (BENCH_ENV='K=V ...')
+	@echo ">> make bench in the GPU image (bench/ mounted read-only; --gpus device=0 --cpuset-cpus 0-3)"
+	$(PY) containers/bench_image.py --docker $(DOCKER) --image $(call image,gpu,latest) $(foreach e,$(BENCH_ENV),--env $(e))
+
 pin-base: ## Pin the Dockerfile's dated base tag to the digest its registry serves now (needs Docker Hub)
 	DOCKER=$(DOCKER) containers/pin-base.sh
 
