@@ -128,6 +128,14 @@ def check(client, needs: dict[str, int], region: str) -> dict[str, float]:
     return values
 
 
+def check_pipeline(pipeline, overrides: dict) -> dict[str, float]:
+    """Preflight of one execution (run-pipeline --start): the quotas its steps need, with the overrides."""
+    session = pipeline.sagemaker_session
+    region = session.boto_region_name
+    needs = pipeline_needs(json.loads(pipeline.definition()), overrides)
+    return check(session.boto_session.client("service-quotas", region_name=region), needs, region)
+
+
 def main(argv: list[str] | None = None) -> None:
     """make preflight: the pipeline's and the stages' quotas, one line per quota, exit 1 on a shortfall."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

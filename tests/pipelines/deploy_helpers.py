@@ -172,6 +172,12 @@ class QuotasStub:
         return stubbed
 
 
+# Enough of every quota the tests' runs need (moto's server answers these through serve_quotas).
+GENEROUS_QUOTAS = {f"{t} for {use}": 10.0 for t in (*INSTANCE_TYPES, "ml.g5.2xlarge", "ml.g4dn.xlarge", "ml.g6.xlarge",
+                                                     "ml.p3.2xlarge", "ml.m5.large", "ml.m5d.xlarge", "ml.c5.2xlarge")
+                   for use in ("training job usage", "spot training job usage", "processing job usage", "endpoint usage")}
+
+
 def serve_quotas(monkeypatch, values: dict[str, float]) -> None:
     """Teach the in-process moto server ListServiceQuotas (moto 5.2.5 lacks it) with canned `values`,
     for a deploy-model run in a subprocess, where no Stubber can reach."""

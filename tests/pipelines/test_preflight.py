@@ -3,6 +3,8 @@ when an account has too few (ListServiceQuotas through botocore's Stubber: moto 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from deploy_helpers import QuotasStub, Recorder
@@ -60,3 +62,20 @@ def test_the_docs_list_every_quota_kind() -> None:
     for name in (SPOT_G5, "ml.g5.xlarge for training job usage", PROCESSING_M5, "ml.m5.xlarge for endpoint usage"):
         assert name in text, name
     assert "make preflight" in text
+
+
+def test_run_pipeline_start_refuses_before_changing_anything(moto_server, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from deploy_helpers import serve_quotas
+    from pipelines import run_pipeline
+
+    serve_quotas(monkeypatch, {SPOT_G5: 0.0, PROCESSING_M5: 20.0})  # a new account: no spot GPU quota
+    name = "gtsrb-noquota"
+    argv = ["--kwargs", json.dumps({"region": REGION, "role": moto_server.role, "pipeline_name": name, "image_tag": "abc1234"}),
+            "--start"]
+    with pytest.raises(SystemExit) as exited:
+        run_pipeline.main(argv)
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert f"the SageMaker quota '{SPOT_G5}' is 0 in {REGION} but this run needs 1" in err and "Traceback" not in err
+    sm = moto_server.client("sagemaker")
+    assert name not in [p["PipelineName"] for p in sm.list_pipelines()["PipelineSummaries"]]
