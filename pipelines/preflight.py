@@ -115,8 +115,8 @@ def check(client, needs: dict[str, int], region: str) -> dict[str, float]:
     try:
         values = quota_values(client, needs)
     except (BotoCoreError, ClientError) as err:
-        raise StepError(f"preflight: cannot read the SageMaker service quotas in {region} ({err}); the role needs "
-                        "servicequotas:ListServiceQuotas.") from None
+        hint = " (the caller needs servicequotas:ListServiceQuotas)" if isinstance(err, ClientError) else ""
+        raise StepError(f"preflight: cannot read the SageMaker service quotas in {region}{hint}: {err}") from None
     for name, needed in sorted(needs.items()):
         if name not in values:
             raise StepError(f"preflight: Service Quotas lists no SageMaker quota {name!r} in {region}: that instance "

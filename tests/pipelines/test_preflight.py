@@ -4,12 +4,15 @@ when an account has too few (ListServiceQuotas through botocore's Stubber: moto 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from deploy_helpers import QuotasStub, Recorder
+from deploy_helpers import GENEROUS_QUOTAS, QuotasStub, Recorder, serve_quotas
 from gtsrb.common.failure import StepError
-from pipelines import preflight
+from pipelines import preflight, run_pipeline
 from pipelines.deploy import stage_config
 from pipelines_helpers import REGION, REPO_ROOT
 
@@ -65,9 +68,6 @@ def test_the_docs_list_every_quota_kind() -> None:
 
 
 def test_run_pipeline_start_refuses_before_changing_anything(moto_server, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    from deploy_helpers import serve_quotas
-    from pipelines import run_pipeline
-
     serve_quotas(monkeypatch, {SPOT_G5: 0.0, PROCESSING_M5: 20.0})  # a new account: no spot GPU quota
     name = "gtsrb-noquota"
     argv = ["--kwargs", json.dumps({"region": REGION, "role": moto_server.role, "pipeline_name": name, "image_tag": "abc1234"}),
@@ -79,3 +79,22 @@ def test_run_pipeline_start_refuses_before_changing_anything(moto_server, monkey
     assert f"the SageMaker quota '{SPOT_G5}' is 0 in {REGION} but this run needs 1" in err and "Traceback" not in err
     sm = moto_server.client("sagemaker")
     assert name not in [p["PipelineName"] for p in sm.list_pipelines()["PipelineSummaries"]]
+
+
+@pytest.mark.slow
+def test_make_preflight_reads_the_pipeline_and_both_stages(moto_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = [sys.executable, "-m", "pipelines.preflight", "--kwargs", json.dumps({"region": REGION, "role": moto_server.role,
+            "image_tag": "abc1234"}), "--stage", "staging", "--stage", "prod"]
+
+    def preflight() -> subprocess.CompletedProcess:
+        return subprocess.run(argv, cwd=REPO_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=180, check=False)
+
+    done = preflight()
+    assert done.returncode == 0, done.stderr
+    assert f"quota ok: '{SPOT_G5}' = 10 (needs 1)" in done.stdout
+    assert "quota ok: 'ml.m5.xlarge for endpoint usage' = 10 (needs 5)" in done.stdout
+    serve_quotas(monkeypatch, {**GENEROUS_QUOTAS, "ml.m5.xlarge for endpoint usage": 4.0})
+    done = preflight()
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (
+        f"ERROR: preflight: the SageMaker quota 'ml.m5.xlarge for endpoint usage' is 4 in {REGION} but this run needs 5: "
+        "request an increase (Service Quotas console, Amazon SageMaker) or choose another instance type.")
