@@ -108,7 +108,7 @@ def deploy(clients: Clients, request: Request) -> Target:
         roll_out(sm, target, previous_config, rollback_on, request.poll_s)
         predictions = smoke.smoke_test(clients.runtime, target.endpoint, request.smoke_image)
     except DeployError as err:
-        raise DeployError(err.code, f"{err} {roll_back(sm, target, previous_config, request.poll_s)}") from None
+        raise DeployError(err.code, f"{err} {roll_back(clients, target, previous_config, request.poll_s)}") from None
     if previous_config:
         resources.delete_config_and_models(sm, previous_config)
     report(target, request, predictions, previous_config)
@@ -134,14 +134,16 @@ def roll_out(sm, target: Target, previous_config: str | None, rollback_on: list[
                           f"{described['EndpointConfigName']} ({reason}).")
 
 
-def roll_back(sm, target: Target, previous_config: str | None, poll_s: float) -> str:
+def roll_back(clients: Clients, target: Target, previous_config: str | None, poll_s: float) -> str:
     """Undo a failed deployment as far as possible; one sentence saying what serves now."""
+    sm = clients.sagemaker
     try:
         if previous_config is None:
             resources.delete_quietly("DeleteEndpoint", sm.delete_endpoint, EndpointName=target.endpoint)
             resources.delete_config_and_models(sm, target.resource_name)
             resources.delete_model(sm, target.resource_name)  # when the config was never made
-            return f"Removed endpoint {target.endpoint} and the model and config made for it."
+            alarms.delete_alarms(clients.cloudwatch, target.endpoint, target.config)
+            return f"Removed endpoint {target.endpoint} and the model, config and alarms made for it."
         return revert_update(sm, target, previous_config, poll_s)
     except (DeployError, ClientError, BotoCoreError) as err:
         return f"Rolling back failed too ({err}): check endpoint {target.endpoint} in the console."

@@ -125,12 +125,13 @@ def test_failed_smoke_test_of_a_new_endpoint_removes_it(moto_server: Moto, deplo
     sm, group = moto_server.client("sagemaker"), "gtsrb-badanswer"
     register(sm, group, APPROVED)
     answer_next(moto_server, json.dumps({"predictions": [{"class_id": 99, "class_name": "?", "probability": 0.5}]}))
-    assert deploy(group) == errors.EXIT_SMOKE_FAILED
+    assert deploy(group, alarm_5xx_errors=1) == errors.EXIT_SMOKE_FAILED
     err = capsys.readouterr().err
     assert "smoke test: endpoint gtsrb-badanswer-staging answered class_14.png wrongly" in err
-    assert "Removed endpoint gtsrb-badanswer-staging" in err
+    assert "Removed endpoint gtsrb-badanswer-staging and the model, config and alarms made for it" in err
     assert not sm.list_endpoints(NameContains=group)["Endpoints"]
     assert ours(sm, f"{group}-staging") == ([], [])
+    assert not moto_server.client("cloudwatch").describe_alarms(AlarmNamePrefix=group)["MetricAlarms"]
 
 
 def serving_v1_with_v2_approved(moto_server: Moto, deploy, group: str) -> tuple[str, str]:
