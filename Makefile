@@ -28,7 +28,7 @@ AWS_REGION ?= $(or $(REGION),$(AWS_DEFAULT_REGION),us-east-1)
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help install demo-data demo test test-fast bench lint lock clean \
-        build push train-local test-containers pin-base check-gpu-libs definition upsert serve predict gpu-target \
+        build push train-local test-containers pin-base check-gpu-libs definition upsert preflight serve predict gpu-target bench-gpu \
         deploy undeploy approve deploy-local
 
 help: ## List the targets
@@ -138,6 +138,11 @@ gpu-target: $(STAMP) ## On a GPU machine: prepare DATA=, train in the GPU image,
 	@test -n "$(DATA)" || { echo "make gpu-target: set DATA=<a real GTSRB download> (docs/gpu-runbook.md)" >&2; exit 1; }
 	$(PY) containers/gpu_target.py --docker $(DOCKER) --image $(call image,gpu,latest) --data $(DATA) --work $(or $(GPU_WORK),runs/gpu-target)
 
+BENCH_ENV ?=
+bench-gpu: $(STAMP) ## On a GPU machine: the benchmarks in the GPU image, one GPU and 4 CPUs like ml.g5.xlarge (BENCH_ENV='K=V ...')
+	@echo ">> make bench in the GPU image (bench/ mounted read-only; --gpus device=0 --cpuset-cpus 0-3)"
+	$(PY) containers/bench_image.py --docker $(DOCKER) --image $(call image,gpu,latest) $(foreach e,$(BENCH_ENV),--env $(e))
+
 pin-base: ## Pin the Dockerfile's dated base tag to the digest its registry serves now (needs Docker Hub)
 	DOCKER=$(DOCKER) containers/pin-base.sh
 
@@ -179,6 +184,10 @@ upsert: $(STAMP) ## Create/update the SageMaker pipeline, tagged (ROLE_ARN=, REG
 	@echo ">> upserting the SageMaker pipeline in $(AWS_REGION), images tagged $(TAG)$(if $(START), and starting it)"
 	$(PY) -m pipelines.run_pipeline --role-arn '$(ROLE_ARN)' --kwargs '$(PIPELINE_KWARGS)' --tags '$(PIPELINE_TAGS)' \
 	  $(if $(START),--start --wait-minutes $(WAIT_MINUTES))
+
+preflight: $(STAMP) ## Check the SageMaker quotas the pipeline (SPOT=, instance types) and both stages' endpoints need (ROLE_ARN=, REGION=)
+	@echo ">> reading the SageMaker service quotas in $(AWS_REGION) that a pipeline run and the staging/prod endpoints need"
+	$(PY) -m pipelines.preflight --kwargs '$(PIPELINE_KWARGS)' --stage staging --stage prod
 
 # --- deployment: an Approved version becomes a tested endpoint (pipelines/deploy, docs/deployment.md) --
 deploy: $(STAMP) ## Deploy the newest Approved package version to STAGE=staging|prod (deploy/<stage>.json; ROLE_ARN=, REGION=, PACKAGE_ARN=)

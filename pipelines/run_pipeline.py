@@ -24,6 +24,7 @@ from sagemaker.core.helper.iam_role_resolver import RoleValidationError
 
 from gtsrb.common.failure import StepError, run_tool
 from gtsrb.train.hyperparameters import Hyperparameters
+from pipelines import preflight
 from pipelines.cli_args import add_pipeline_args, build_pipeline, parse_json, quiet_sdk
 from pipelines.instances import check_training_instance_type, check_volume_kms_key, has_instance_storage
 from pipelines.settings import HYPERPARAMETER_OF, as_number
@@ -169,6 +170,8 @@ def upsert_and_start(argv: list[str] | None = None) -> int:
     overrides = parse_json("--parameters", args.parameters, dict)
     pipeline = build_pipeline(args.module_name, args.kwargs)
     check_overrides(pipeline, overrides)
+    if args.start:  # starting uses training and processing quota: refuse before anything changes
+        preflight.check_pipeline(pipeline, overrides)
     role_arn = args.role_arn or parse_json("--kwargs", args.kwargs, dict).get("role")
     upserted = aws_call("UpsertPipeline", pipeline.upsert, role_arn=role_arn, description=args.description, tags=tags)
     print(f"upserted pipeline={pipeline.name} arn={upserted['PipelineArn']}")

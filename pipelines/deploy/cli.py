@@ -56,10 +56,11 @@ def git_sha(given: str | None) -> str:
 
 
 def make_clients(region: str) -> Clients:
-    """boto3 clients of SageMaker and its runtime (AWS_ENDPOINT_URL redirects them, e.g. to moto)."""
+    """boto3 clients of SageMaker, its runtime, CloudWatch and Service Quotas (AWS_ENDPOINT_URL redirects them)."""
     import boto3
 
-    return Clients(boto3.client("sagemaker", region_name=region), boto3.client("sagemaker-runtime", region_name=region))
+    names = ("sagemaker", "sagemaker-runtime", "cloudwatch", "service-quotas")
+    return Clients(*(boto3.client(name, region_name=region) for name in names))
 
 
 def request_of(args: argparse.Namespace, config: stage_config.StageConfig, region: str) -> Request:
@@ -80,7 +81,7 @@ def run(argv: list[str] | None = None) -> int:
     if not region:
         raise DeployError(EXIT_BAD_INPUT, "no AWS region: pass --region (make: REGION=) or set AWS_DEFAULT_REGION.")
     if args.undeploy:
-        deleted = deployer.undeploy(make_clients(region).sagemaker, args.stage, config)
+        deleted = deployer.undeploy(make_clients(region), args.stage, config)
         print(f"undeployed stage={args.stage}: " + (", ".join(deleted) if deleted else "nothing was deployed"))
         return 0
     target = deployer.deploy(make_clients(region), request_of(args, config, region))

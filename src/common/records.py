@@ -107,7 +107,9 @@ def stored_image_side(files: RecordFiles) -> int:
 
 
 def decode_threads() -> int:
-    """Decode threads for ImageRecordIter: every CPU (it only decodes when the net runs elsewhere)."""
+    """Decode threads asked of ImageRecordIter: every CPU (it only decodes when the net runs elsewhere).
+    MXNet 1.9.1 uses at most half the CPUs it sees (omp_get_num_procs() / 2), whatever this says:
+    2 threads on ml.g5.xlarge's 4 vCPUs; docs/gpu-runbook.md measures the margin over the GPU."""
     return max(1, len(os.sched_getaffinity(0)))
 
 

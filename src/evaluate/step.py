@@ -16,7 +16,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from gtsrb.common import contract
+from gtsrb.common import contract, cuda
 from gtsrb.common.failure import StepError
 from gtsrb.common.model_io import LoadedModel, load_model
 from gtsrb.common.records import check_records, predict
@@ -30,7 +30,7 @@ DEFAULT_BATCH_SIZE = 128  # inference only: memory is no concern at GTSRB sizes
 
 def default_context() -> mx.Context:
     """The first GPU when there is one, else the CPU."""
-    return mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu()
+    return mx.gpu(0) if cuda.gpu_count() > 0 else mx.cpu()
 
 
 def locate_test_split(test_dir: str | Path) -> contract.RecordFiles:
