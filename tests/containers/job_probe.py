@@ -11,8 +11,10 @@ from pathlib import Path
 
 base = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
 model_dir = Path(os.environ["SM_MODEL_DIR"])
-files = sorted(str(p.relative_to(base)) for p in base.rglob("*")
-               if p.is_file() and model_dir not in p.parents and "code" not in p.relative_to(base).parts[:1])
+# Every file a script can open below the base (followlinks: the twin's channels are symlinks).
+files = sorted(str((Path(folder) / name).relative_to(base)) for folder, _, names in os.walk(base, followlinks=True)
+               for name in names if not Path(folder, name).is_relative_to(model_dir)
+               and Path(folder).relative_to(base).parts[:1] != ("code",))
 config = {p.name: json.loads(p.read_text()) for p in sorted((base / "input" / "config").glob("*.json"))}
 report = {"argv": sys.argv[1:], "base": str(base), "files": files, "config": config,
           "env": {k: v for k, v in os.environ.items() if k.startswith("SM_")}}
