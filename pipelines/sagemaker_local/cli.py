@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import signal
 import sys
 import time
@@ -12,8 +11,7 @@ from pathlib import Path
 from gtsrb.common.failure import StepError
 from pipelines import work_lock
 from pipelines.cli_args import quiet_sdk
-from pipelines.local.cli import parse_hp
-from pipelines.local.options import DEMO_SIZE, DEMO_THRESHOLD
+from pipelines.local.cli import add_run_flags, checked_hyperparameters
 from pipelines.sagemaker_local.runner import EXIT_FAILED, Options, SageMakerLocalRun
 
 EXIT_INTERRUPTED = 130
@@ -23,18 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The flags; make sagemaker-local passes the same ones."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.sagemaker_local",
                                      description="The SageMaker pipeline executed by the SageMaker SDK's local mode.")
-    parser.add_argument("--work", type=Path, default=Path("runs/sagemaker-local"), help="folder for every output")
-    parser.add_argument("--data", type=Path, help="GTSRB folder, official or Kaggle layout (default: generate the demo set)")
-    parser.add_argument("--threshold", type=float, default=DEMO_THRESHOLD,
-                        help=f"AccuracyThreshold of this execution (default {DEMO_THRESHOLD})")
-    parser.add_argument("--hp", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="hyperparameters: epochs, lr, batch_size, model, image_size become start parameters, "
-                             "any other is fixed in the built pipeline (preset=cpu by default)")
+    add_run_flags(parser, Path("runs/sagemaker-local"))  # --hp: epochs, lr, batch_size, model, image_size are
+    # start parameters (Epochs, ...); any other key is fixed in the built pipeline (preset=cpu by default)
     parser.add_argument("--instances", type=int, default=1, help="TrainingInstanceCount (containers algo-1..N)")
     parser.add_argument("--tag", default="latest", help="tag of the cpu image (gtsrb-mxnet-cpu:<tag>)")
     parser.add_argument("--registry", default="", help="registry host of the image (default: a local name)")
-    parser.add_argument("--demo-size", type=int, nargs=3, default=DEMO_SIZE, metavar=("TRACKS", "FRAMES", "TEST"),
-                        help="generated demo set: tracks per class, frames per track, test images per class")
     return parser
 
 
@@ -42,12 +33,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     """The command line, checked (argparse exits 2 with a clear message on a bad flag)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        hps = parse_hp(args.hp)
-    except argparse.ArgumentTypeError as err:
-        parser.error(str(err))
-    if not math.isfinite(args.threshold):
-        parser.error(f"--threshold {args.threshold}: must be a number (an accuracy, e.g. 0.9)")
+    hps = checked_hyperparameters(parser, args)
     if args.instances < 1:
         parser.error(f"--instances {args.instances}: must be at least 1")
     return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps,
