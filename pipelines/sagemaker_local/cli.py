@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(parser, Path("runs/sagemaker-local"))  # --hp: epochs, lr, batch_size, model, image_size are
     # start parameters (Epochs, ...); any other key is fixed in the built pipeline (preset=cpu by default)
     parser.add_argument("--instances", type=int, default=1, help="TrainingInstanceCount (containers algo-1..N)")
-    parser.add_argument("--tag", default="latest", help="tag of the cpu image (gtsrb-mxnet-cpu:<tag>)")
+    parser.add_argument("--tag", required=True, help="tag of the cpu image (gtsrb-mxnet-cpu:<tag>; make passes the git SHA)")
     parser.add_argument("--registry", default="", help="registry host of the image (default: a local name)")
     return parser
 

@@ -46,7 +46,7 @@ class Options:
     threshold: float = DEMO_THRESHOLD
     hyperparameters: dict[str, str] = field(default_factory=dict)
     instances: int = 1
-    image_tag: str = "latest"
+    image_tag: str = ""  # an immutable tag (the definition refuses latest): make passes the git SHA
     image_registry: str = ""
     demo_size: tuple[int, int, int] = DEMO_SIZE
 

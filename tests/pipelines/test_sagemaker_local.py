@@ -89,6 +89,19 @@ def test_start_parameters_get_the_types_the_sdk_demands(no_network: None) -> Non
         runner.typed_overrides(pipeline, {"Epochs": "three"})
 
 
+def test_the_run_overrides_instances_data_threshold_and_hyperparameters(no_network: None, tmp_path: Path) -> None:
+    from pipelines.definition import get_pipeline
+
+    run = runner.SageMakerLocalRun(runner.Options(work=tmp_path, data=tmp_path, threshold=0.5, instances=2, image_tag=IMAGE_TAG,
+                                                  hyperparameters={"epochs": "3", "max_train_images": "100"}))
+    pipeline = get_pipeline(**run.pipeline_kwargs())
+    assert run.start_parameters(pipeline) == {
+        "InputDataUrl": tmp_path.resolve().as_uri(), "ProcessingInstanceType": "local", "TrainingInstanceType": "local",
+        "TrainingInstanceCount": 2, "AccuracyThreshold": 0.5, "Epochs": 3}
+    hps = steps_by_name(json.loads(pipeline.definition()))[graph.TRAIN.name]["Arguments"]["HyperParameters"]
+    assert (hps["preset"], hps["max_train_images"]) == ("cpu", "100")
+
+
 def test_no_docker_on_path_is_one_sentence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(StepError, match=r"needs the `docker` command, which is not on PATH: install Docker Engine"):
