@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -31,6 +32,7 @@ BUCKET = "gtsrb-local"  # the moto server's one bucket
 ROLE = "arn:aws:iam::000000000000:role/SageMakerExecutionRole"  # never checked: local mode has no IAM
 LOCAL_INSTANCE = "local"  # the SDK's instance type for a container on this machine
 EXECUTIONS_DIR = "executions"  # WORK/executions/<id>/: the execution's S3 prefix, mirrored
+SCRATCH_DIR = "sdk-jobs"  # WORK/sdk-jobs: the SDK's container_root while the execution runs
 EXIT_REGISTERED, EXIT_FAILED, EXIT_BELOW_THRESHOLD = 0, 1, 3
 FIXED_DEFAULTS = {"preset": "cpu"}  # no GPU in local mode: the CPU recipe, as make demo without a GPU
 # Compose prefixes each container line with `<container name> | `.
@@ -105,6 +107,20 @@ def training_failure(folder: Path) -> str:
     return ""
 
 
+def remove_job_containers(scratch: Path) -> None:
+    """Remove the stopped containers of every job the SDK ran from `scratch` (it never runs
+    `compose down`), then its folders: a run leaves no containers and no temp folders behind."""
+    import yaml
+
+    names = []
+    for compose_file in scratch.glob("*/docker-compose.yaml"):
+        services = yaml.safe_load(compose_file.read_text()).get("services", {})
+        names += [service["container_name"] for service in services.values() if "container_name" in service]
+    if names:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False, timeout=120)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 class SageMakerLocalRun:
     """One execution under WORK."""
 
@@ -161,13 +177,18 @@ class SageMakerLocalRun:
         print(f"Start parameters: {json.dumps(parameters)}", flush=True)
         with offline_sdk(local_s3.REGION):  # no telemetry from the local session either
             session = LocalPipelineSession(boto_session=boto3.Session(region_name=local_s3.REGION))
+            scratch = self.work / SCRATCH_DIR  # the SDK's per-job folders (compose files, downloads)
+            scratch.mkdir(parents=True, exist_ok=True)
+            local = {**(session.config or {}).get("local", {}), "container_root": str(scratch)}
+            session.config = {**(session.config or {}), "local": local}
             session.create_pipeline(pipeline, "make sagemaker-local")
             try:
                 with progress.watching(self.steps_dir):
-                    return session.start_pipeline_execution(PipelineName=pipeline.name,
-                                                                      PipelineParameters=parameters)
+                    return session.start_pipeline_execution(PipelineName=pipeline.name, PipelineParameters=parameters)
             except ClientError as err:
                 raise StepError(f"the SDK refused to start the execution: {err.response['Error']['Message']}") from None
+            finally:
+                remove_job_containers(scratch)
 
     def step_results(self, execution, folder: Path) -> list[StepResult]:
         """Every step the SDK ran, in order, with our failure reason where one failed."""

@@ -117,6 +117,16 @@ def test_registered_in_mlflow_and_servable(passed: Execution) -> None:
     assert f"MODEL=models:/{version.name}/{version.version}" in passed.output
 
 
+def test_no_job_container_or_sdk_folder_is_left_behind(docker: str, passed: Execution) -> None:
+    log = (passed.work / "steps" / f"{graph.TRAIN.name}.log").read_text()
+    created = re.findall(r"Creating (\S+) \.\.\. done|Container (\S+)\s+Created", log)  # compose v1 | v2
+    created = [v1 or v2 for v1, v2 in created]
+    assert created, "compose names the containers it creates in the step's log"
+    listed = subprocess.run([docker, "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True, check=True)
+    assert not set(created) & set(listed.stdout.split())
+    assert not (passed.work / "sdk-jobs").exists()
+
+
 def test_impossible_threshold_ends_in_the_fail_step(below: Execution) -> None:
     assert below.code == EXIT_BELOW_THRESHOLD, below.output[-4000:]
     statuses = {s["name"]: s["status"] for s in below.record["steps"]}
