@@ -255,37 +255,26 @@ class SageMakerLocalRun:
             return self.finish(execution, folder, prefix)
 
     def finish(self, execution, folder: Path, prefix: str) -> int:
-        """Summary, registration when the condition passed; the exit code."""
+        """Record, summarise, register when the condition passed; the exit code."""
         steps = self.step_results(execution, folder)
-        status = execution.describe()["PipelineExecutionStatus"]
-        record = {"execution": execution.describe(), "steps": [vars(s) for s in steps],
-                  "parameters": execution.pipeline_parameters, "image": self.image}
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "execution.json").write_text(json.dumps(record, indent=2, default=str))
-        print_steps(execution.pipeline_execution_name, status, steps, folder)
+        self.record(execution, steps, folder)
         by_name = {s.name: s for s in steps}
         evaluation_dir = folder / graph.EVALUATE.name / graph.CONDITION.source.output
-        report = evaluation_dir / contract.EVALUATION_FILE
-        if not report.is_file():
-            failed = next((s for s in steps if s.status == "Failed"), None)
-            reason = failed.reason or failed.sdk_reason if failed else execution.describe().get("FailureReason", "")
-            print(f"\nFAILED ({failed.name if failed else '?'}): {reason}", file=sys.stderr, flush=True)
-            return EXIT_FAILED
-        accuracy = float(contract.json_get(console.read_json(report), graph.CONDITION.json_path))
+        if not (evaluation_dir / contract.EVALUATION_FILE).is_file():
+            return report_failure(next((s for s in steps if s.status == "Failed"), None), execution)
+        accuracy = float(contract.json_get(console.read_json(evaluation_dir / contract.EVALUATION_FILE),
+                                           graph.CONDITION.json_path))
         manifest = folder / graph.PREPARE.name / contract.MANIFEST_OUTPUT / contract.MANIFEST_FILE
-        reports = [console.StepReport(s.name, s.seconds) for s in steps]
         summary = partial(console.Summary, manifest, evaluation_dir, self.work / "mlflow.db", accuracy,
-                          self.options.threshold, reports)
-        if graph.FAIL in by_name:
-            console.print_summary(summary(f"NOT registered: {by_name[graph.FAIL].sdk_reason}"))
-            print(f"\nFAILED ({graph.FAIL}): {by_name[graph.FAIL].sdk_reason}", file=sys.stderr, flush=True)
-            return EXIT_BELOW_THRESHOLD
-        model = by_name.get(graph.REGISTER)
-        if model is None or model.status != "Succeeded":
-            print(f"\nFAILED ({graph.REGISTER}): {model.sdk_reason if model else 'did not run'}", file=sys.stderr, flush=True)
-            return EXIT_FAILED
+                          self.options.threshold, [console.StepReport(s.name, s.seconds) for s in steps])
         s3_model = execution.step_execution[graph.TRAIN.name].properties["ModelArtifacts"]["S3ModelArtifacts"]
         archive = self.local_path(s3_model, prefix, folder)
+        if graph.FAIL in by_name:
+            console.print_summary(summary(f"NOT registered: {by_name[graph.FAIL].sdk_reason}"))
+            print(f"model       {console.shown_path(archive)} ({s3_model} in the run's S3)")
+            return report_failure(by_name[graph.FAIL], execution, EXIT_BELOW_THRESHOLD)
+        if by_name.get(graph.REGISTER, StepResult(graph.REGISTER, "did not run", 0)).status != "Succeeded":
+            return report_failure(by_name.get(graph.REGISTER), execution)
         registered = self.register(archive, evaluation_dir, manifest, execution.pipeline_execution_name)
         console.print_summary(summary(f"{registered.model_name} version {registered.version} ({graph.APPROVAL_STATUS}), "
                                       f"MLflow run {registered.run_id}"))
@@ -293,6 +282,21 @@ class SageMakerLocalRun:
         print(f"serve       make serve WORK={console.shown_path(self.work)} "
               f"MODEL=models:/{registered.model_name}/{registered.version}", flush=True)
         return EXIT_REGISTERED
+
+    def record(self, execution, steps: list[StepResult], folder: Path) -> None:
+        """execution.json (the SDK's description, each step, the parameters) and the SDK's status table."""
+        record = {"execution": execution.describe(), "steps": [vars(s) for s in steps],
+                  "parameters": execution.pipeline_parameters, "image": self.image}
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "execution.json").write_text(json.dumps(record, indent=2, default=str))
+        print_steps(execution.pipeline_execution_name, record["execution"]["PipelineExecutionStatus"], steps, folder)
+
+
+def report_failure(step: StepResult | None, execution, code: int = EXIT_FAILED) -> int:
+    """`FAILED (<Step>): <our reason, else the SDK's>` on stderr; returns `code`."""
+    reason = (step.reason or step.sdk_reason) if step else execution.describe().get("FailureReason", "")
+    print(f"\nFAILED ({step.name if step else '?'}): {reason}", file=sys.stderr, flush=True)
+    return code
 
 
 def print_steps(execution_id: str, status: str, steps: list[StepResult], folder: Path) -> None:
