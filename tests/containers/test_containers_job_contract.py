@@ -23,6 +23,7 @@ import pytest
 from containers_helpers import REPO, run
 from gtsrb.common import sagemaker_job
 from pipelines import emulated_job
+from pipelines.sagemaker_local.runner import remove_job_containers
 
 pytestmark = pytest.mark.containers
 
@@ -80,10 +81,15 @@ def local_mode(probe_image: str, tmp_path_factory: pytest.TempPathFactory) -> di
                            "AWS_EC2_METADATA_DISABLED": "true"}.items():
             mp.setenv(key, value)
         session = LocalSession(boto_session=boto3.Session(region_name="us-east-1"))
-        session.sagemaker_client.create_training_job(
-            "job-contract", {"TrainingImage": probe_image, "TrainingInputMode": "File"},
-            {"S3OutputPath": (root / "out").as_uri()}, {"InstanceType": "local", "InstanceCount": 1},
-            InputDataConfig=inputs, HyperParameters=HPS)
+        session.config = {"local": {"container_root": str(root / "sdk-jobs")}}
+        (root / "sdk-jobs").mkdir()
+        try:
+            session.sagemaker_client.create_training_job(
+                "job-contract", {"TrainingImage": probe_image, "TrainingInputMode": "File"},
+                {"S3OutputPath": (root / "out").as_uri()}, {"InstanceType": "local", "InstanceCount": 1},
+                InputDataConfig=inputs, HyperParameters=HPS)
+        finally:
+            remove_job_containers(root / "sdk-jobs")
     with tarfile.open(root / "out" / "model.tar.gz") as tar:
         return json.load(tar.extractfile("probe.json"))
 
