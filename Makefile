@@ -29,7 +29,7 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: help install demo-data demo test test-fast bench lint lock clean \
         build push train-local test-containers pin-base check-gpu-libs definition upsert preflight serve predict gpu-target bench-gpu \
-        deploy undeploy approve deploy-local
+        deploy undeploy approve deploy-local sagemaker-local
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,16 @@ test: $(STAMP) ## Run the test suite (installs first if needed)
 
 test-fast: $(STAMP) ## Run the tests that take seconds (no training runs)
 	$(PY) -m pytest -m "not slow and not containers" $(PYTEST_ARGS)
+
+# --- the pipeline as SageMaker runs it: the SDK's LocalPipelineSession in Docker (docs/local-pipeline.md) ---
+INSTANCES ?= 1
+# WORK=runs/demo is make demo's default; this target keeps its own unless WORK= is given.
+SM_LOCAL_WORK = $(if $(filter file,$(origin WORK)),runs/sagemaker-local,$(WORK))
+
+sagemaker-local: $(STAMP) ## Execute the SageMaker pipeline in the SDK's local mode with the cpu image TAG= (Docker + compose; DATA=, WORK=, THRESHOLD=, HP=, INSTANCES=)
+	@echo ">> executing the SageMaker pipeline definition with the SDK's LocalPipelineSession in Docker, image $(call image,cpu,$(TAG))"
+	$(PY) -m pipelines.sagemaker_local --work $(SM_LOCAL_WORK) --tag $(TAG) --instances $(INSTANCES) $(if $(DATA),--data $(DATA)) \
+	  $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(HP),--hp $(HP))
 
 # --- serving: the model server of the images, here without Docker (src/serve, docs/serving.md) ---
 MODEL  ?= $(WORK)/train/model
@@ -157,7 +167,7 @@ test-containers: $(STAMP) ## Start a Docker engine, build both images, run the s
 .PHONY: container-tests
 container-tests: $(STAMP) build/wheelhouse/cpu/.stamp build/wheelhouse/gpu/.stamp
 	$(MAKE) --no-print-directory build VARIANT="cpu gpu" BAKE_WEIGHTS=0
-	@echo ">> container tests: steps + SIGTERM in the CPU image, GPU image libraries, registry round trip, pin-base"
+	@echo ">> container tests: steps + SIGTERM in the CPU image, the SDK's local-mode pipeline, GPU image libraries, registry round trip, pin-base"
 	GTSRB_TEST_IMAGE=$(call image,cpu,$(TAG)) GTSRB_TEST_GPU_IMAGE=$(call image,gpu,$(TAG)) \
 	  $(PY) -m pytest -m containers tests/containers --durations=8 $(PYTEST_ARGS)
 

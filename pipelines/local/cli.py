@@ -30,27 +30,22 @@ def parse_hp(items: list[str]) -> dict[str, str]:
     return hps
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The flags; make demo passes the same ones."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.local",
-                                     description="The SageMaker pipeline's steps, run on this machine.")
-    parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="folder for every output (default runs/demo)")
+def add_run_flags(parser: argparse.ArgumentParser, work: Path) -> None:
+    """--work, --data, --threshold, --hp, --demo-size: the flags of both local runners (make demo,
+    make sagemaker-local)."""
+    parser.add_argument("--work", type=Path, default=work, help=f"folder for every output (default {work})")
     parser.add_argument("--data", type=Path, help="GTSRB folder, official or Kaggle layout (default: generate the demo set)")
     parser.add_argument("--threshold", type=float, default=DEMO_THRESHOLD,
                         help=f"register when test accuracy >= this (default {DEMO_THRESHOLD})")
     parser.add_argument("--hp", nargs="+", default=[], metavar="KEY=VALUE",
                         help="training hyperparameters, e.g. epochs=3 image_size=32")
-    parser.add_argument("--no-cache", action="store_true", help="run every step again instead of reusing finished ones")
     parser.add_argument("--demo-size", type=int, nargs=3, default=DEMO_SIZE, metavar=("TRACKS", "FRAMES", "TEST"),
                         help="generated demo set: tracks per class, frames per track, test images per class "
                         f"(default {' '.join(map(str, DEMO_SIZE))})")
-    return parser
 
 
-def parse_args(argv: list[str] | None = None) -> Options:
-    """The command line, checked (argparse exits 2 with a clear message on a bad flag)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def checked_hyperparameters(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """The add_run_flags values checked (argparse's exit 2 naming the flag); the --hp items as a dict."""
     try:
         hps = parse_hp(args.hp)
     except argparse.ArgumentTypeError as err:
@@ -59,6 +54,23 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parser.error(f"--data {args.data}: no such folder")
     if not math.isfinite(args.threshold):  # NaN compares false with every accuracy
         parser.error(f"--threshold {args.threshold}: must be a number (an accuracy, e.g. 0.9)")
+    return hps
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags; make demo passes the same ones."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.local",
+                                     description="The SageMaker pipeline's steps, run on this machine.")
+    add_run_flags(parser, Path("runs/demo"))
+    parser.add_argument("--no-cache", action="store_true", help="run every step again instead of reusing finished ones")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    """The command line, checked (argparse exits 2 with a clear message on a bad flag)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    hps = checked_hyperparameters(parser, args)
     return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps,
                    use_cache=not args.no_cache, demo_size=tuple(args.demo_size))
 

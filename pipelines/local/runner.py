@@ -118,9 +118,8 @@ class LocalPipeline:
 
     def _train(self, key: str, channels: dict[str, Path]) -> None:
         argv = [sys.executable, "-m", "gtsrb.train", *emulated_job.hyperparameters_to_args(self.hps)]
-        env = emulated_job.training_env(self.job, channels, self.hps, self.num_gpus)
         self.keep_or_clear_checkpoints(key)
-        self.job.start_fresh()
+        env = emulated_job.start_training_job(self.job, channels, self.hps, self.num_gpus)
         emulated_job.run_step_job(graph.TRAIN.name, argv, self.log_file(graph.TRAIN.name), self.job.failure_file, env)
         self.job.archive_model()
 

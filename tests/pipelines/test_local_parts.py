@@ -55,10 +55,10 @@ def test_training_env_is_the_toolkit_contract(tmp_path: Path) -> None:
     assert env["SM_CHANNEL_VALIDATION"] == str(tmp_path / "prepare" / "validation")
     assert env["SM_MODEL_DIR"] == str(tmp_path / "train" / "model")
     assert env["SAGEMAKER_BASE_DIR"] == str(tmp_path / "train")  # so /opt/ml/checkpoints -> train/checkpoints
-    assert json.loads(env["SM_HPS"]) == {"epochs": "2", "amp": "False"}
+    assert json.loads(env["SM_HPS"]) == {"epochs": 2, "amp": "False"}  # typed where JSON, as the toolkit does
     assert json.loads(env["SM_CHANNELS"]) == sorted(graph.TRAIN.channels)
     args = sagemaker_job.hyperparameters_to_args({"epochs": "2", "amp": "False"})
-    assert args == ["--epochs", "2", "--amp", "False"]
+    assert args == ["--amp", "False", "--epochs", "2"]  # in key order, as the toolkit passes them
     assert sagemaker_job.args_to_hyperparameters(args) == {"epochs": "2", "amp": "False"}  # the train step's reading
 
 
