@@ -24,6 +24,7 @@ from mxnet import autograd, gluon
 
 from bench import report
 from gtsrb.common import contract
+from gtsrb.common.classes import GTSRB_CLASS_NAMES, GTSRB_NUM_CLASSES, write_class_names
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.cli import prepare_run
@@ -45,8 +46,9 @@ def write_split(folder: Path, split: str, count: int, side: int) -> None:
     writer = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "w")
     for i in range(count):
         image = rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)
-        writer.write_idx(i, mx.recordio.pack_img(mx.recordio.IRHeader(0, float(i % 43), i, 0), image, quality=95))
+        writer.write_idx(i, mx.recordio.pack_img(mx.recordio.IRHeader(0, float(i % GTSRB_NUM_CLASSES), i, 0), image, quality=95))
     writer.close()
+    write_class_names(folder, list(GTSRB_CLASS_NAMES))  # as prepare writes beside every split
 
 
 def bare_rate(run: Run, batches: list[tuple[list[mx.nd.NDArray], list[mx.nd.NDArray]]]) -> float:

@@ -54,6 +54,8 @@ class Hyperparameters:
     devices: str = "auto"  # auto = every GPU (SM_NUM_GPUS), else one CPU; cpu:N = N CPU contexts (the multi-GPU code path on CPU)
     seed: int = 42  # every RNG is seeded from this and the epoch number, so a resumed run is reproducible
     log_interval: int = 0  # also log every N batches (0 = epoch lines only)
+    # read by prepare (like image_size): accept a test split without some class; the evaluation report names them
+    allow_missing_test_classes: bool = False
 
     @classmethod
     def preset_values(cls, name: str) -> dict[str, object]:

@@ -23,7 +23,6 @@ import mxnet as mx
 from gluoncv.model_zoo import get_model
 from mxnet import gluon
 
-from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ class GtsrbCNN(gluon.HybridBlock):
     every image_size; plain 3x3 convs run well on MXNet's CPU (oneDNN) kernels.
     """
 
-    def __init__(self, classes: int = NUM_CLASSES, **kwargs) -> None:
+    def __init__(self, classes: int, **kwargs) -> None:
         super().__init__(**kwargs)
         with self.name_scope():
             self.features = gluon.nn.HybridSequential(prefix="")
@@ -60,14 +59,14 @@ class GtsrbCNN(gluon.HybridBlock):
         return self.output(self.features(x))
 
 
-def create_network(name: str) -> gluon.HybridBlock:
-    """A fresh, uninitialised zoo network with NUM_CLASSES outputs; unknown names fail clearly."""
+def create_network(name: str, num_classes: int) -> gluon.HybridBlock:
+    """A fresh, uninitialised zoo network with `num_classes` outputs; unknown names fail clearly."""
     if not SUPPORTED_MODELS.match(name):
         raise StepError(f"model={name!r} is not supported; use one of {SUPPORTED_TEXT}.")
     if name == "gtsrb_cnn":
-        return GtsrbCNN(classes=NUM_CLASSES)
+        return GtsrbCNN(classes=num_classes)
     try:
-        return get_model(name, classes=NUM_CLASSES, pretrained=False)
+        return get_model(name, classes=num_classes, pretrained=False)
     except ValueError as err:  # matches the pattern but is not in the zoo, e.g. resnet19_v1b
         raise StepError(f"model={name!r} is not in the gluoncv model zoo; use one of {SUPPORTED_TEXT}.") from err
 
@@ -145,10 +144,10 @@ def set_multipliers(net: gluon.HybridBlock, head_lr_mult: float) -> None:
 
 
 def build_network(
-    name: str, image_size: int, ctx: list[mx.Context], weights: Path | None, head_lr_mult: float
+    name: str, num_classes: int, image_size: int, ctx: list[mx.Context], weights: Path | None, head_lr_mult: float
 ) -> gluon.HybridBlock:
     """Create, initialise, optionally load pretrained weights, set multipliers, hybridize."""
-    net = create_network(name)
+    net = create_network(name, num_classes)
     initialise(net, image_size, ctx)
     if weights is not None:
         load_backbone(net, weights)
