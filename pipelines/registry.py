@@ -171,7 +171,7 @@ def _version_tags(submission: Submission) -> dict[str, str]:
     names = json.loads(submission.manifest_file.read_text())["class_names"]
     tags["num_classes"] = str(len(names))
     tags["class_names"] = textwrap.shorten(", ".join(names), MAX_TAG_CHARS, placeholder=" ...")
-    unscored = report[contract.EVALUATION_DETAILS_KEY].get("unscored_classes", [])
+    unscored = report.get(contract.EVALUATION_DETAILS_KEY, {}).get("unscored_classes", [])
     if unscored:
         tags["unscored_classes"] = ",".join(str(c["class_id"]) for c in unscored)
     return tags
