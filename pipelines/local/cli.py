@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from gtsrb.common.failure import StepError
-from pipelines import work_lock
+from pipelines import recipes, work_lock
 from pipelines.local import layout
 from pipelines.local.options import DEMO_SIZE, DEMO_THRESHOLD, Options
 from pipelines.local.runner import EXIT_BELOW_THRESHOLD, EXIT_REGISTERED, LocalPipeline
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, help="GTSRB folder, official or Kaggle layout (default: generate the demo set)")
     parser.add_argument("--threshold", type=float, default=DEMO_THRESHOLD,
                         help=f"register when test accuracy >= this (default {DEMO_THRESHOLD})")
+    parser.add_argument("--recipe", type=Path, help="hyperparameters from a YAML/JSON file (recipes/cpu.yaml); --hp wins")
     parser.add_argument("--hp", nargs="+", default=[], metavar="KEY=VALUE",
                         help="training hyperparameters, e.g. epochs=3 image_size=32")
     parser.add_argument("--no-cache", action="store_true", help="run every step again instead of reusing finished ones")
@@ -52,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        hps = parse_hp(args.hp)
-    except argparse.ArgumentTypeError as err:
+        hps = {**(recipes.load(args.recipe) if args.recipe else {}), **parse_hp(args.hp)}  # HP= wins over the recipe
+    except (argparse.ArgumentTypeError, StepError) as err:
         parser.error(str(err))
     if args.data is not None and not args.data.is_dir():
         parser.error(f"--data {args.data}: no such folder")
