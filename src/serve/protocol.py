@@ -17,7 +17,8 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-IMAGE_CONTENT_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "application/x-image")
+ANY_IMAGE_CONTENT_TYPE = "application/x-image"  # any format the server decodes (batch transform of a mixed prefix)
+IMAGE_CONTENT_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", ANY_IMAGE_CONTENT_TYPE)
 RECORDIO_CONTENT_TYPE = "application/x-recordio"
 REQUEST_CONTENT_TYPES: tuple[str, ...] = (*IMAGE_CONTENT_TYPES, RECORDIO_CONTENT_TYPE)
 JSON_CONTENT_TYPE = "application/json"
