@@ -34,7 +34,7 @@ class Hyperparameters:
     batch_size: int = 128  # total over all GPUs; fits a 24 GB A10G at 96 px with AMP many times over
     optimizer: str = "nag"  # SGD with Nesterov momentum: the gluoncv fine-tuning default, robust with BN
     lr: float = 0.02  # backbone lr for batch 128: 1/2.5 of the from-scratch rule (0.1 per 256), keeps ImageNet features; head x10
-    head_lr_mult: float = 10.0  # the new 43-class head starts from random: let it move 10x faster
+    head_lr_mult: float = 10.0  # the new head (one output per class of the data) starts from random: let it move 10x faster
     momentum: float = 0.9  # the usual value for SGD/NAG
     wd: float = 1e-4  # ResNet's ImageNet weight decay; never applied to biases and BatchNorm (see model.py)
     warmup_epochs: float = 1.0  # linear warmup keeps the random head from wrecking pretrained features

@@ -1,4 +1,4 @@
-"""The network: a gluoncv zoo model with a 43-class head, optionally on pretrained weights.
+"""The network: a gluoncv zoo model with a head of the data's classes, optionally on pretrained weights.
 
 Supported families and their classifier heads:
 - ResNet v1b/v1c/v1d/v1s (`resnet50_v1d`, ...): head `.fc`, a Dense.
@@ -8,7 +8,7 @@ Supported families and their classifier heads:
 - `gtsrb_cnn` (ours, the CPU recipe): a plain VGG-style CNN with BatchNorm, head `.output`, a Dense.
   On 2 CPU cores it trains ~4x faster per image than cifar_resnet20_v2 (docs/accuracy.md), so
   a time budget buys ~4x the epochs; there are no pretrained weights for it.
-Building with `classes=43` makes the same structure as loading the 1000-class net and swapping
+Building with `classes=N` (the data's class count) makes the same structure as loading the 1000-class net and swapping
 the classifier; pretrained weights are then copied into every parameter whose name and shape
 match, so the backbone keeps its weights and only the classifier starts from random.
 """
@@ -94,7 +94,7 @@ def initialise(net: gluon.HybridBlock, image_size: int, ctx: list[mx.Context]) -
 def load_backbone(net: gluon.HybridBlock, params_file: Path) -> int:
     """Copy every weight of `params_file` whose name and shape match into `net`; return the count.
 
-    Accepts the 1000-class zoo file, a backbone-only file, a 43-class checkpoint, or an exported
+    Accepts the 1000-class zoo file, a backbone-only file, a checkpoint of the same classes, or an exported
     model's `model-0000.params` (global parameter names). The classifier
     keeps its random init unless the file has a same-shaped one. Fails if any non-classifier
     parameter is left without a weight: that is a file for another architecture.
