@@ -23,12 +23,12 @@ import sys
 import time
 from dataclasses import dataclass
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from gtsrb.serve import protocol
 from pipelines import graph, instances
 from pipelines.deploy import packages
-from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError, as_bad_input, call, error_code
+from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError, as_bad_input, call, error_code, exit_code
 from pipelines.settings import account_of
 
 RECORDIO_SUFFIX = ".rec"
@@ -167,15 +167,7 @@ def make_client(region: str):
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one sentence on stderr and the documented exit code on failure."""
-    try:
-        code = run(argv)
-    except DeployError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        code = err.code
-    except (ClientError, BotoCoreError) as err:
-        print(f"ERROR: an AWS call failed: {err}", file=sys.stderr)
-        code = EXIT_DEPLOY_FAILED
-    sys.exit(code)
+    sys.exit(exit_code(lambda: run(argv)))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipelines.local",
                                      description="The SageMaker pipeline's steps, run on this machine.")
     parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="folder for every output (default runs/demo)")
-    parser.add_argument("--data", type=Path, help="data folder: GTSRB (official or Kaggle layout) or your own train/<class>/ folders (default: generate the demo set)")
+    parser.add_argument("--data", type=Path, help="data folder: GTSRB (official or Kaggle layout) or your own "
+                        "train/<class>/ folders (default: generate the demo set)")
     parser.add_argument("--threshold", type=float, default=DEMO_THRESHOLD,
                         help=f"register when test accuracy >= this (default {DEMO_THRESHOLD})")
     parser.add_argument("--recipe", type=Path, help="hyperparameters from a YAML/JSON file (recipes/cpu.yaml); --hp wins")

@@ -56,7 +56,8 @@ def test_images_and_records_are_sent_as_the_server_accepts_them(moto_server: Mot
     assert records["TransformInput"]["SplitType"] == "RecordIO" and records["BatchStrategy"] == "MultiRecord"
     assert records["TransformOutput"]["Accept"] == protocol.JSONLINES_CONTENT_TYPE
     assert records["TransformOutput"]["AssembleWith"] == "Line"
-    assert len(sm.list_models()["Models"]) == 1  # the version's Model is reused
+    assert [m["ModelName"] for m in sm.list_models(NameContains="gtsrb-transform-v")["Models"]] == [
+        "gtsrb-transform-v2-transform"]  # the version's Model, made once and reused
 
 
 @pytest.mark.parametrize(
