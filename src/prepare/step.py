@@ -160,7 +160,7 @@ def check_test_classes(result: pack.SplitResult, samples: list[Sample], dataset:
     if absent:
         reasons.append(f"the data lists no test image of class {class_list(absent, names)}")
     if unreadable:
-        reasons.append(f"every test image of class {class_list(unreadable, names)} was unreadable (see the manifest's skipped list)")
+        reasons.append(f"every test image of class {class_list(unreadable, names)} was unreadable ({skipped_examples(result)})")
     what = "; ".join(reasons)
     if allow:
         log.warning("event=missing_test_classes classes=%s: %s; allowed, the evaluation report names them as not scored",
@@ -173,6 +173,11 @@ def check_test_classes(result: pack.SplitResult, samples: list[Sample], dataset:
         "allow_missing_test_classes=true (make demo HP='allow_missing_test_classes=true', or "
         "--allow-missing-test-classes); the evaluation report then names the classes it could not score."
     )
+
+
+def skipped_examples(result: pack.SplitResult, limit: int = 3) -> str:
+    """`a.ppm: empty file; b.ppm: ...`: what was skipped in a split, for a message."""
+    return "; ".join(f"{e['file']}: {e['reason']}" for e in result.skipped[:limit]) or "none skipped"
 
 
 def check_results(results: dict, splits: dict, max_skipped: float, names: list[str]) -> None:
@@ -192,8 +197,8 @@ def check_results(results: dict, splits: dict, max_skipped: float, names: list[s
         # validation holds whole tracks (tiny sets may miss a class); test: check_test_classes
         if empty and name == contract.TRAIN_SPLIT:
             raise StepError(
-                f"the {name} split has no readable image of class {class_list(empty, names)}; "
-                "every class needs training images (see the manifest's skipped list)."
+                f"the {name} split has no readable image of class {class_list(empty, names)} "
+                f"({skipped_examples(result)}); every class needs training images."
             )
 
 
