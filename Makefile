@@ -12,6 +12,7 @@ WORK      ?= runs/demo
 DATA      ?=
 THRESHOLD ?=
 HP        ?=
+RECIPE    ?=
 # deployment (make deploy / undeploy / approve / deploy-local; pipelines/deploy, docs/deployment.md)
 STAGE       ?=
 VERSION     ?=
@@ -27,9 +28,9 @@ AWS_REGION ?= $(or $(REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install demo-data demo test test-fast bench lint lock clean \
+.PHONY: help install demo-data demo recipes test test-fast bench lint lock clean \
         build push train-local test-containers pin-base check-gpu-libs definition upsert preflight serve predict gpu-target bench-gpu \
-        deploy undeploy approve deploy-local sagemaker-local
+        deploy undeploy approve deploy-local sagemaker-local transform
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,8 +47,11 @@ install: $(STAMP) ## Create .venv with everything the demo and the tests need (f
 demo-data: $(STAMP) ## Write the synthetic GTSRB-like demo set (DEMO_DATA=dir, SEED=, TRACKS=)
 	$(PY) -m gtsrb.demo_data --output $(or $(DEMO_DATA),data/demo) $(if $(SEED),--seed $(SEED)) $(if $(TRACKS),--tracks-per-class $(TRACKS))
 
-demo: $(STAMP) ## Run prepare -> train -> evaluate -> register on this machine (DATA=, WORK=, THRESHOLD=, HP='k=v ...')
-	$(PY) -m pipelines.local --work $(WORK) $(if $(DATA),--data $(DATA)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(HP),--hp $(HP))
+demo: $(STAMP) ## Run prepare -> train -> evaluate -> register on this machine (DATA=, WORK=, THRESHOLD=, RECIPE=file, HP='k=v ...')
+	$(PY) -m pipelines.local --work $(WORK) $(if $(DATA),--data $(DATA)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(HP),--hp $(HP))
+
+recipes: $(STAMP) ## Rewrite recipes/cpu.yaml and recipes/gpu.yaml from the presets in src/train/hyperparameters.py
+	$(PY) -m pipelines.recipes
 
 test: $(STAMP) ## Run the test suite (installs first if needed)
 	$(PY) -m pytest -m "not containers" $(PYTEST_ARGS)
@@ -189,11 +193,16 @@ definition: $(STAMP) ## Write the SageMaker pipeline JSON offline to DEFINITION=
 	@echo ">> rendering the SageMaker pipeline definition (no AWS call), images tagged $(TAG)"
 	$(PY) -m pipelines.get_pipeline_definition --kwargs '$(PIPELINE_KWARGS)' --file-name $(DEFINITION)
 
-upsert: $(STAMP) ## Create/update the SageMaker pipeline, tagged (ROLE_ARN=, REGION=, BUCKET=, TAG=; START=1 WAIT_MINUTES=n runs it)
+upsert: $(STAMP) ## Create/update the SageMaker pipeline, tagged (ROLE_ARN=, REGION=, BUCKET=, TAG=; START=1 WAIT_MINUTES=n RECIPE=file runs it)
 	@test -n "$(ROLE_ARN)" || { echo "make upsert: set ROLE_ARN=arn:aws:iam::<account>:role/<SageMaker execution role>" >&2; exit 1; }
 	@echo ">> upserting the SageMaker pipeline in $(AWS_REGION), images tagged $(TAG)$(if $(START), and starting it)"
 	$(PY) -m pipelines.run_pipeline --role-arn '$(ROLE_ARN)' --kwargs '$(PIPELINE_KWARGS)' --tags '$(PIPELINE_TAGS)' \
-	  $(if $(START),--start --wait-minutes $(WAIT_MINUTES))
+	  $(if $(START),--start --wait-minutes $(WAIT_MINUTES) $(if $(RECIPE),--recipe $(RECIPE)))
+
+transform: $(STAMP) ## Batch Transform: score INPUT=s3://.../ (images) or s3://.../x.rec into OUTPUT=s3://.../ with the newest Approved version (PACKAGE_ARN=, ROLE_ARN=, REGION=)
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" -a -n "$(ROLE_ARN)" || { echo "make transform: set INPUT=s3://..., OUTPUT=s3://... and ROLE_ARN=arn:aws:iam::<account>:role/<execution role>" >&2; exit 1; }
+	$(PY) -m pipelines.transform --input '$(INPUT)' --output '$(OUTPUT)' --role-arn '$(ROLE_ARN)' --region $(AWS_REGION) \
+	  $(if $(PACKAGE_ARN),--model-package-arn '$(PACKAGE_ARN)') $(if $(WAIT_MINUTES),--wait-minutes $(WAIT_MINUTES))
 
 preflight: $(STAMP) ## Check the SageMaker quotas the pipeline (SPOT=, instance types) and both stages' endpoints need (ROLE_ARN=, REGION=)
 	@echo ">> reading the SageMaker service quotas in $(AWS_REGION) that a pipeline run and the staging/prod endpoints need"

@@ -28,6 +28,7 @@ from mxnet import autograd, gluon
 
 from bench import QUICK, report
 from gtsrb.common import contract, cuda
+from gtsrb.common.classes import GTSRB_CLASS_NAMES, GTSRB_NUM_CLASSES, write_class_names
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.demo_data.scene import photograph, physical_sign
 from gtsrb.train.checkpoint import TrainingState
@@ -61,8 +62,9 @@ def write_split(folder: Path, split: str, count: int, pool: list[bytes]) -> None
     writer = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "w")
     for i in range(count):
         j = i % len(pool)
-        writer.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, float(j % 43), i, 0), pool[j]))
+        writer.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, float(j % GTSRB_NUM_CLASSES), i, 0), pool[j]))
     writer.close()
+    write_class_names(folder, list(GTSRB_CLASS_NAMES))  # as prepare writes beside every split
 
 
 def bare_rate(run: Run, batches: list[tuple[list[mx.nd.NDArray], list[mx.nd.NDArray]]]) -> float:

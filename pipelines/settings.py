@@ -25,11 +25,14 @@ DEFAULT_MAX_RUN_HOURS = 4.0  # SageMaker's SDK default is 1 h, too short for a r
 DEFAULT_MAX_WAIT_HOURS = 8.0  # spot: waiting for capacity + running, must be >= max run
 # Pipeline parameter -> train hyperparameter (the snake_case field of gtsrb.train Hyperparameters).
 HYPERPARAMETER_OF: dict[str, str] = {
+    "Preset": "preset",
     "Epochs": "epochs",
     "LearningRate": "lr",
     "BatchSize": "batch_size",
     "Model": "model",
     "ImageSize": "image_size",
+    "Tta": "tta",
+    "MaxTrainImages": "max_train_images",
 }
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/.+$")
 

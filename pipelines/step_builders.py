@@ -39,8 +39,9 @@ from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, Step, Tr
 from sagemaker.serve.model_builder import ModelBuilder
 from sagemaker.train import ModelTrainer
 
+from gtsrb.common.preprocessing import TTA_MODES
 from gtsrb.serve import protocol
-from gtsrb.train.hyperparameters import Hyperparameters
+from gtsrb.train.hyperparameters import PRESETS, Hyperparameters
 from gtsrb.train.metrics import METRIC_DEFINITIONS
 from pipelines import graph, instances
 from pipelines.instances import processing_volume_kms_key
@@ -68,6 +69,9 @@ class PipelineParameters:
     model: ParameterString
     image_size: ParameterInteger
     accuracy_threshold: ParameterFloat
+    preset: ParameterString
+    tta: ParameterString
+    max_train_images: ParameterInteger
     model_approval_status: ParameterString
 
     def all(self) -> list:
@@ -94,6 +98,11 @@ def make_parameters(settings: Settings, threshold: float) -> PipelineParameters:
         model=ParameterString("Model", default_value=hp.model),
         image_size=ParameterInteger("ImageSize", default_value=hp.image_size),
         accuracy_threshold=ParameterFloat("AccuracyThreshold", default_value=threshold),
+        # the other tunable hyperparameters (docs/sagemaker-pipeline.md); run_pipeline fills the
+        # parameters above from a Preset override, so Preset=cpu means the whole CPU recipe
+        preset=ParameterString("Preset", default_value=hp.preset, enum_values=list(PRESETS)),
+        tta=ParameterString("Tta", default_value=hp.tta, enum_values=list(TTA_MODES)),
+        max_train_images=ParameterInteger("MaxTrainImages", default_value=hp.max_train_images),
         model_approval_status=ParameterString(
             "ModelApprovalStatus",
             default_value=graph.APPROVAL_STATUS,

@@ -19,11 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from pipelines.deploy import deployer, smoke, stage_config
 from pipelines.deploy.deployer import Clients, Request
-from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError, as_bad_input
+from pipelines.deploy.errors import EXIT_BAD_INPUT, DeployError, as_bad_input, exit_code
 from pipelines.settings import account_of
 
 
@@ -94,13 +92,7 @@ def run(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console script: one sentence on stderr and the documented exit code on failure."""
     try:
-        code = run(argv)
-    except DeployError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        code = err.code
-    except (ClientError, BotoCoreError) as err:  # a describe/list outside a named step
-        print(f"ERROR: an AWS call failed: {err}", file=sys.stderr)
-        code = EXIT_DEPLOY_FAILED
+        code = exit_code(lambda: run(argv))
     except KeyboardInterrupt:
         print("ERROR: interrupted; run the same command again (it is idempotent) or make undeploy.", file=sys.stderr)
         code = 130

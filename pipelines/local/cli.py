@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from gtsrb.common.failure import StepError
-from pipelines import work_lock
+from pipelines import recipes, work_lock
 from pipelines.local import layout
 from pipelines.local.options import DEMO_SIZE, DEMO_THRESHOLD, Options
 from pipelines.local.runner import EXIT_BELOW_THRESHOLD, EXIT_REGISTERED, LocalPipeline
@@ -31,12 +31,14 @@ def parse_hp(items: list[str]) -> dict[str, str]:
 
 
 def add_run_flags(parser: argparse.ArgumentParser, work: Path) -> None:
-    """--work, --data, --threshold, --hp, --demo-size: the flags of both local runners (make demo,
+    """--work, --data, --threshold, --recipe, --hp, --demo-size: the flags of both local runners (make demo,
     make sagemaker-local)."""
     parser.add_argument("--work", type=Path, default=work, help=f"folder for every output (default {work})")
-    parser.add_argument("--data", type=Path, help="GTSRB folder, official or Kaggle layout (default: generate the demo set)")
+    parser.add_argument("--data", type=Path, help="data folder: GTSRB (official or Kaggle layout) or your own "
+                        "train/<class>/ folders (default: generate the demo set)")
     parser.add_argument("--threshold", type=float, default=DEMO_THRESHOLD,
                         help=f"register when test accuracy >= this (default {DEMO_THRESHOLD})")
+    parser.add_argument("--recipe", type=Path, help="hyperparameters from a YAML/JSON file (recipes/cpu.yaml); --hp wins")
     parser.add_argument("--hp", nargs="+", default=[], metavar="KEY=VALUE",
                         help="training hyperparameters, e.g. epochs=3 image_size=32")
     parser.add_argument("--demo-size", type=int, nargs=3, default=DEMO_SIZE, metavar=("TRACKS", "FRAMES", "TEST"),
@@ -47,8 +49,8 @@ def add_run_flags(parser: argparse.ArgumentParser, work: Path) -> None:
 def checked_hyperparameters(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
     """The add_run_flags values checked (argparse's exit 2 naming the flag); the --hp items as a dict."""
     try:
-        hps = parse_hp(args.hp)
-    except argparse.ArgumentTypeError as err:
+        hps = {**(recipes.load(args.recipe) if args.recipe else {}), **parse_hp(args.hp)}  # HP= wins over the recipe
+    except (argparse.ArgumentTypeError, StepError) as err:
         parser.error(str(err))
     if args.data is not None and not args.data.is_dir():
         parser.error(f"--data {args.data}: no such folder")

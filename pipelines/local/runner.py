@@ -180,6 +180,13 @@ class LocalPipeline:
         registered = registry.register(self.work, submission)
         return {"model_name": registered.model_name, "version": registered.version, "run_id": registered.run_id}
 
+    def prepare_args(self) -> list[str]:
+        """The prepare step's flags from the hyperparameters it reads (image_size, allow_missing_test_classes)."""
+        from gtsrb.train.hyperparameters import Hyperparameters
+
+        allow = Hyperparameters.from_mapping(self.hps).allow_missing_test_classes
+        return ["--image-size", str(self.image_size), *(["--allow-missing-test-classes"] if allow else [])]
+
     # --- the whole run
     def plan(self) -> console.Plan:
         """The steps this run goes through, and with what."""
@@ -199,7 +206,7 @@ class LocalPipeline:
         console.print_plan(self.plan())
         if self.options.data is None:
             self.generate_demo_data()
-        self.run_processing(graph.PREPARE, ["--image-size", str(self.image_size)])
+        self.run_processing(graph.PREPARE, self.prepare_args())
         self.train()
         self.run_processing(graph.EVALUATE, [])
         passed, accuracy = self.check_condition()

@@ -22,7 +22,7 @@ from gtsrb.common.records import record_count
 from gtsrb.train import checkpoint, devices, metrics, mixed_precision, pretrained
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.combine import combine_splits
-from gtsrb.train.data import channel_split, check_batch_size, validate_split
+from gtsrb.train.data import channel_split, check_batch_size, split_class_names, validate_split
 from gtsrb.train.environment import Environment, parse_args
 from gtsrb.train.export import export, export_in_fresh_process
 from gtsrb.train.hyperparameters import Hyperparameters
@@ -50,13 +50,17 @@ def weights_file(env: Environment, hp: Hyperparameters) -> Path | None:
     return None
 
 
-def training_data(env: Environment, hp: Hyperparameters, prep: Preprocessing) -> tuple[contract.RecordFiles, contract.RecordFiles, int]:
-    """The checked train and validation splits (train + validation with fit_on_validation) and the train count."""
+def training_data(
+    env: Environment, hp: Hyperparameters, prep: Preprocessing
+) -> tuple[contract.RecordFiles, contract.RecordFiles, int, list[str]]:
+    """The checked train and validation splits (train + validation with fit_on_validation), the
+    train count and the class names (the data's, from prepare)."""
     train_files = channel_split(env.train, contract.TRAIN_CHANNEL)
     val_files = channel_split(env.validation, contract.VALIDATION_CHANNEL)
-    train_count = validate_split(train_files, prep)
+    class_names = split_class_names(train_files, val_files)
+    train_count = validate_split(train_files, prep, len(class_names))
     check_batch_size(train_count, hp.batch_size, train_files)  # a batch larger than the split
-    validate_split(val_files, prep)
+    validate_split(val_files, prep, len(class_names))
     if hp.fit_on_validation or hp.min_class_share:
         if hp.fit_on_validation:
             log.info("event=fit_on_validation note=val_acc_is_measured_on_training_data")
@@ -67,27 +71,27 @@ def training_data(env: Environment, hp: Hyperparameters, prep: Preprocessing) ->
         atexit.register(scratch.cleanup)
         train_files = combine_splits(parts, Path(scratch.name), hp.min_class_share)
         train_count = record_count(train_files)
-    return train_files, val_files, train_count
+    return train_files, val_files, train_count, class_names
 
 
 def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     """Check the data, fit the epochs to it, choose devices, build the network and the optimiser."""
     prep = Preprocessing.for_hyperparameters(hp.to_dict())
-    train_files, val_files, train_count = training_data(env, hp, prep)
+    train_files, val_files, train_count, class_names = training_data(env, hp, prep)
     fitted = hp.fitted_to(train_count)
     if fitted.epochs != hp.epochs:
         log.info("event=epochs_fitted epochs=%d train_records=%d max_train_images=%d", fitted.epochs, train_count, hp.max_train_images)
     hp = fitted
-    create_network(hp.model)  # fail on an unknown model before touching GPUs or weights
+    create_network(hp.model, len(class_names))  # fail on an unknown model before touching GPUs or weights
     weights = weights_file(env, hp)
     ctx = devices.training_contexts(env.num_gpus, hp.devices)
     amp_dtype = mixed_precision.init(ctx) if hp.amp else "off"  # before the network is built: it patches the operators
     mx.random.seed(hp.seed)  # the initialisation of a fresh run; epochs reseed from (seed, epoch)
-    net = build_network(hp.model, hp.image_size, ctx, weights, hp.head_lr_mult)
+    net = build_network(hp.model, len(class_names), hp.image_size, ctx, weights, hp.head_lr_mult)
     trainer = make_trainer(net, hp, ctx, hp.amp)
-    log.info("event=start model=%s train_records=%d devices=%s amp=%s weights=%s",
-             hp.model, train_count, ",".join(str(x) for x in ctx), amp_dtype, weights)
-    return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, amp=hp.amp)
+    log.info("event=start model=%s train_records=%d classes=%d devices=%s amp=%s weights=%s",
+             hp.model, train_count, len(class_names), ",".join(str(x) for x in ctx), amp_dtype, weights)
+    return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, class_names, amp=hp.amp)
 
 
 def ensure_writable(folder: Path, flag: str) -> None:
@@ -152,7 +156,7 @@ def save_best(run: Run, state: TrainingState, model_dir: Path) -> None:
     """Export the best epoch's weights with everything evaluation and serving need."""
     params = run.checkpoint_dir / state.best_checkpoint / checkpoint.NET_FILE
     save = export_in_fresh_process if run.amp else export
-    save(params, model_dir, run.hp.to_dict(), state.history)
+    save(params, model_dir, run.hp.to_dict(), state.history, run.class_names)
     log.info("event=saved model_dir=%s best_val_acc=%.4f best=%s", model_dir, state.best_val_acc, state.best_checkpoint)
 
 

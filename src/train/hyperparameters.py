@@ -38,7 +38,7 @@ class Hyperparameters:
     # NAG has no aggregated kernel in 1.9.1 and kept the GPU waiting for the host, docs/gpu-runbook.md)
     optimizer: str = "sgd"
     lr: float = 0.02  # backbone lr for batch 128: 1/2.5 of the from-scratch rule (0.1 per 256), keeps ImageNet features; head x10
-    head_lr_mult: float = 10.0  # the new 43-class head starts from random: let it move 10x faster
+    head_lr_mult: float = 10.0  # the new head (one output per class of the data) starts from random: let it move 10x faster
     momentum: float = 0.9  # the usual value for SGD/NAG
     wd: float = 1e-4  # ResNet's ImageNet weight decay; never applied to biases and BatchNorm (see model.py)
     warmup_epochs: float = 1.0  # linear warmup keeps the random head from wrecking pretrained features
@@ -58,6 +58,8 @@ class Hyperparameters:
     devices: str = "auto"  # auto = every GPU (SM_NUM_GPUS), else one CPU; cpu:N = N CPU contexts (the multi-GPU code path on CPU)
     seed: int = 42  # every RNG is seeded from this and the epoch number, so a resumed run is reproducible
     log_interval: int = 0  # also log every N batches (0 = epoch lines only)
+    # read by prepare (like image_size): accept a test split without some class; the evaluation report names them
+    allow_missing_test_classes: bool = False
 
     @classmethod
     def preset_values(cls, name: str) -> dict[str, object]:

@@ -13,7 +13,7 @@ import boto3
 import requests
 from botocore.stub import Stubber
 
-from gtsrb.common.classes import CLASS_NAMES
+from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from gtsrb.serve import protocol
 from pipelines import images
 from pipelines.deploy.deployer import Clients
@@ -44,7 +44,7 @@ def register(sm, group: str, status: str, variant: str = "cpu") -> str:
 
 def prediction_body(class_id: int = 14) -> str:
     """A valid answer of the model server, built from the wire-format constants."""
-    item = dict(zip(protocol.PREDICTION_FIELDS, (class_id, CLASS_NAMES[class_id], 0.93), strict=True))
+    item = dict(zip(protocol.PREDICTION_FIELDS, (class_id, GTSRB_CLASS_NAMES[class_id], 0.93), strict=True))
     return json.dumps({protocol.PREDICTIONS_KEY: [item]})
 
 
