@@ -34,8 +34,9 @@ MXNET_LOG_LINE = re.compile(rb"\[\d\d:\d\d:\d\d\] [^\s:]+\.(?:cc|h):\d+: [^\n]*\
 # What of a step's output the local pipeline's console leaves out: MXNet's lines, and the step's
 # own `ERROR: <sentence>` (the runner prints it once, with the step's name and its log).
 STEP_CONSOLE_HIDE = re.compile(MXNET_LOG_LINE.pattern + rb"|(?m:^ERROR: [^\n]*\n)")
-# An unfinished line that may still become one of those: held back until its end arrives.
-_MAYBE_MXNET_START = re.compile(rb"\[[0-9:]*(?:\](?: [^\n]*)?)?\Z")
+# An unfinished line that may still become one of those (or a step's `ERROR: ...` line): held
+# back until its end arrives.
+_MAYBE_HIDDEN_START = re.compile(rb"\[[0-9:]*(?:\](?: [^\n]*)?)?\Z|\AE(?:R(?:R(?:O(?:R(?::(?: [^\n]*)?)?)?)?)?)?\Z")
 _CHUNK = 65536
 
 
@@ -148,7 +149,7 @@ class ConsoleFilter:
         data = self.pending + chunk
         cut = data.rfind(b"\n") + 1
         complete, tail = data[:cut], data[cut:]
-        held = _MAYBE_MXNET_START.search(tail)
+        held = _MAYBE_HIDDEN_START.search(tail)
         self.pending = tail[held.start():] if held else b""
         return self.hide.sub(b"", complete) + (tail[: held.start()] if held else tail)
 

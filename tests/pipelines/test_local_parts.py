@@ -166,3 +166,6 @@ def test_a_failing_step_stops_the_run_with_its_reason_and_log(tmp_path: Path) ->
     assert str(tmp_path / "empty") in result.stderr and str(log) in result.stderr
     assert log.is_file() and not (tmp_path / "work" / "steps" / f"{graph.PREPARE.name}.json").exists()
     assert f"==> {graph.TRAIN.name}" not in result.stdout
+    sentence = emulated_job.failure_reason(tmp_path / "work" / "steps" / graph.PREPARE.name / "output" / "message")
+    assert sentence and (result.stdout + result.stderr).count(sentence) == 1  # once on the console ...
+    assert log.read_text().count(sentence) == 1  # ... and once in the step's log

@@ -170,6 +170,15 @@ def test_serve_and_predict_default_to_the_newest_version_registered_by_work(tiny
     result = run_cli("gtsrb.serve.predict", str(tmp_path / "a.png"), "--registry", str(work), "--out", str(work / "p.csv"))
     assert result.returncode == 0, result.stderr
     assert "model models:/gtsrb-traffic-signs/2: the newest version registered by" in result.stdout
+    # MLflow itself loads the registered version (a pyfunc) and predicts with it
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_registry_uri(registry.tracking_uri(work))
+    model = mlflow.pyfunc.load_model("models:/gtsrb-traffic-signs/2")
+    answer = model.predict(pd.DataFrame({"path": [str(tmp_path / "a.png")]}))
+    ours = next(csv.DictReader((work / "p.csv").open()))
+    assert int(answer["class_id"][0]) == int(ours["class_id"]) and answer["error"][0] == ""
 
 
 @pytest.mark.parametrize("module", ["gtsrb.serve", "gtsrb.serve.predict"])
