@@ -17,11 +17,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from pipelines_helpers import answers_200
 
 REPO = Path(__file__).resolve().parents[2]
 MANUALS = [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -120,19 +120,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, seconds: float, server: subprocess.Popen) -> None:
-    """Poll `url` until it answers 200; fail when the server exits or the time is up."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"{url} did not answer (server exit code {server.poll()})")
-
-
 class Reader:
     """Runs the manuals' commands as a reader would, on the test's WORK."""
 
@@ -162,7 +149,7 @@ class Reader:
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         is_ui = command == "make ui"
         url = f"http://127.0.0.1:{self.ui_port}/" if is_ui else f"http://127.0.0.1:{self.port}/ping"
-        wait_http(url, 300, self.server)
+        assert answers_200(url, 300, alive=lambda: self.server.poll() is None), f"{command}: {url} did not answer"
 
     def stop(self) -> None:
         if self.server is not None:

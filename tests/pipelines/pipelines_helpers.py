@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +72,16 @@ def fake_submission(folder: Path, accuracy: float = 0.93, seconds: float = 42.5)
     (folder / contract.MODEL_ARCHIVE).write_bytes(b"not really a tar")
     return registry.Submission(folder / contract.MODEL_ARCHIVE, model_dir, evaluation, folder / "manifest.json",
                                {"threshold": "0.9"}, tags={"run_name": "fake-run"}, seconds=seconds)
+
+
+def answers_200(url: str, seconds: float, alive: Callable[[], bool]) -> bool:
+    """Poll GET `url` until it answers 200 (True); False at the deadline or once `alive()` is False."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and alive():
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:  # not listening yet, or an error status while it starts
+            time.sleep(0.5)
+    return False

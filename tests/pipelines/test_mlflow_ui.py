@@ -10,14 +10,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from pipelines import graph, registry
-from pipelines_helpers import REPO_ROOT, fake_submission
+from pipelines_helpers import REPO_ROOT, answers_200, fake_submission
 from serve_helpers import free_port
 
 pytestmark = pytest.mark.slow
@@ -35,20 +33,6 @@ def rendered(url: str, profile: Path) -> str:
     return done.stdout
 
 
-def wait_for_http(url: str, seconds: float, server: subprocess.Popen) -> None:
-    """Poll `url` until it answers 200; fail with the server's output when it dies or never does."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    pytest.fail(f"the MLflow UI did not answer at {url}: {server.communicate()[0][-3000:]}")
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_make_ui_shows_the_run_and_the_registered_model_in_a_browser(tmp_path: Path) -> None:
     work = tmp_path / "runs" / "demo"
@@ -59,7 +43,9 @@ def test_make_ui_shows_the_run_and_the_registered_model_in_a_browser(tmp_path: P
     server = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for_http(base, 180, server)
+        if not answers_200(base, 180, alive=lambda: server.poll() is None):
+            server.kill()
+            pytest.fail(f"the MLflow UI did not answer at {base}: {server.communicate()[0][-3000:]}")
         page = rendered(f"{base}/#/experiments/{run.info.experiment_id}/runs/{registered.run_id}", tmp_path / "chrome")
         assert "fake-run" in page and registry.DATA_HASH_TAG in page and "warmup_epochs" in page, page[-3000:]
         models = rendered(f"{base}/#/models/{graph.MODEL_PACKAGE_GROUP}", tmp_path / "chrome")
