@@ -169,3 +169,19 @@ def test_a_failing_step_stops_the_run_with_its_reason_and_log(tmp_path: Path) ->
     sentence = emulated_job.failure_reason(tmp_path / "work" / "steps" / graph.PREPARE.name / "output" / "message")
     assert sentence and (result.stdout + result.stderr).count(sentence) == 1  # once on the console ...
     assert log.read_text().count(sentence) == 1  # ... and once in the step's log
+
+
+def test_the_store_is_mlflow_tracking_uri_else_beside_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "runs" / "demo"
+    assert registry.tracking_uri(work) == f"sqlite:///{tmp_path / 'runs' / registry.DB_FILE}"
+    assert registry.tracking_uri(tmp_path / "runs" / "other") == registry.tracking_uri(work)  # one store for runs/*
+    assert not registry.store_exists(work)
+    monkeypatch.setenv(registry.TRACKING_URI_ENV, "http://127.0.0.1:5000")
+    assert registry.tracking_uri(work) == "http://127.0.0.1:5000" and registry.store_exists(work)
+
+
+def test_make_demo_says_the_pipelines_exit_code(tmp_path: Path) -> None:
+    done = subprocess.run(["make", "-o", ".venv/.installed", "demo", f"WORK={tmp_path / 'work'}", "HP=epoch=3"],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2  # GNU make's own code for any failed recipe
+    assert "make demo: the pipeline exited 1 (1 a step failed, 3 accuracy below the threshold" in done.stderr
