@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # mlflow behind the registry takes ~2 s to import: only regis
     from pipelines.registry import Submission
 
 COMMON_CODE = "gtsrb.common"
+REGISTER_CODE = ("pipelines.registry", "pipelines.run_record", "pipelines.mlflow_model")  # what a registration runs
 EXIT_REGISTERED, EXIT_BELOW_THRESHOLD = 0, 3
 
 
@@ -162,7 +163,7 @@ class LocalPipeline:
             "evaluation": self.hashes[(graph.CONDITION.source.step, graph.CONDITION.source.output)],
             contract.MANIFEST_OUTPUT: self.hashes[(graph.PREPARE.name, contract.MANIFEST_OUTPUT)],
         }
-        key = step_key(graph.REGISTER, code=hash_code("pipelines.registry"), group=graph.MODEL_PACKAGE_GROUP,
+        key = step_key(graph.REGISTER, code=hash_code(*REGISTER_CODE), group=graph.MODEL_PACKAGE_GROUP,
                        store=registry.tracking_uri(self.work), inputs=inputs)
         submission = registry.Submission(
             model_archive=self.job.archive,
