@@ -93,14 +93,16 @@ def test_the_model_is_registered_with_its_metrics(first_run) -> None:
     assert [str(v.version) for v in versions] == ["1"]
     version = versions[0]
     assert version.tags[registry.APPROVAL_TAG] == graph.APPROVAL_STATUS == "PendingManualApproval"
-    assert version.source.endswith(f"model/{contract.MODEL_ARCHIVE}")
+    assert version.source.startswith("models:/m-")  # the logged pyfunc model
     client = registry.open_client(work)
     run = client.get_run(version.run_id)
     assert run.data.metrics["test_accuracy"] == pytest.approx(contract.json_get(report, contract.ACCURACY_JSON_PATH))
     assert run.data.metrics["test_macro_f1"] == pytest.approx(report[contract.EVALUATION_DETAILS_KEY]["macro_f1"])
     assert run.data.params["epochs"] == str(EPOCHS) and run.data.params["preset"] == "cpu"
+    assert run.data.params["model"] == "gtsrb_cnn" and "label_smoothing" in run.data.params  # resolved, not only HP=
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == list(range(1, EPOCHS + 1))
-    artifacts = {a.path for d in ("model", "evaluation", "data") for a in client.list_artifacts(run.info.run_id, d)}
+    artifacts = {a.path for d in ("model", "evaluation", "data", "training") for a in client.list_artifacts(run.info.run_id, d)}
+    assert "training/training_curves.png" in artifacts
     assert f"model/{contract.MODEL_ARCHIVE}" in artifacts and "data/manifest.json" in artifacts
     assert {f"evaluation/{n}" for n in (contract.EVALUATION_FILE, contract.PER_CLASS_FILE, contract.CONFUSION_PNG)} <= artifacts
     # the summary: data counts, accuracy, macro-F1, time per step, the registration outcome
