@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 
-MODEL_NAME = "model"  # the logged model's name within its run
+from pipelines.registry import TRACKING_URI_ENV
+
+MODEL_NAME = "classifier"  # the logged model's name in its run (not "model": the run's model/ folder holds model.tar.gz)
 MODEL_DIR_ARTIFACT = "model_dir"
 DISTRIBUTION = "gtsrb-sagemaker"
 
@@ -65,10 +70,24 @@ def requirements() -> list[str]:
     return [r for r in metadata.requires(DISTRIBUTION) or [] if "extra ==" not in r]
 
 
+@contextmanager
+def default_store(tracking_uri: str) -> Iterator[None]:
+    """MLflow's global tracking URI set to `tracking_uri` for a while: MLflow resolves a
+    `models:/m-<id>` source (create_model_version, list_artifacts) through it, whatever the
+    client's own URI. MLflow also writes it into MLFLOW_TRACKING_URI, which is put back as it was."""
+    before = os.environ.get(TRACKING_URI_ENV)
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)  # unset: MLflow resolves from the environment again
+        if before is not None:
+            os.environ[TRACKING_URI_ENV] = before
+
+
 def log(tracking_uri: str, run_id: str, model_dir: Path) -> mlflow.models.model.ModelInfo:
     """Log `model_dir` as a pyfunc model of the (open) run `run_id`."""
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run(run_id=run_id, log_system_metrics=False):
+    with default_store(tracking_uri), mlflow.start_run(run_id=run_id, log_system_metrics=False):
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # its advice on CloudPickle: a class of ours
         return mlflow.pyfunc.log_model(
             name=MODEL_NAME, python_model=TrafficSignModel(), artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},

@@ -114,18 +114,21 @@ def history_metrics(history: list[dict]) -> list[tuple[str, float, int]]:
 
 def register(work: str | Path, submission: Submission, model_name: str = graph.MODEL_PACKAGE_GROUP) -> Registered:
     """Log the run, then create a model version pending manual approval; return what was created."""
+    from pipelines.mlflow_model import default_store
+
     client = open_client(work)
     logged = log_run(client, work, submission)
     _ensure_registered_model(client, model_name)
-    version = client.create_model_version(
-        model_name,
-        source=logged.model_uri,
-        run_id=logged.run_id,
-        tags={APPROVAL_TAG: graph.APPROVAL_STATUS, WORK_TAG: str(Path(work).resolve()), **_version_tags(submission)},
-        description=submission.description,
-        await_creation_for=0,  # a SQLite store creates versions synchronously
-        model_id=logged.model_id,
-    )
+    with default_store(tracking_uri(work)):
+        version = client.create_model_version(
+            model_name,
+            source=logged.model_uri,
+            run_id=logged.run_id,
+            tags={APPROVAL_TAG: graph.APPROVAL_STATUS, WORK_TAG: str(Path(work).resolve()), **_version_tags(submission)},
+            description=submission.description,
+            await_creation_for=0,  # a SQLite store creates versions synchronously
+            model_id=logged.model_id,
+        )
     return Registered(model_name, str(version.version), logged.run_id, logged.model_uri, tracking_uri(work))
 
 

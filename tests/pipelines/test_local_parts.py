@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,7 @@ def test_register_creates_a_pending_version_with_metrics_and_artifacts(tmp_path:
     work = tmp_path / "work"
     first, second = registry.register(work, submission), registry.register(work, submission)
     assert (first.version, second.version) == ("1", "2")
+    assert registry.TRACKING_URI_ENV not in os.environ  # MLflow's global URI was set for a while, and put back
     client = registry.open_client(work)
     version = client.get_model_version(graph.MODEL_PACKAGE_GROUP, "1")
     assert version.tags[registry.APPROVAL_TAG] == graph.PENDING == "PendingManualApproval"
@@ -132,6 +134,7 @@ def test_register_creates_a_pending_version_with_metrics_and_artifacts(tmp_path:
     assert len(run.data.tags[run_record.GIT_COMMIT_TAG]) == 40 and run.data.tags[run_record.GIT_DIRTY_TAG] in ("true", "false")
     assert run.info.end_time - run.info.start_time == 42500 and run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(first.run_id, "val_acc")] == [1, 2]
+    # listed by a client of the store alone (MLflow's global tracking URI is not this store's)
     artifacts = {a.path for folder in ("model", "evaluation", "data", "training") for a in client.list_artifacts(first.run_id, folder)}
     assert {"model/model.tar.gz", "evaluation/evaluation.json", "evaluation/per_class.csv", "data/manifest.json",
             f"training/{run_record.CURVES_PNG}"} <= artifacts
