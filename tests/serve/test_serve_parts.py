@@ -151,7 +151,8 @@ def test_predict_a_labelled_csv_with_top_k_adds_the_truth_and_prints_accuracy(ti
 
 
 @pytest.mark.slow
-def test_serve_and_predict_default_to_the_newest_version_registered_by_work(tiny_model: Path, tmp_path: Path) -> None:
+def test_serve_and_predict_default_to_the_newest_version_registered_by_work(tiny_model: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from pipelines import registry
     from pipelines_helpers import fake_submission
 
@@ -174,7 +175,7 @@ def test_serve_and_predict_default_to_the_newest_version_registered_by_work(tiny
     import mlflow
     import pandas as pd
 
-    mlflow.set_registry_uri(registry.tracking_uri(work))
+    monkeypatch.setenv(registry.TRACKING_URI_ENV, registry.tracking_uri(work))  # as a user points MLflow at the store
     model = mlflow.pyfunc.load_model("models:/gtsrb-traffic-signs/2")
     answer = model.predict(pd.DataFrame({"path": [str(tmp_path / "a.png")]}))
     ours = next(csv.DictReader((work / "p.csv").open()))
