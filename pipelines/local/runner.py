@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # mlflow behind the registry takes ~2 s to import: only regis
     from pipelines.registry import Submission
 
 COMMON_CODE = "gtsrb.common"
+REGISTER_CODE = ("pipelines.registry", "pipelines.run_record", "pipelines.mlflow_model")  # what a registration runs
 EXIT_REGISTERED, EXIT_BELOW_THRESHOLD = 0, 3
 
 
@@ -161,18 +162,32 @@ class LocalPipeline:
             "evaluation": self.hashes[(graph.CONDITION.source.step, graph.CONDITION.source.output)],
             contract.MANIFEST_OUTPUT: self.hashes[(graph.PREPARE.name, contract.MANIFEST_OUTPUT)],
         }
-        key = step_key(graph.REGISTER, code=hash_code("pipelines.registry"), group=graph.MODEL_PACKAGE_GROUP, inputs=inputs)
+        key = step_key(graph.REGISTER, code=hash_code(*REGISTER_CODE), group=graph.MODEL_PACKAGE_GROUP,
+                       store=registry.tracking_uri(self.work), inputs=inputs)
         submission = registry.Submission(
             model_archive=self.job.archive,
             model_dir=self.job.model_dir,
             evaluation_dir=self.evaluation_dir(),
             manifest_file=self.manifest_file(),
-            params={**self.hps, "threshold": str(self.options.threshold), "data": str(self.data)},
-            tags={"run_name": f"local-{time.strftime('%Y%m%d-%H%M%S')}", "pipeline": "local", "work": str(self.work)},
+            params={"threshold": str(self.options.threshold), "data": str(self.data)},
+            tags={"run_name": f"local-{time.strftime('%Y%m%d-%H%M%S')}", "pipeline": "local", "work": str(self.work),
+                  "mlflow.source.name": "python -m pipelines.local",
+                  "hp_overrides": " ".join(f"{k}={v}" for k, v in self.hps.items())},
             description=f"Trained by the local pipeline in {self.work} on {self.data}.",
+            seconds=sum(r.seconds for r in self.reports),
         )
-        outputs = {"registry": self.work / registry.DB_FILE}
-        return self.cached_step(graph.REGISTER, key, outputs, partial(self._register, submission), hash_outputs=False)
+        self.forget_lost_registration(key)
+        return self.cached_step(graph.REGISTER, key, {}, partial(self._register, submission), hash_outputs=False)
+
+    def forget_lost_registration(self, key: str) -> None:
+        """A registration whose version is gone from the store (deleted, or a new store) is done again."""
+        from pipelines import registry
+
+        marker = self.cache.read(graph.REGISTER)
+        if marker is not None and marker.key == key:
+            names = {str(v.version) for v in registry.find_versions(self.work, marker.info.get("model_name", ""))}
+            if str(marker.info.get("version")) not in names:
+                self.cache.forget(graph.REGISTER)
 
     def _register(self, submission: Submission) -> dict:
         from pipelines import registry
@@ -187,6 +202,13 @@ class LocalPipeline:
         allow = Hyperparameters.from_mapping(self.hps).allow_missing_test_classes
         return ["--image-size", str(self.image_size), *(["--allow-missing-test-classes"] if allow else [])]
 
+    def approval_status(self, info: dict) -> str:
+        """The version's approval status now (a reused registration may have been approved since)."""
+        from pipelines import registry
+
+        found = [v for v in registry.find_versions(self.work, info["model_name"]) if str(v.version) == str(info["version"])]
+        return found[0].tags.get(registry.APPROVAL_TAG, graph.APPROVAL_STATUS) if found else graph.APPROVAL_STATUS
+
     # --- the whole run
     def plan(self) -> console.Plan:
         """The steps this run goes through, and with what."""
@@ -196,9 +218,10 @@ class LocalPipeline:
 
     def summary(self, accuracy: float, outcome: str) -> console.Summary:
         """What the run's last lines show."""
-        from pipelines.registry import DB_FILE
+        from pipelines.registry import store_exists, tracking_uri
 
-        return console.Summary(self.manifest_file(), self.evaluation_dir(), self.work / DB_FILE, accuracy,
+        store = tracking_uri(self.work) if store_exists(self.work) else None
+        return console.Summary(self.manifest_file(), self.evaluation_dir(), self.work, store, accuracy,
                                self.options.threshold, self.reports, outcome)
 
     def run(self) -> int:
@@ -212,11 +235,11 @@ class LocalPipeline:
         passed, accuracy = self.check_condition()
         if not passed:
             message = graph.fail_message(f"{accuracy:.4f}", self.options.threshold)
-            console.announce(f"{graph.CONDITION.if_false}: {message}")
-            console.print_summary(self.summary(accuracy, f"NOT registered: {message}"))
-            print(f"\nFAILED ({graph.FAIL}): {message}", file=sys.stderr, flush=True)
+            console.announce(graph.CONDITION.if_false)
+            console.print_summary(self.summary(accuracy, "NOT registered (accuracy below the threshold)"))
+            print(f"\nFAILED ({graph.FAIL}): {message} Exit code {EXIT_BELOW_THRESHOLD}.", file=sys.stderr, flush=True)
             return EXIT_BELOW_THRESHOLD
         info = self.register().info
-        outcome = f"{info['model_name']} version {info['version']} ({graph.APPROVAL_STATUS}), MLflow run {info['run_id']}"
+        outcome = f"{info['model_name']} version {info['version']} ({self.approval_status(info)}), MLflow run {info['run_id']}"
         console.print_summary(self.summary(accuracy, outcome))
         return EXIT_REGISTERED

@@ -6,7 +6,6 @@ SageMaker shows the first 1 KiB of `/opt/ml/output/failure` (training jobs) or
 
 from __future__ import annotations
 
-import logging
 import sys
 import traceback
 from collections.abc import Callable
@@ -14,7 +13,6 @@ from pathlib import Path
 
 from gtsrb.common import sagemaker_job
 
-log = logging.getLogger(__name__)
 REASON_SEPARATOR = "\n\n"  # a failure file: the one-sentence reason, a blank line, the traceback
 ERROR_PREFIX = "ERROR: "  # a failed step's last words on stderr: ERROR_PREFIX + the sentence
 
@@ -88,6 +86,5 @@ def _failure_of(main: Callable[[], None]) -> tuple[str, str] | None:
 
 
 def _report(sentence: str) -> None:
-    """The sentence in the log and on stderr."""
-    log.error("%s", sentence)
-    print(f"{ERROR_PREFIX}{sentence}", file=sys.stderr)
+    """The sentence once, on stderr (a logging record too would print it twice in the job's log)."""
+    print(f"{ERROR_PREFIX}{sentence}", file=sys.stderr, flush=True)

@@ -27,7 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default=protocol.MODEL_DIR,
                         help="model directory, model.tar.gz, or models:/<name>/<version> | models:/<name>@<alias>")
     parser.add_argument("--registry", type=Path, default=Path("runs/demo"),
-                        help="the local pipeline's WORK folder holding the MLflow registry (for models:/ URIs)")
+                        help="the local pipeline's WORK folder (its MLflow store resolves models:/ URIs)")
+    parser.add_argument("--newest-registered", action="store_true",
+                        help="serve the newest version registered by --registry's runs (make serve without MODEL=)")
     parser.add_argument("--port", type=int, default=int(os.environ.get(protocol.ENV_PORT) or protocol.DEFAULT_PORT))
     parser.add_argument("--host", default="0.0.0.0")
     return parser.parse_args(argv)
@@ -38,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     args = parse_args(argv)
     try:
+        if args.newest_registered:
+            args.model, note = sources.newest_registered(args.registry)
+            print(f">> serving {note}", flush=True)
         model = sources.resolve(args.model, args.registry)
         if not model.exists():
             raise StepError(f"{model}: no such model directory or model.tar.gz; pass --model (make serve MODEL=...).")

@@ -156,7 +156,7 @@ def train_epoch(run: Run, state: TrainingState, epoch: int) -> dict[str, float]:
         _fold(sums, pending, keep=IN_FLIGHT)  # bound the engine's queue (and device memory)
         sums["images"] += batch.data[0].shape[0]
         if run.hp.log_interval and (i + 1) % run.hp.log_interval == 0:
-            log.info("epoch=%d batch=%d/%d batch_lr=%.5g", epoch + 1, i + 1, steps, run.trainer.learning_rate)
+            log.info("epoch=%d/%d batch=%d/%d batch_lr=%.5g", epoch + 1, run.hp.epochs, i + 1, steps, run.trainer.learning_rate)
         if run.stop.requested and i + 1 < steps:
             _add_pending(sums, pending, tick)
             _save_interrupted(run, state, epoch, i + 1, sums)
@@ -211,8 +211,10 @@ def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started
         "img_per_s": sums["images"] / max(1e-9, sums["seconds"]),
         "seconds": time.time() - started,
     }
-    log.info("%s", epoch_line(values))
     state.history.append(values)
+    remaining = run.hp.epochs - (epoch + 1)
+    eta = remaining * sum(row["seconds"] for row in state.history) / len(state.history)
+    log.info("%s", epoch_line(values, run.hp.epochs, eta, run.hp.fit_on_validation))
     state.epochs_done, state.step_in_epoch, state.partial = epoch + 1, 0, {}
     _update_early_stopping(run.hp, state, values["val_acc"])
     checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state)
