@@ -58,12 +58,14 @@ test-fast: $(STAMP) ## Run the tests that take seconds (no training runs)
 # --- serving: the model server of the images, here without Docker (src/serve, docs/serving.md) ---
 MODEL  ?= $(WORK)/train/model
 PORT   ?= 8080
+# make serve listens on this machine only; the images listen on all interfaces (SageMaker needs it)
+BIND   ?= 127.0.0.1
 OUT    ?= predictions.csv
 IMAGES ?=
 
-serve: $(STAMP) ## Serve MODEL= (dir, model.tar.gz or models:/gtsrb-traffic-signs/<version|@alias>; default WORK's) on PORT=8080
-	@echo ">> serving $(MODEL) on http://localhost:$(PORT) (SageMaker hosting contract; Ctrl-C stops)"
-	$(PY) -m gtsrb.serve --model '$(MODEL)' --registry $(WORK) --port $(PORT)
+serve: $(STAMP) ## Serve MODEL= (dir, model.tar.gz or models:/gtsrb-traffic-signs/<version|@alias>; default WORK's) on BIND=127.0.0.1 PORT=8080
+	@echo ">> serving $(MODEL) on http://$(BIND):$(PORT) (SageMaker hosting contract; BIND=0.0.0.0 to serve other machines; Ctrl-C stops)"
+	$(PY) -m gtsrb.serve --model '$(MODEL)' --registry $(WORK) --host $(BIND) --port $(PORT)
 
 predict: $(STAMP) ## Predict IMAGES=<dir or files> with MODEL= into OUT=predictions.csv (one row per image)
 	@test -n "$(IMAGES)" || { echo "make predict: set IMAGES=<folder or image files>" >&2; exit 2; }

@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not files:
             raise StepError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, args.images))}.")
+        if args.out.is_dir():
+            raise StepError(f"--out {args.out} is a folder; name the CSV file to write (make predict OUT={args.out / 'predictions.csv'}).")
         predictor = Predictor.load(sources.resolve(args.model, args.registry))
     except StepError as err:
         print(f"ERROR: {err}", file=sys.stderr)

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,3 +102,24 @@ def running_server(model: Path | str, log: Path, *args: str, **env: str):
     finally:
         if server.proc.poll() is None:
             server.stop()
+
+
+def recordio_body(images: list[bytes]) -> bytes:
+    """A batch transform request body: the images as RecordIO records (SplitType=RecordIO)."""
+    from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rec = Path(tmp) / "batch.rec"
+        writer = IndexedRecordWriter(Path(tmp) / "batch.idx", rec)
+        for i, image in enumerate(images):
+            writer.write_idx(i, image_record(0, i, image))
+        writer.close()
+        return rec.read_bytes()
+
+
+def hdr_bomb(side: int) -> bytes:
+    """A valid Radiance HDR file of side x side pixels, run-length encoded: ~64 bytes per row."""
+    runs = [127] * (side // 127) + ([side % 127] if side % 127 else [])
+    component = b"".join(bytes([128 + n, 7]) for n in runs)
+    row = bytes([2, 2, side >> 8, side & 255]) + component * 4  # a new-style RLE scanline, R G B E
+    return b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y %d +X %d\n" % (side, side) + row * side
