@@ -29,6 +29,7 @@ from gtsrb.serve import protocol
 REALTIME_TIMEOUT_SECONDS = 55  # below SageMaker's 60 s limit for an endpoint invocation
 BATCH_TIMEOUT_SECONDS = 590  # below the 600 s a batch transform allows per request
 GRACEFUL_SECONDS = 20  # below the 30 s between SageMaker's SIGTERM and SIGKILL
+WATCHDOG_SECONDS = 30
 THREADS = 32  # connections one worker serves at once (slow clients, /ping beside an inference)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s %(message)s"
 
@@ -119,7 +120,9 @@ class Server(BaseApplication):
             "workers": settings.workers,
             "worker_class": Worker,
             "threads": THREADS,
-            "timeout": int(settings.timeout),  # gthread: a worker's main loop stuck this long is killed
+            # gthread's watchdog: a worker whose main loop (not a request thread) is stuck this long is
+            # killed. Requests have their own deadline (settings.timeout, in the app).
+            "timeout": max(int(settings.timeout), WATCHDOG_SECONDS),
             "graceful_timeout": GRACEFUL_SECONDS,
             "keepalive": 5,
             "accesslog": None,  # the app logs one line per invocation itself

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +22,7 @@ import requests
 from gtsrb.common import contract
 from gtsrb.serve import protocol
 from gtsrb.serve.predictor import MAX_BATCH
-from serve_helpers import REPO, hdr_bomb, launch, recordio_body, running_server
+from serve_helpers import REPO, hdr_bomb, launch, pings_within_2_s, recordio_body, running_server, slow_clients
 
 MAX_RECORDS = 10_000  # protocol.MAX_RECORDS, the documented limit
 BOMB_SIDE = 6500  # 42 megapixels: over the 40 M cap; OpenCV alone would take ~500 MB to decode it
@@ -90,43 +89,8 @@ def test_formats_whose_size_cannot_be_read_first_are_refused() -> None:
 
 @pytest.mark.slow
 def test_slow_and_idle_clients_do_not_take_the_workers(server) -> None:
-    host, port = "127.0.0.1", int(server.url.rsplit(":", 1)[1])
-    stop, sockets = threading.Event(), []
-
-    def trickle(sock: socket.socket, piece: bytes) -> None:
-        while not stop.is_set():
-            try:
-                sock.sendall(piece)
-            except OSError:
-                return
-            stop.wait(0.3)
-
-    try:
-        for _ in range(6):  # idle: connected, nothing sent
-            sockets.append(socket.create_connection((host, port)))
-        header = socket.create_connection((host, port))  # headers that never end
-        header.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\n")
-        sockets.append(header)
-        threads = [threading.Thread(target=trickle, args=(header, b"X-Slow: 1\r\n"), daemon=True)]
-        for _ in range(4):  # a body that never ends
-            body = socket.create_connection((host, port))
-            body.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n")
-            sockets.append(body)
-            threads.append(threading.Thread(target=trickle, args=(body, b"\0" * 10), daemon=True))
-        for thread in threads:
-            thread.start()
-        time.sleep(1)
-        answers = []
-        for _ in range(8):  # SageMaker's health check: 200 within 2 s
-            try:
-                answers.append(requests.get(f"{server.url}{protocol.PING_PATH}", timeout=2).status_code)
-            except requests.RequestException as err:
-                answers.append(type(err).__name__)
-        assert answers == [200] * 8
-    finally:
-        stop.set()
-        for sock in sockets:
-            sock.close()
+    with slow_clients(server.url):
+        assert pings_within_2_s(server.url, 8) == [200] * 8
 
 
 @pytest.mark.slow
