@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,11 @@ def checked_model(model: Path, scratch: Path) -> Path | None:
     return scratch / "model" if archive else model
 
 
+def stopped(signum: int, frame: object) -> None:
+    """SIGTERM while the model is checked: a normal stop (the check process is killed, the scratch removed)."""
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Resolve and check the model, then serve until stopped; exit 2 with one sentence on a bad
     model or setting."""
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR: {err}", file=sys.stderr)
         return EXIT_BAD_MODEL
     scratch, master = Path(tempfile.mkdtemp(prefix="gtsrb-serve-")), os.getpid()
+    signal.signal(signal.SIGTERM, stopped)  # until gunicorn installs its own handlers
     try:
         checked = checked_model(model, scratch)
         if checked is None:
