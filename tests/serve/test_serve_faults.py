@@ -259,3 +259,14 @@ def test_predict_into_a_folder_is_one_sentence(tmp_path: Path) -> None:
     (line,) = done.stderr.strip().splitlines()
     assert line == (f"ERROR: --out {tmp_path} is a folder; name the CSV file to write "
                     f"(make predict OUT={tmp_path / 'predictions.csv'}).")
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_model_is_checked_stops_cleanly(tiny_model: Path, tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    server = launch(tiny_model, tmp_path / "server.log", TMPDIR=str(scratch))
+    time.sleep(1)  # the check process is importing MXNet
+    assert "event=starting" not in server.log.read_text()
+    assert server.stop(timeout=15) == 0
+    assert list(scratch.iterdir()) == [] and "Traceback" not in server.log.read_text()
