@@ -77,14 +77,16 @@ sagemaker-local: $(STAMP) ## Execute the SageMaker pipeline in the SDK's local m
 # --- serving: the model server of the images, here without Docker (src/serve, docs/serving.md) ---
 MODEL  ?=
 PORT   ?= 8080
+# make serve listens on this machine only; the images listen on all interfaces (SageMaker needs it)
+BIND   ?= 127.0.0.1
 OUT    ?= $(WORK)/predictions.csv
 IMAGES ?=
 TOP_K  ?= 1
 UI_PORT ?= 5000
 
-serve: $(STAMP) ## Serve MODEL= (dir, model.tar.gz or models:/gtsrb-traffic-signs/<version|@alias>; default: WORK's newest registered version) on PORT=8080
-	@echo ">> serving $(or $(MODEL),the newest version registered by $(WORK)) on http://localhost:$(PORT) (SageMaker hosting contract; Ctrl-C stops)"
-	$(PY) -m gtsrb.serve $(if $(MODEL),--model '$(MODEL)',--newest-registered) --registry $(WORK) --port $(PORT)
+serve: $(STAMP) ## Serve MODEL= (dir, model.tar.gz or models:/gtsrb-traffic-signs/<version|@alias>; default: WORK's newest registered version) on BIND=127.0.0.1 PORT=8080
+	@echo ">> serving $(or $(MODEL),the newest version registered by $(WORK)) on http://$(BIND):$(PORT) (SageMaker hosting contract; BIND=0.0.0.0 to serve other machines; Ctrl-C stops)"
+	$(PY) -m gtsrb.serve $(if $(MODEL),--model '$(MODEL)',--newest-registered) --registry $(WORK) --host $(BIND) --port $(PORT)
 
 predict: $(STAMP) ## Predict IMAGES=<dir, files or labelled CSV> with MODEL= (default as serve) into OUT=WORK/predictions.csv (TOP_K=)
 	@test -n "$(IMAGES)" || { echo "make predict: set IMAGES=<folder, image files or a labelled CSV>" >&2; exit 2; }

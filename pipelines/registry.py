@@ -19,10 +19,12 @@ import json
 import logging
 import math
 import os
+import sqlite3
 import tempfile
 import textwrap
 import time
 import warnings
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +44,8 @@ DATA_HASH_TAG = "data_sha256"  # the prepare step's hash of the raw input (manif
 WORK_TAG = "work"  # the WORK folder that made a version: `make serve` serves that WORK's newest
 APPROVAL_TAG = "approval_status"  # SageMaker's ModelApprovalStatus
 MAX_TAG_CHARS = 4000  # MLflow keeps tag values up to 5000 characters: a long class list is cut
+STEP_KEY_TAG = "step_key"  # the RegisterModel step key of the pipeline run that created the version
+RESERVED_ALIASES = ("latest",)  # MLflow refuses these as alias names (and v<N>, a version)
 # Offline and quiet: no telemetry, no "view run at http://..." chatter.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING",
              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
@@ -114,11 +118,18 @@ def history_metrics(history: list[dict]) -> list[tuple[str, float, int]]:
     return rows
 
 
-def register(work: str | Path, submission: Submission, model_name: str = graph.MODEL_PACKAGE_GROUP) -> Registered:
-    """Log the run, then create a model version pending manual approval; return what was created."""
+def register(work: str | Path, submission: Submission, model_name: str = graph.MODEL_PACKAGE_GROUP,
+             step_key: str = "") -> Registered:
+    """Log the run, then create a model version pending manual approval; return what was created.
+
+    Idempotent: a version already tagged with this `step_key` (a run killed after registering,
+    before it recorded so) is returned instead of registering the same model again.
+    """
     from pipelines.mlflow_model import default_store
 
     client = open_client(work)
+    if step_key and (found := find_by_step_key(client, model_name, step_key)) is not None:
+        return Registered(model_name, str(found.version), found.run_id, found.source, tracking_uri(work))
     logged = log_run(client, work, submission)
     _ensure_registered_model(client, model_name)
     with default_store(tracking_uri(work)):
@@ -126,12 +137,47 @@ def register(work: str | Path, submission: Submission, model_name: str = graph.M
             model_name,
             source=logged.model_uri,
             run_id=logged.run_id,
-            tags={APPROVAL_TAG: graph.APPROVAL_STATUS, WORK_TAG: str(Path(work).resolve()), **_version_tags(submission)},
+            tags={APPROVAL_TAG: graph.APPROVAL_STATUS, WORK_TAG: str(Path(work).resolve()), **_version_tags(submission),
+                  **({STEP_KEY_TAG: step_key} if step_key else {})},
             description=submission.description,
             await_creation_for=0,  # a SQLite store creates versions synchronously
             model_id=logged.model_id,
         )
     return Registered(model_name, str(version.version), logged.run_id, logged.model_uri, tracking_uri(work))
+
+
+def find_by_step_key(client: MlflowClient, model_name: str, step_key: str):
+    """The version of `model_name` registered by the step with this key, or None."""
+    if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
+        return None
+    found = [v for v in client.search_model_versions(f"name = '{model_name}'") if v.tags.get(STEP_KEY_TAG) == step_key]
+    return max(found, key=lambda v: int(v.version)) if found else None
+
+
+def version_exists(work: str | Path, model_name: str, version: str) -> bool:
+    """Whether the registry still holds this version (one may delete it in the MLflow UI)."""
+    from mlflow.exceptions import MlflowException
+
+    if not store_exists(work):
+        return False
+    try:
+        open_client(work).get_model_version(model_name, version)
+    except MlflowException:
+        return False
+    return True
+
+
+def check_store(db: Path) -> None:
+    """StepError with one sentence when the SQLite file is not a readable database (a corrupt,
+    truncated or foreign mlflow.db); MLflow would fail deep inside SQLAlchemy."""
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
+    except sqlite3.Error as err:
+        problems = [str(err)]
+    if problems != ["ok"]:
+        raise StepError(f"{db}: the MLflow store is damaged ({problems[0]}); move it aside to start a new "
+                        "registry (its versions are lost) or restore it from a copy.")
 
 
 def open_client(work: str | Path) -> MlflowClient:
@@ -145,6 +191,9 @@ def open_client(work: str | Path) -> MlflowClient:
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     default_db(work).parent.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri(work)
+    if uri.startswith("sqlite:///") and Path(uri.removeprefix("sqlite:///")).is_file():
+        check_store(Path(uri.removeprefix("sqlite:///")))
     uri = tracking_uri(work)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
@@ -234,6 +283,9 @@ def version_source(work: str | Path, model_name: str, version: str | None, alias
     from mlflow.exceptions import MlflowException
 
     label = f"models:/{model_name}/{version}" if version else f"models:/{model_name}@{alias}"
+    if alias in RESERVED_ALIASES:
+        raise StepError(f"{label}: MLflow reserves the alias {alias!r}; name a stage (e.g. @staging) or a version "
+                        f"(models:/{model_name}/<N>).")
     if not store_exists(work):
         raise StepError(f"{label}: no MLflow store at {tracking_uri(work)}; run `make demo` (or pass WORK=).")
     client = open_client(work)

@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from gtsrb.common.failure import StepError
 from pipelines import graph, registry
 from pipelines.deploy import stage_config
 from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_NO_VERSION, DeployError
@@ -72,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     needed = "version" if args.action == "approve" else "stage"
     if not getattr(args, needed):
         raise DeployError(EXIT_BAD_INPUT, f"{args.action} needs --{needed} (make: {needed.upper()}=...).")
+    if args.stage in registry.RESERVED_ALIASES:
+        raise DeployError(EXIT_BAD_INPUT, f"STAGE={args.stage}: MLflow reserves the alias {args.stage!r}; use a stage name "
+                                          "such as staging or prod, or serve a version with MODEL=models:/<name>/<N>.")
     if args.stage is not None:
         stage_config.load(stage_config.config_path(args.stage))  # only the stages deploy/ defines
     return args
@@ -98,6 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     except DeployError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         sys.exit(err.code)
+    except StepError as err:  # the registry cannot be opened (a damaged mlflow.db)
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(EXIT_NO_VERSION)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         files = image_files(args.images)
         if not files:
             raise StepError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, args.images))}.")
+        if args.out.is_dir():
+            raise StepError(f"--out {args.out} is a folder; name the CSV file to write (make predict OUT={args.out / 'predictions.csv'}).")
         if args.model is None:
             args.model, note = sources.newest_registered(args.registry)
             print(f"model {note}", flush=True)

@@ -22,6 +22,7 @@ from pipelines import graph, registry
 from pipelines.deploy import local_twin
 from pipelines.local import cli
 from pipelines.local.options import DEMO_STEP
+from pipelines.local_cache import hash_tree
 
 pytestmark = pytest.mark.slow
 
@@ -160,6 +161,38 @@ def test_an_interrupted_training_resumes_from_its_checkpoints(first_run, tmp_pat
     assert "epoch=1/" not in result.stdout  # the finished epoch is not trained again
     assert len(json.loads((work / "train" / "model" / contract.HISTORY_FILE).read_text())) == EPOCHS
     assert [str(v.version) for v in registry.find_versions(work)] == ["1"]
+
+
+def test_a_wrong_data_folder_keeps_the_earlier_work(first_run, tmp_path: Path) -> None:
+    work = copy_work(first_run[0], tmp_path / "work", drop_registry=False)
+    before = {name: hash_tree(work / name) for name in ("data", "prepare")}
+    wrong = tmp_path / "not-gtsrb"
+    (wrong / "photos").mkdir(parents=True)
+    (wrong / "photos" / "holiday.txt").write_text("not a data set")
+    result = run_local(work, "--data", str(wrong), "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    assert result.returncode == 1 and graph.PREPARE.name in result.stdout + result.stderr
+    assert {name: hash_tree(work / name) for name in before} == before  # the earlier prepare output is back
+    assert not list(work.glob("*.previous"))
+    result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    assert result.returncode == 0 and result.stdout.count("reusing the finished step") == 5
+
+
+def test_a_registration_interrupted_before_its_record_is_not_repeated(first_run, tmp_path: Path) -> None:
+    work = copy_work(first_run[0], tmp_path / "work", drop_registry=False)
+    (work / "steps" / f"{graph.REGISTER}.json").unlink()  # killed right after RegisterModel, before the marker
+    result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    assert result.returncode == 0, result.stderr
+    assert [str(v.version) for v in registry.find_versions(work)] == ["1"]
+    assert f"{graph.MODEL_PACKAGE_GROUP} version 1 " in result.stdout
+
+
+def test_a_registered_version_deleted_in_the_ui_is_registered_again(first_run, tmp_path: Path) -> None:
+    work = copy_work(first_run[0], tmp_path / "work", drop_registry=False)
+    registry.open_client(work).delete_model_version(graph.MODEL_PACKAGE_GROUP, "1")
+    result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    assert result.returncode == 0, result.stderr
+    assert "version 1 is no longer in the registry (deleted?); registering the model again" in result.stdout
+    assert [str(v.version) for v in registry.find_versions(work)] == ["2"]
 
 
 @pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"the real GTSRB sample is not at {SAMPLE}")
