@@ -49,6 +49,7 @@ RUN: list[tuple[str, str]] = [
     ("make definition", ""),
 ]
 # Run by another test or by CI (the test or place that does).
+OWN_DATA_TEST = "tests/pipelines/test_own_data.py: a 3-class folder set through make demo's module, predict and a server"
 ELSEWHERE: dict[str, str] = {
     "make test": ".ci/run",
     "make test-fast": "a subset of make test (.ci/run)",
@@ -58,6 +59,14 @@ ELSEWHERE: dict[str, str] = {
         "HP= reaches the train step as in make demo above (HP=epochs=1); a 3-epoch mobilenetv3 run costs ~10 min here",
     ".venv/bin/pip install --no-deps -e . --config-settings editable_mode=strict":
         "reinstalls the project into the venv the other tests use; make install does the editable install",
+    "make demo DATA=my-data": OWN_DATA_TEST,
+    "make serve MODEL=runs/demo/train/model": OWN_DATA_TEST,
+    "make predict IMAGES=some-photos/ MODEL=runs/demo/train/model": OWN_DATA_TEST,
+    "make sagemaker-local": "Docker and compose: tests/containers/test_containers_sagemaker_local.py in make test-containers",
+    "make build VARIANT=cpu BAKE_WEIGHTS=0 && make sagemaker-local": "Docker and compose (make test-containers)",
+    "make build VARIANT=cpu BAKE_WEIGHTS=0": "Docker (make test-containers builds it so)",
+    ".venv/bin/python -m pipelines.sagemaker_local --tag TAG [--work DIR] [--data DIR] [--threshold X] [--hp k=v ...] "
+    "[--instances N] [--demo-size T F N]": "a usage line, not a command; make sagemaker-local runs it (make test-containers)",
 }
 # Cannot run on a machine without AWS, Docker, a GPU or the full GTSRB download.
 CANNOT: dict[str, str] = {
@@ -77,6 +86,20 @@ CANNOT: dict[str, str] = {
     "aws s3 sync GTSRB/ s3://sagemaker-$REGION-123456789012/gtsrb/raw/": "AWS",
     'make build push VARIANT="gpu cpu" AWS_REGION=$REGION': "Docker and AWS",
     "make upsert": "AWS (tests/pipelines upserts against moto)",
+    "make preflight": "AWS (tests/pipelines/test_preflight.py runs it against moto's server)",
+    "make bench-gpu": "a GPU (make test-containers runs the same module in the CPU image)",
+    "make bench-gpu BENCH_ENV=MXNET_CUDNN_AUTOTUNE_DEFAULT=0": "a GPU",
+    "aws s3 mb s3://sagemaker-$REGION-123456789012 --region $REGION": "AWS",
+    "aws s3 sync my-data s3://my-bucket/datasets/my-data/": "AWS",
+    ".venv/bin/python -m pipelines.run_pipeline --role-arn \"$ROLE_ARN\" --kwargs '{\"region\": \"eu-west-1\"}' --start "
+    "--parameters '{\"InputDataUrl\": \"s3://my-bucket/datasets/my-data\", \"DataVersion\": \"my-data-v1\"}'":
+        "AWS (tests/pipelines runs run-pipeline against moto)",
+    "make transform INPUT=s3://my-bucket/photos/ OUTPUT=s3://my-bucket/scored/ "
+    "ROLE_ARN=arn:aws:iam::<account>:role/<role> REGION=eu-west-1": "AWS (tests/pipelines/test_transform.py against moto)",
+    "make transform INPUT=s3://my-bucket/prepared/test/test.rec OUTPUT=s3://my-bucket/scored/ ROLE_ARN=... "
+    "PACKAGE_ARN=<a version> WAIT_MINUTES=60": "AWS (tests/pipelines/test_transform.py against moto)",
+    "make sagemaker-local DATA=~/GTSRB THRESHOLD=0.95 HP='epochs=5 max_train_images=100000' INSTANCES=1":
+        "the full GTSRB download and Docker",
     "make upsert START=1 WAIT_MINUTES=180": "AWS (tests/pipelines starts against moto)",
     'run-pipeline --role-arn $ROLE_ARN --kwargs "{\\"region\\": \\"$REGION\\", \\"role\\": \\"$ROLE_ARN\\", '
     '\\"image_tag\\": \\"$(git rev-parse --short HEAD)\\"}" --start --parameters '
