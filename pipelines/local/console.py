@@ -101,6 +101,7 @@ def print_summary(summary: Summary) -> None:
     print(f"macro-F1    {macro_f1:.4f}" if macro_f1 is not None else "macro-F1    (not in the report)")
     print(f"time        {timing}")
     print(f"report      {shown_path(summary.report_dir)}")
+    print(f"predictions {shown_path(summary.report_dir / contract.PREDICTIONS_FILE)} (one row per test image)")
     print(f"registry    {summary.outcome}")
     if summary.registry_db.is_file():
         print(f"browse      mlflow ui --backend-store-uri sqlite:///{shown_path(summary.registry_db)}", flush=True)

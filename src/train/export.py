@@ -25,7 +25,7 @@ from gtsrb.train.model import create_network
 def export(params_file: Path, model_dir: Path, hyperparameters: dict, history: list[dict]) -> None:
     """Build the float32 network, load `params_file`, and save the model directory."""
     image_size = int(hyperparameters["image_size"])
-    net = create_network(str(hyperparameters["model"]))
+    net = create_network(str(hyperparameters["model"]), str(hyperparameters.get("input_norm", "none")))
     net.load_parameters(str(params_file), ctx=mx.cpu())
     net.hybridize()
     net(mx.nd.zeros((1, 3, image_size, image_size)))  # export needs one forward of the hybridized net

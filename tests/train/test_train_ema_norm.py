@@ -1,0 +1,69 @@
+"""The weight average (ema_decay) and the in-network per-image standardisation (input_norm)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gtsrb.common.failure import StepError
+from gtsrb.train.ema import WeightAverage, decay_at
+from gtsrb.train.hyperparameters import Hyperparameters
+from gtsrb.train.model import build_network, create_network, initialise, standardise_images
+
+
+def test_standardised_images_have_mean_0_and_std_1() -> None:
+    x = mx.nd.array(np.random.default_rng(0).normal(3.0, 0.2, (4, 3, 8, 8)))
+    y = standardise_images(mx.nd, x).asnumpy()
+    np.testing.assert_allclose(y.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(y.std(axis=(1, 2, 3)), 1, atol=2e-3)  # the std floor: 0.01 against 0.2
+    flat = standardise_images(mx.nd, mx.nd.full((1, 3, 8, 8), -1.7)).asnumpy()
+    assert np.isfinite(flat).all() and np.abs(flat).max() < 1e-3  # a flat image stays flat, no NaN
+
+
+def test_a_dark_copy_of_an_image_gets_the_same_scores_with_input_norm() -> None:
+    """The point of input_norm: brightness and contrast (a per-image affine map) no longer matter."""
+    rng = np.random.default_rng(1)
+    image = rng.normal(0.0, 1.0, (2, 3, 32, 32)).astype(np.float32)
+    dark = 0.15 * image - 1.8  # 15% of the contrast, much darker, in normalised units
+    net = build_network("gtsrb_cnn", 32, [mx.cpu()], None, 1.0, input_norm="image")  # hybridized, as trained
+    np.testing.assert_allclose(net(mx.nd.array(dark)).asnumpy(), net(mx.nd.array(image)).asnumpy(), rtol=1e-2, atol=3e-3)
+    plain = create_network("gtsrb_cnn")
+    initialise(plain, 32, [mx.cpu()])
+    assert not np.allclose(plain(mx.nd.array(dark)).asnumpy(), plain(mx.nd.array(image)).asnumpy(), atol=1e-2)
+
+
+def test_input_norm_only_for_gtsrb_cnn() -> None:
+    assert Hyperparameters.from_mapping({"preset": "cpu", "input_norm": "image"}).input_norm == "image"
+    with pytest.raises(StepError, match="hyperparameter input_norm='image' is invalid"):
+        Hyperparameters.from_mapping({"input_norm": "image"})  # the GPU recipe's resnet50_v1d
+    with pytest.raises(StepError, match="hyperparameter input_norm='clahe' is invalid"):
+        Hyperparameters.from_mapping({"preset": "cpu", "input_norm": "clahe"})
+    with pytest.raises(StepError, match="hyperparameter ema_decay=1.0 is invalid"):
+        Hyperparameters.from_mapping({"ema_decay": "1"})
+
+
+def test_the_average_follows_the_formula_and_round_trips(tmp_path: Path) -> None:
+    net = create_network("gtsrb_cnn")
+    initialise(net, 32, [mx.cpu()])
+    params = net._collect_params_with_prefix()
+    start = {k: p.data().asnumpy().copy() for k, p in params.items()}
+    ema = WeightAverage(net, 0.9)
+    for p in params.values():
+        p.set_data(p.data() + 1.0)
+    ema.update(step=100)  # decay 0.9 (past the warm-up)
+    assert decay_at(100, 0.9) == 0.9 and decay_at(0, 0.9) == pytest.approx(0.1)
+    for k in params:
+        np.testing.assert_allclose(ema.average[k].asnumpy(), start[k] + 0.1, rtol=1e-5, atol=1e-6, err_msg=k)
+    with ema.swapped_in():  # the net holds the average inside, its own weights after
+        np.testing.assert_allclose(params["output.weight"].data().asnumpy(), start["output.weight"] + 0.1, atol=1e-6)
+    np.testing.assert_allclose(params["output.weight"].data().asnumpy(), start["output.weight"] + 1.0, atol=1e-6)
+    ema.save(tmp_path / "ema.params")
+    other = WeightAverage(net, 0.9)
+    other.load(tmp_path / "ema.params")
+    np.testing.assert_array_equal(other.average["output.weight"].asnumpy(), ema.average["output.weight"].asnumpy())
+    mx.nd.save(str(tmp_path / "bad.params"), {"x": mx.nd.zeros(3)})
+    with pytest.raises(StepError, match="bad.params does not hold this network's weight average"):
+        other.load(tmp_path / "bad.params")
