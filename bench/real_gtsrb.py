@@ -49,9 +49,14 @@ def data_root() -> Path:
     return Path(os.environ.get("BENCH_REAL_DATA", DEV)).resolve()
 
 
+def extra_hyperparameters() -> list[str]:
+    """`key=value` items of BENCH_REAL_HP, added to ours (e.g. `epochs=1` for a smoke run)."""
+    return os.environ.get("BENCH_REAL_HP", "").split()
+
+
 def run_ours(data: Path, work: Path) -> tuple[float, float]:
     """(end-to-end seconds, test accuracy) of the local pipeline on `data`."""
-    extra = os.environ.get("BENCH_REAL_HP", "").split()
+    extra = extra_hyperparameters()
     command = [sys.executable, "-m", "pipelines.local", "--data", str(data), "--work", str(work), "--no-cache",
                "--hp", f"seed={SEED}", *extra]
     print(f">> ours: {' '.join(command)}", file=sys.stderr, flush=True)

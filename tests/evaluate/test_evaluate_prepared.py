@@ -66,8 +66,8 @@ def test_evaluates_every_prepared_test_record(prepared: Path, model_32px: Path, 
     listed = [line.split("\t")[2].strip() for line in files.lst.read_text().splitlines()]
     assert [r.file for r in table] == listed and all(f.endswith((".ppm", ".png", ".jpg")) for f in listed)
     for row in table[:50]:
-        assert row.probability == pytest.approx(softmax[row.record].max(), abs=2e-6)
-        assert row.true_class_probability == pytest.approx(softmax[row.record, row.true_class], abs=2e-6)
+        assert row.probability == pytest.approx(softmax[row.record].max(), abs=1e-4)  # batch 1 vs 64: float noise
+        assert row.true_class_probability == pytest.approx(softmax[row.record, row.true_class], abs=1e-4)
         assert row.probability >= row.top2_probability >= row.top3_probability
         assert len({row.predicted_class, row.top2_class, row.top3_class}) == 3
     worst = predictions.worst_misclassified(table, plots.GRID_SIZE)
