@@ -67,3 +67,28 @@ def test_the_average_follows_the_formula_and_round_trips(tmp_path: Path) -> None
     mx.nd.save(str(tmp_path / "bad.params"), {"x": mx.nd.zeros(3)})
     with pytest.raises(StepError, match="bad.params does not hold this network's weight average"):
         other.load(tmp_path / "bad.params")
+
+
+@pytest.mark.slow
+def test_a_run_with_ema_checkpoints_and_exports_the_average(channels: dict[str, Path], tmp_path: Path) -> None:
+    """The real train step: every checkpoint holds ema.params, and the exported model is the average
+    (with input_norm in its graph); a second run resumes from the checkpoint with the average."""
+    from gtsrb.common import contract
+    from gtsrb.common.sagemaker_job import hyperparameters_to_args
+    from gtsrb.train.ema import EMA_FILE
+    from train_helpers import FAST_HPS, run_module
+
+    hps = {**FAST_HPS, "epochs": "2", "fit_on_validation": "False", "ema_decay": "0.9", "input_norm": "image"}
+    argv = [*hyperparameters_to_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),
+            "--model-dir", str(tmp_path / "model"), "--checkpoint-dir", str(tmp_path / "ckpt")]
+    output, _ = run_module(argv, tmp_path).communicate(timeout=600)
+    assert "event=saved" in output, output[-3000:]
+    last = sorted((tmp_path / "ckpt").glob("step-*"))[-1]
+    average, raw = mx.nd.load(str(last / EMA_FILE)), mx.nd.load(str(last / "net.params"))
+    exported = mx.nd.load(str(tmp_path / "model" / contract.PARAMS_FILE))
+    weight = next(k for k in exported if k.endswith("dense0_weight"))
+    np.testing.assert_array_equal(exported[weight].asnumpy(), average["output.weight"].asnumpy())
+    assert not np.array_equal(average["output.weight"].asnumpy(), raw["output.weight"].asnumpy())
+    assert "broadcast_div" in (tmp_path / "model" / contract.SYMBOL_FILE).read_text()  # input_norm is in the graph
+    again, _ = run_module(argv, tmp_path).communicate(timeout=600)
+    assert "event=resume" in again and "event=saved" in again, again[-3000:]
