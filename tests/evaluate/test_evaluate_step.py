@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -178,13 +179,16 @@ def test_row_normalised_confusion_matrix_is_a_picture(tmp_path: Path) -> None:
 def test_grid_images_are_the_records_predicted(test_split: Path) -> None:
     images, labels = read_split(test_split)
     files = contract.record_files(test_split, contract.TEST_SPLIT)
-    picked = plots.read_images(files, np.array([36, 0, 17]), labels)
+    probs = np.eye(43)[(labels + 1) % 43]  # every prediction wrong
+    table = predictions.rows(labels, probs, [""] * len(labels))
+    picked = plots.read_images(files, [table[36], table[0], table[17]])
     for image, pos in zip(picked, (36, 0, 17), strict=True):
         np.testing.assert_array_equal(image, images[pos])
-    wrong = labels.copy()
-    wrong[17] = (wrong[17] + 1) % 43
+    wrong = dataclasses.replace(table[17], true_class=(table[17].true_class + 1) % 43)
     with pytest.raises(StepError, match="record 17 has label"):
-        plots.read_images(files, np.array([17]), wrong)
+        plots.read_images(files, [wrong])
+    with pytest.raises(StepError, match="the predictions name record 999"):
+        plots.read_images(files, [dataclasses.replace(table[0], record=999)])
 
 
 @pytest.mark.slow
