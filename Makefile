@@ -32,7 +32,7 @@ AWS_REGION ?= $(or $(REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install demo-data demo recipes test test-fast bench lint lock clean \
+.PHONY: help install demo-data demo recipes test test-fast bench bench-real lint lock clean \
         build push train-local test-containers pin-base check-gpu-libs definition upsert preflight serve predict ui gpu-target bench-gpu \
         deploy undeploy approve deploy-local sagemaker-local transform
 
@@ -97,6 +97,10 @@ ui: $(STAMP) ## Open MLflow's UI on the store of every run (MLFLOW_TRACKING_URI,
 
 bench: $(STAMP) ## Benchmarks as ratios against a reference measured in the same run
 	$(PY) -m bench
+
+bench-real: $(STAMP) ## Our pipeline vs a plain MXNet script on ../shared/data/gtsrb-dev (~20 min on 2 cores; not in bench or CI)
+	@echo ">> bench-real: make demo's pipeline, then im2rec + ImageRecordIter + a bare CNN for the same seconds (bench/real_gtsrb.py)"
+	$(PY) -m bench real_gtsrb
 
 SHELL_SCRIPTS = .ci/run $(wildcard containers/*.sh containers/*/*.sh)
 

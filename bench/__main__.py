@@ -3,7 +3,9 @@
 MXNet's C++ log lines (`[05:01:02] ../src/io/iter_image_recordio_2.cc:178: ...`), from this
 process or a child, are kept off the console: the output is the `bench:` lines and what each
 benchmark says it does.
-"""
+
+Modules in OPT_IN run only when named: `make bench-real` (`python -m bench real_gtsrb`) trains
+twice on the real development set for ~20 minutes, too long for `make bench` and CI."""
 
 from __future__ import annotations
 
@@ -42,10 +44,14 @@ def restore_stderr(original: int, thread: threading.Thread) -> None:
     os.dup2(original, 2)  # closes the pipe's last write end: the pump reads EOF and ends
     thread.join(timeout=10)
 
+OPT_IN = frozenset({"real_gtsrb"})
+
 
 def main(argv: list[str]) -> None:
     """Import each module of `bench` (or those named) and call its run()."""
-    names = argv or sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_"))
+    names = argv or sorted(
+        m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_") and m.name not in OPT_IN
+    )
     original, thread = filtered_stderr()
     try:
         for name in names:

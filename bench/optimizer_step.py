@@ -21,6 +21,7 @@ from mxnet import autograd, gluon
 
 from bench import QUICK, report
 from gtsrb.common import cuda
+from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.model import create_network, initialise
 from gtsrb.train.optimizer import make_trainer
@@ -49,7 +50,7 @@ def host_ms_per_step(net: gluon.HybridBlock, hp: Hyperparameters, ctx: list[mx.C
 def measure(ctx: list[mx.Context], name: str) -> None:
     """One line: ours (the default, aggregated SGD) against NAG, on these devices."""
     hp = Hyperparameters()
-    net = create_network(hp.model)
+    net = create_network(hp.model, GTSRB_NUM_CLASSES)
     initialise(net, IMAGE_SIZE, ctx)
     net.hybridize(static_alloc=True, static_shape=True)
     ours = host_ms_per_step(net, hp, ctx)

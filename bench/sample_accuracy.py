@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import mxnet as mx
@@ -73,16 +74,16 @@ def training_files(data: Path) -> contract.RecordFiles:
     return combine_splits(parts, data / "combined") if HP.fit_on_validation else parts[0]
 
 
-def train_reference(data: Path, seconds: float, seed: int) -> float:
-    """Train the bare net for `seconds` of wall clock; return its test accuracy."""
+def train_bare(files: contract.RecordFiles, prep: Preprocessing, seconds: float, seed: int,
+               after_epoch: Callable[[gluon.HybridBlock], None] | None = None) -> gluon.HybridBlock:
+    """Train the bare net on `files` for `seconds` of wall clock (whole epochs, the last one may
+    overrun); `after_epoch(net)` is called after each epoch (inside the budget). Returns the net."""
     mx.random.seed(seed)
-    prep = Preprocessing(image_size=HP.image_size)
     net = bare_net()
     net.initialize(mx.init.Xavier())
     net.hybridize()
     trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 1e-3})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    files = training_files(data)
     it = mx.io.ImageRecordIter(path_imgrec=str(files.rec), path_imgidx=str(files.idx), data_shape=prep.data_shape,
                                batch_size=HP.batch_size, shuffle=True, rand_crop=True, seed_aug=seed,
                                **prep.normalize_kwargs())
@@ -96,7 +97,15 @@ def train_reference(data: Path, seconds: float, seed: int) -> float:
             loss.backward()
             trainer.step(x.shape[0])
         mx.nd.waitall()
-    return accuracy(net, data, prep)
+        if after_epoch is not None:
+            after_epoch(net)
+    return net
+
+
+def train_reference(data: Path, seconds: float, seed: int) -> float:
+    """Train the bare net for `seconds` of wall clock; return its test accuracy."""
+    prep = Preprocessing(image_size=HP.image_size)
+    return accuracy(train_bare(training_files(data), prep, seconds, seed), data, prep)
 
 
 def run() -> None:

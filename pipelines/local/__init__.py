@@ -13,7 +13,7 @@ WORK layout:
     data/                       generated demo data (when --data is not given)
     prepare/{train,validation,test,manifest}/   the PrepareData outputs
     train/model/ train/model.tar.gz train/checkpoints/ train/output/   the TrainModel job
-    evaluation/                 evaluation.json, per_class.csv, confusion_matrix.png, misclassified.png
+    evaluation/                 evaluation.json, predictions.csv, per_class.csv, confusion_matrix(_normalised).png, misclassified.png
     predictions.csv             make predict's default output
     steps/<Step>.json|.log      done-markers (step reuse) and each step's full log
 

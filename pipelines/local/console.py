@@ -102,6 +102,7 @@ def print_summary(summary: Summary) -> None:
     print(f"macro-F1    {macro_f1:.4f}" if macro_f1 is not None else "macro-F1    (not in the report)")
     print(f"time        {timing}")
     print(f"report      {shown_path(summary.report_dir)}")
+    print(f"predictions {shown_path(summary.report_dir / contract.PREDICTIONS_FILE)} (one row per test image)")
     print(f"registry    {summary.outcome}")
     if summary.store:
         print(f"browse      make ui WORK={shown_path(summary.work)}  (MLflow store {summary.store})", flush=True)

@@ -55,7 +55,12 @@ MODEL_ARCHIVE = "model.tar.gz"
 EVALUATION_FILE = "evaluation.json"
 PER_CLASS_FILE = "per_class.csv"
 CONFUSION_PNG = "confusion_matrix.png"
+CONFUSION_NORMALISED_PNG = "confusion_matrix_normalised.png"  # rows as shares of each true class
 MISCLASSIFIED_PNG = "misclassified.png"
+PREDICTIONS_FILE = "predictions.csv"  # one row per test image (gtsrb.evaluate.predictions)
+# Every file the evaluate step writes, evaluation.json last (its presence means the report is complete).
+EVALUATION_OUTPUTS: tuple[str, ...] = (PREDICTIONS_FILE, PER_CLASS_FILE, CONFUSION_PNG, CONFUSION_NORMALISED_PNG,
+                                       MISCLASSIFIED_PNG, EVALUATION_FILE)
 # The JSON path (JsonGet / dotted keys) of the accuracy inside evaluation.json, in SageMaker's
 # model-quality format for multiclass classification.
 QUALITY_METRICS_KEY = "multiclass_classification_metrics"

@@ -21,7 +21,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m gtsrb.evaluate",
         description="Evaluate a trained GTSRB model on the test split: evaluation.json (SageMaker "
-        "model-quality format), per_class.csv, confusion_matrix.png, misclassified.png.",
+        "model-quality format), predictions.csv (one row per test image), per_class.csv, confusion_matrix.png, "
+        "confusion_matrix_normalised.png, misclassified.png.",
     )
     parser.add_argument("--model", type=Path, default=contract.EVALUATE_MODEL_INPUT,
                         help="model directory, model.tar.gz, or a folder holding model.tar.gz")

@@ -1,9 +1,11 @@
 """The evaluate step: load the model, predict every test record once, write the report.
 
 Reads: a model directory or model.tar.gz (gtsrb.common.model_io) and a folder with test.rec/.idx.
-Writes into the output folder: evaluation.json, per_class.csv, confusion_matrix.png and
-misclassified.png. All four are written to a staging folder first and moved into place only when
-everything succeeded, so a failed evaluation leaves no report a pipeline could mistake for one.
+Writes into the output folder (contract.EVALUATION_OUTPUTS): evaluation.json, predictions.csv
+(one row per test image), per_class.csv, confusion_matrix.png (counts), confusion_matrix_normalised.png
+(rows as shares) and misclassified.png (drawn from predictions.csv). All are written to a staging
+folder first and moved into place only when everything succeeded, so a failed evaluation leaves
+no report a pipeline could mistake for one.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from gtsrb.common.classes import read_class_names
 from gtsrb.common.failure import StepError
 from gtsrb.common.model_io import LoadedModel, load_model
 from gtsrb.common.records import check_records, predict
-from gtsrb.evaluate import plots, report
+from gtsrb.evaluate import plots, predictions, report
 from gtsrb.evaluate.metrics import confusion_matrix
 
 log = logging.getLogger(__name__)
@@ -85,29 +87,26 @@ def predict_all(
 def write_outputs(
     labels: np.ndarray, probs: np.ndarray, model: LoadedModel, files: contract.RecordFiles, sources: dict, folder: Path
 ) -> dict:
-    """Write the four report files into `folder`; return the evaluation.json document."""
+    """Write the report files into `folder`; return the evaluation.json document."""
     predicted = probs.argmax(axis=1)
     names = model.class_names
     doc = report.build_report(labels, predicted, names, sources)
     report.validate_report(doc)
+    table = folder / contract.PREDICTIONS_FILE
+    predictions.write_predictions(predictions.rows(labels, probs, predictions.record_files_named(files, len(labels))), table)
     report.write_per_class(labels, predicted, names, folder)
-    plots.plot_confusion(confusion_matrix(labels, predicted, len(names)), names, folder / contract.CONFUSION_PNG)
-    worst = plots.worst_misclassified(labels, probs)
-    plots.plot_misclassified(
-        plots.read_images(files, worst, labels),
-        [int(labels[i]) for i in worst],
-        [int(predicted[i]) for i in worst],
-        [float(probs[i, predicted[i]]) for i in worst],
-        names,
-        folder / contract.MISCLASSIFIED_PNG,
-    )
+    cm = confusion_matrix(labels, predicted, len(names))
+    plots.plot_confusion(cm, names, folder / contract.CONFUSION_PNG)
+    plots.plot_confusion(cm, names, folder / contract.CONFUSION_NORMALISED_PNG, row_normalised=True)
+    worst = predictions.worst_misclassified(predictions.read_predictions(table), plots.GRID_SIZE)
+    plots.plot_misclassified(plots.read_images(files, worst), worst, names, folder / contract.MISCLASSIFIED_PNG)
     report.write_report(doc, folder)  # last: its presence means the report is complete
     return doc
 
 
 def publish(staging: Path, output_dir: Path) -> None:
     """Move the staged files into the output folder (same file system: each move is atomic)."""
-    for name in (contract.PER_CLASS_FILE, contract.CONFUSION_PNG, contract.MISCLASSIFIED_PNG, contract.EVALUATION_FILE):
+    for name in contract.EVALUATION_OUTPUTS:
         (staging / name).replace(output_dir / name)
 
 

@@ -2,10 +2,10 @@
 
 Each checkpoint is a folder `step-EEEE-SSSSSS` (epochs done, batches done in the next epoch)
 holding net.params, optimizer.params + optimizer.json (optimiser state and AMP loss scale,
-no pickle: see optimizer.py) and state.json. It is written under a temporary name and renamed
-into place, state.json last. A checkpoint counts as complete only when all its files are there
-(S3 sync uploads file by file, so after an interruption state.json can exist without the
-weights); `resume` tries the complete ones newest first and skips, with a logged reason, any
+no pickle: see optimizer.py), state.json and, with `ema_decay`, ema.params (the weight average).
+It is written under a temporary name and renamed into place, state.json last. A checkpoint
+counts as complete only when all its files are there (S3 sync uploads file by file, so after an
+interruption state.json can exist without the weights); `resume` tries the complete ones newest first and skips, with a logged reason, any
 that does not load. We keep the newest checkpoint and the one of the best epoch (its weights
 become the model); older ones are deleted.
 
@@ -30,6 +30,7 @@ from mxnet import gluon
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError, write_failed
 from gtsrb.train import optimizer
+from gtsrb.train.ema import EMA_FILE, WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,9 @@ def data_key(*splits: contract.RecordFiles) -> str:
     return digest.hexdigest()[:16]
 
 
-def save(folder: Path, net: gluon.HybridBlock, trainer: gluon.Trainer, state: TrainingState) -> Path:
-    """Write a complete checkpoint atomically; prune the ones no longer needed."""
+def save(folder: Path, net: gluon.HybridBlock, trainer: gluon.Trainer, state: TrainingState,
+         ema: WeightAverage | None = None) -> Path:
+    """Write a complete checkpoint atomically (with the weight average, if any); prune the ones no longer needed."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / state.name
     tmp = folder / f".tmp-{state.name}-{os.getpid()}"
@@ -80,6 +82,8 @@ def save(folder: Path, net: gluon.HybridBlock, trainer: gluon.Trainer, state: Tr
         tmp.mkdir()
         net.save_parameters(str(tmp / NET_FILE))
         optimizer.save_states(trainer, tmp / OPTIMIZER_ARRAYS, tmp / OPTIMIZER_JSON)
+        if ema is not None:
+            ema.save(tmp / EMA_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
     except (OSError, mx.base.MXNetError) as err:  # a full disk: the earlier checkpoints stay as they were
         shutil.rmtree(tmp, ignore_errors=True)
@@ -125,8 +129,8 @@ def load_state(path: Path) -> TrainingState:
         raise StepError(f"{path / STATE_FILE} is not a training state ({err})") from err
 
 
-def restore(path: Path, net: gluon.HybridBlock, trainer: gluon.Trainer) -> TrainingState:
-    """Load weights and optimiser state from a checkpoint folder; return its TrainingState.
+def restore(path: Path, net: gluon.HybridBlock, trainer: gluon.Trainer, ema: WeightAverage | None = None) -> TrainingState:
+    """Load weights, optimiser state and the weight average (if any) from a checkpoint folder; return its TrainingState.
 
     Every file is read and checked before the network or trainer is touched, so a damaged
     checkpoint raises StepError and leaves both as they were.
@@ -134,6 +138,10 @@ def restore(path: Path, net: gluon.HybridBlock, trainer: gluon.Trainer) -> Train
     state = load_state(path)
     _check_params(path / NET_FILE, net)
     saved = optimizer.read_states(path / OPTIMIZER_ARRAYS, path / OPTIMIZER_JSON)
+    if ema is not None:
+        if not (path / EMA_FILE).is_file():
+            raise StepError(f"{path} holds no {EMA_FILE} (the weight average ema_decay needs)")
+        ema.load(path / EMA_FILE)
     net.load_parameters(str(path / NET_FILE), ctx=net.collect_params().list_ctx())
     optimizer.apply_states(trainer, saved)
     return state

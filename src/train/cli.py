@@ -23,6 +23,7 @@ from gtsrb.train import checkpoint, devices, metrics, mixed_precision, pretraine
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.combine import combine_splits
 from gtsrb.train.data import channel_split, check_batch_size, split_class_names, validate_split
+from gtsrb.train.ema import EMA_FILE, WeightAverage
 from gtsrb.train.environment import Environment, parse_args
 from gtsrb.train.export import export, export_in_fresh_process
 from gtsrb.train.hyperparameters import Hyperparameters
@@ -87,11 +88,12 @@ def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     ctx = devices.training_contexts(env.num_gpus, hp.devices)
     amp_dtype = mixed_precision.init(ctx) if hp.amp else "off"  # before the network is built: it patches the operators
     mx.random.seed(hp.seed)  # the initialisation of a fresh run; epochs reseed from (seed, epoch)
-    net = build_network(hp.model, len(class_names), hp.image_size, ctx, weights, hp.head_lr_mult)
+    net = build_network(hp.model, len(class_names), hp.image_size, ctx, weights, hp.head_lr_mult, hp.input_norm)
     trainer = make_trainer(net, hp, ctx, hp.amp)
     log.info("event=start model=%s train_records=%d classes=%d devices=%s amp=%s weights=%s",
              hp.model, train_count, len(class_names), ",".join(str(x) for x in ctx), amp_dtype, weights)
-    return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, class_names, amp=hp.amp)
+    ema = WeightAverage(net, hp.ema_decay) if hp.ema_decay else None
+    return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, class_names, amp=hp.amp, ema=ema)
 
 
 def ensure_writable(folder: Path, flag: str) -> None:
@@ -128,7 +130,7 @@ def resume_or_start(run: Run) -> TrainingState:
             return fresh
         check_hyperparameters(run.hp, saved, path)
         try:
-            state = checkpoint.restore(path, run.net, run.trainer)
+            state = checkpoint.restore(path, run.net, run.trainer, run.ema)
         except StepError as err:
             skip(path, err)
             continue
@@ -153,8 +155,8 @@ def check_hyperparameters(hp: Hyperparameters, saved: TrainingState, path: Path)
 
 
 def save_best(run: Run, state: TrainingState, model_dir: Path) -> None:
-    """Export the best epoch's weights with everything evaluation and serving need."""
-    params = run.checkpoint_dir / state.best_checkpoint / checkpoint.NET_FILE
+    """Export the best epoch's weights (their average with ema_decay) with everything evaluation and serving need."""
+    params = run.checkpoint_dir / state.best_checkpoint / (EMA_FILE if run.ema is not None else checkpoint.NET_FILE)
     save = export_in_fresh_process if run.amp else export
     save(params, model_dir, run.hp.to_dict(), state.history, run.class_names)
     log.info("event=saved model_dir=%s best_val_acc=%.4f best=%s", model_dir, state.best_val_acc, state.best_checkpoint)

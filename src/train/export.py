@@ -27,7 +27,7 @@ ERROR_PREFIX = "ERROR: "
 def export(params_file: Path, model_dir: Path, hyperparameters: dict, history: list[dict], class_names: list[str]) -> None:
     """Build the float32 network, load `params_file`, and save the model directory."""
     image_size = int(hyperparameters["image_size"])
-    net = create_network(str(hyperparameters["model"]), len(class_names))
+    net = create_network(str(hyperparameters["model"]), len(class_names), str(hyperparameters.get("input_norm", "none")))
     net.load_parameters(str(params_file), ctx=mx.cpu())
     net.hybridize()
     net(mx.nd.zeros((1, 3, image_size, image_size)))  # export needs one forward of the hybridized net

@@ -23,6 +23,8 @@ PRESETS: tuple[str, ...] = ("gpu", "cpu")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "nag", "adam")
 # A run shorter than its preset's warm-up (e.g. epochs=1) warms up for this share of its epochs.
 SHORT_RUN_WARMUP_SHARE = 0.25
+# input_norm: "none" = the dataset mean/std only; "image" = also each image to mean 0, std 1 (model.py)
+INPUT_NORMS: tuple[str, ...] = ("none", "image")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,10 @@ class Hyperparameters:
     color_jitter: float = 0.3  # brightness/contrast/saturation jitter: GTSRB lighting varies a lot
     # repeat rare classes' records up to this share of the largest class (0 = as packed; GTSRB's max/min is ~10x)
     min_class_share: float = 0.0
+    # average of the weights over the last ~1/(1 - ema_decay) updates, validated and exported instead of the last weights (0 = off)
+    ema_decay: float = 0.0
+    # "image": the net first standardises each image (mean 0, std 1 over its pixels): dark and faded signs get full contrast (gtsrb_cnn)
+    input_norm: str = "none"
     fit_on_validation: bool = False  # also train on the validation split (then val_acc is on seen data); needs early_stopping_patience=0
     tta: str = "none"  # test-time augmentation saved into preprocessing.json; validation, evaluate and serving apply it
     amp: bool = True  # mixed precision: float16 on GPU (~2x faster on tensor cores), bfloat16 on CPU contexts
@@ -122,6 +128,9 @@ class Hyperparameters:
             ("max_train_images", self.max_train_images >= 0, "zero (no cap) or positive"),
             ("min_class_share", 0 <= self.min_class_share <= 1, "in [0, 1]"),
             ("tta", self.tta in TTA_MODES, f"one of {', '.join(TTA_MODES)}"),
+            ("ema_decay", 0 <= self.ema_decay < 1, "in [0, 1)"),
+            ("input_norm", self.input_norm in INPUT_NORMS, f"one of {', '.join(INPUT_NORMS)}"),
+            ("input_norm", self.input_norm == "none" or self.model == "gtsrb_cnn", "none for models other than gtsrb_cnn"),
             ("fit_on_validation", not (self.fit_on_validation and self.early_stopping_patience),
              "False while early_stopping_patience > 0 (early stopping needs held-out data)"),
         ]

@@ -28,6 +28,7 @@ from gtsrb.common.records import predict
 from gtsrb.train import checkpoint
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.data import train_iter
+from gtsrb.train.ema import WeightAverage
 from gtsrb.train.hyperparameters import Hyperparameters, epoch_seed
 from gtsrb.train.metrics import epoch_line
 from gtsrb.train.model import has_input_batchnorm
@@ -84,6 +85,7 @@ class Run:
     class_names: list[str]  # from the training data (classes.json beside the split)
     amp: bool = False
     stop: StopFlag = field(default_factory=StopFlag)
+    ema: WeightAverage | None = None  # the weight average validated and exported (hp.ema_decay > 0)
 
     @property
     def input_needs_grad(self) -> bool:
@@ -153,6 +155,8 @@ def train_epoch(run: Run, state: TrainingState, epoch: int) -> dict[str, float]:
             continue  # resumed mid-epoch: same shuffle, skip the batches already trained
         run.trainer.set_learning_rate(_rate(run, epoch * steps + i))
         pending.append(train_batch(run, batch, loss_fn))
+        if run.ema is not None:
+            run.ema.update(epoch * steps + i)
         _fold(sums, pending, keep=IN_FLIGHT)  # bound the engine's queue (and device memory)
         sums["images"] += batch.data[0].shape[0]
         if run.hp.log_interval and (i + 1) % run.hp.log_interval == 0:
@@ -187,7 +191,7 @@ def _add_pending(sums: dict, pending: list, tick: float) -> None:
 def _save_interrupted(run: Run, state: TrainingState, epoch: int, step: int, sums: dict) -> None:
     """Write a mid-epoch checkpoint after SIGTERM/SIGINT and stop the run."""
     state.epochs_done, state.step_in_epoch, state.partial = epoch, step, sums
-    path = checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state)
+    path = checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state, run.ema)
     log.info("event=interrupted epoch=%d batch=%d checkpoint=%s", epoch + 1, step, path)
     raise Interrupted(str(path))
 
@@ -201,7 +205,7 @@ def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started
             f"or check the data; the last good checkpoint is kept in {run.checkpoint_dir}."
         )
     sync_running_stats(run.net)  # validate with the statistics the checkpoint and the model get
-    labels, probs = predict(run.net, run.val_files, run.prep, run.hp.batch_size, run.ctx[0])
+    labels, probs = validate(run)
     values = {
         "epoch": epoch + 1,
         "train_loss": train_loss,
@@ -217,8 +221,16 @@ def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started
     log.info("%s", epoch_line(values, run.hp.epochs, eta, run.hp.fit_on_validation))
     state.epochs_done, state.step_in_epoch, state.partial = epoch + 1, 0, {}
     _update_early_stopping(run.hp, state, values["val_acc"])
-    checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state)
+    checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state, run.ema)
     return values
+
+
+def validate(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and probabilities of the validation split, scored with the weights that get exported."""
+    if run.ema is None:
+        return predict(run.net, run.val_files, run.prep, run.hp.batch_size, run.ctx[0])
+    with run.ema.swapped_in():
+        return predict(run.net, run.val_files, run.prep, run.hp.batch_size, run.ctx[0])
 
 
 def sync_running_stats(net: gluon.HybridBlock) -> None:

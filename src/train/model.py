@@ -33,17 +33,35 @@ SUPPORTED_TEXT = "resnet*_v1b/v1c/v1d/v1s/v1/v2 (e.g. resnet50_v1d), cifar_resne
 CNN_BLOCKS: tuple[tuple[int, int], ...] = ((32, 1), (64, 1), (128, 2))  # ~0.25M parameters; a second conv in the
 # first blocks cost ~40% of the speed on 2 cores (docs/accuracy.md)
 CNN_DROPOUT = 0.3  # before the classifier: the net is small, but GTSRB tracks are near-duplicates
+# input_norm="image": the floor under an image's std (normalised units, ~0.6 grey levels of 255),
+# so that a flat image's noise is not blown up to full contrast
+IMAGE_STD_FLOOR = 0.01
+
+
+def standardise_images(F, x):
+    """Each image of the batch to mean 0 and std 1 over all its pixels and channels.
+
+    A per-image affine map of the input: a dark or faded sign (pixels 0-30 of 255) reaches the
+    first conv with the contrast of a well-lit one, while colours keep their ratios. Part of the
+    network's graph, so evaluation and serving apply it with the model, from this one function.
+    """
+    mean = F.mean(x, axis=(1, 2, 3), keepdims=True)
+    centred = F.broadcast_sub(x, mean)
+    std = F.sqrt(F.mean(F.square(centred), axis=(1, 2, 3), keepdims=True) + IMAGE_STD_FLOOR**2)
+    return F.broadcast_div(centred, std)
 
 
 class GtsrbCNN(gluon.HybridBlock):
-    """A plain VGG-style CNN with BatchNorm (~0.29M parameters): fast on CPU at 32-48 px.
+    """A plain VGG-style CNN with BatchNorm (~0.25M parameters): fast on CPU at 32-48 px.
 
     Global average pooling makes it independent of the input side, so one definition serves
-    every image_size; plain 3x3 convs run well on MXNet's CPU (oneDNN) kernels.
+    every image_size; plain 3x3 convs run well on MXNet's CPU (oneDNN) kernels. With
+    `input_norm="image"` each image is first standardised (standardise_images).
     """
 
-    def __init__(self, classes: int, **kwargs) -> None:
+    def __init__(self, classes: int, input_norm: str = "none", **kwargs) -> None:
         super().__init__(**kwargs)
+        self.input_norm = input_norm
         with self.name_scope():
             self.features = gluon.nn.HybridSequential(prefix="")
             for width, convs in CNN_BLOCKS:
@@ -56,15 +74,17 @@ class GtsrbCNN(gluon.HybridBlock):
             self.output = gluon.nn.Dense(classes)
 
     def hybrid_forward(self, F, x):
+        if self.input_norm == "image":
+            x = standardise_images(F, x)
         return self.output(self.features(x))
 
 
-def create_network(name: str, num_classes: int) -> gluon.HybridBlock:
+def create_network(name: str, num_classes: int, input_norm: str = "none") -> gluon.HybridBlock:
     """A fresh, uninitialised zoo network with `num_classes` outputs; unknown names fail clearly."""
     if not SUPPORTED_MODELS.match(name):
         raise StepError(f"model={name!r} is not supported; use one of {SUPPORTED_TEXT}.")
     if name == "gtsrb_cnn":
-        return GtsrbCNN(classes=num_classes)
+        return GtsrbCNN(classes=num_classes, input_norm=input_norm)
     try:
         return get_model(name, classes=num_classes, pretrained=False)
     except ValueError as err:  # matches the pattern but is not in the zoo, e.g. resnet19_v1b
@@ -144,10 +164,11 @@ def set_multipliers(net: gluon.HybridBlock, head_lr_mult: float) -> None:
 
 
 def build_network(
-    name: str, num_classes: int, image_size: int, ctx: list[mx.Context], weights: Path | None, head_lr_mult: float
+    name: str, num_classes: int, image_size: int, ctx: list[mx.Context], weights: Path | None, head_lr_mult: float,
+    input_norm: str = "none",
 ) -> gluon.HybridBlock:
     """Create, initialise, optionally load pretrained weights, set multipliers, hybridize."""
-    net = create_network(name, num_classes)
+    net = create_network(name, num_classes, input_norm)
     initialise(net, image_size, ctx)
     if weights is not None:
         load_backbone(net, weights)

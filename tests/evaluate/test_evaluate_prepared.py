@@ -14,7 +14,7 @@ from evaluate_helpers import save_tiny_model, train_tiny_net
 from gtsrb.common import contract
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import record_count
-from gtsrb.evaluate import plots, report
+from gtsrb.evaluate import plots, predictions, report
 from gtsrb.evaluate.step import evaluate
 
 PREPARED_SIZE = 32  # the input size prepared_demo packs for
@@ -52,5 +52,25 @@ def test_evaluates_every_prepared_test_record(prepared: Path, model_32px: Path, 
         assert image.size[1] >= 5 * 250  # five rows of five: the untrained model errs often
     saved = json.loads((tmp_path / "out" / contract.EVALUATION_FILE).read_text())
     assert saved == json.loads(json.dumps(doc))
-    worst = plots.worst_misclassified(np.array(labels), np.concatenate(probs))
-    assert len(plots.read_images(files, worst, np.array(labels))) == plots.GRID_SIZE
+
+    # predictions.csv: one row per record in file order, the iterator's labels and predictions,
+    # each row's file the prepare step's test.lst entry (a real image file of the data set).
+    table = predictions.read_predictions(tmp_path / "out" / contract.PREDICTIONS_FILE)
+    stacked = np.concatenate(probs)
+    softmax = np.exp(stacked - stacked.max(axis=1, keepdims=True))
+    softmax /= softmax.sum(axis=1, keepdims=True)
+    assert [r.record for r in table] == list(range(expected))
+    assert [r.true_class for r in table] == labels
+    assert [r.predicted_class for r in table] == list(softmax.argmax(axis=1))
+    assert sum(not r.wrong for r in table) == doc[contract.EVALUATION_DETAILS_KEY]["correct"]
+    listed = [line.split("\t")[2].strip() for line in files.lst.read_text().splitlines()]
+    assert [r.file for r in table] == listed and all(f.endswith((".ppm", ".png", ".jpg")) for f in listed)
+    for row in table[:50]:
+        assert row.probability == pytest.approx(softmax[row.record].max(), abs=1e-4)  # batch 1 vs 64: float noise
+        assert row.true_class_probability == pytest.approx(softmax[row.record, row.true_class], abs=1e-4)
+        assert row.probability >= row.top2_probability >= row.top3_probability
+        assert len({row.predicted_class, row.top2_class, row.top3_class}) == 3
+    worst = predictions.worst_misclassified(table, plots.GRID_SIZE)
+    assert len(worst) == plots.GRID_SIZE and all(r.wrong for r in worst)
+    assert [r.probability for r in worst] == sorted((r.probability for r in worst), reverse=True)
+    assert len(plots.read_images(files, worst)) == plots.GRID_SIZE

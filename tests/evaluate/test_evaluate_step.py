@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from gtsrb.common.failure import StepError
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import eval_iter
-from gtsrb.evaluate import plots, report
+from gtsrb.evaluate import plots, predictions, report
 from gtsrb.evaluate.cli import main
 from gtsrb.evaluate.step import evaluate
 
@@ -132,13 +133,12 @@ def test_per_class_csv_matches_confusion_matrix(evaluated: tuple[dict, Path]) ->
 
 def test_pictures_are_images_of_sensible_size(evaluated: tuple[dict, Path]) -> None:
     _, out = evaluated
-    for name, min_side in ((contract.CONFUSION_PNG, 800), (contract.MISCLASSIFIED_PNG, 300)):
+    for name, min_side in ((contract.CONFUSION_PNG, 800), (contract.CONFUSION_NORMALISED_PNG, 800),
+                           (contract.MISCLASSIFIED_PNG, 300)):
         with Image.open(out / name) as image:
             image.load()  # decodes the whole file: a truncated PNG fails here
             assert image.format == "PNG" and min(image.size) >= min_side, (name, image.size)
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        [contract.EVALUATION_FILE, contract.PER_CLASS_FILE, contract.CONFUSION_PNG, contract.MISCLASSIFIED_PNG]
-    )  # and no staging folder left behind
+    assert sorted(p.name for p in out.iterdir()) == sorted(contract.EVALUATION_OUTPUTS)  # and no staging folder left behind
 
 
 @pytest.mark.slow
@@ -151,23 +151,53 @@ def test_archive_and_batch_size_do_not_change_the_result(
         assert again[contract.QUALITY_METRICS_KEY] == doc[contract.QUALITY_METRICS_KEY], batch_size
 
 
-def test_worst_misclassified_are_the_most_confident_mistakes() -> None:
+def test_worst_misclassified_are_the_most_confident_mistakes(tmp_path: Path) -> None:
     labels = np.array([0, 1, 2, 2, 1])
     probs = np.array([[0.9, 0.1, 0], [0.6, 0.4, 0], [0.05, 0.95, 0], [0, 0, 1], [0.3, 0.1, 0.6]])
-    np.testing.assert_array_equal(plots.worst_misclassified(labels, probs), [2, 1, 4])
-    np.testing.assert_array_equal(plots.worst_misclassified(labels, probs, limit=1), [2])
+    table = predictions.rows(labels, probs, [f"Images/{i:05d}.ppm" for i in range(5)])
+    path = predictions.write_predictions(table, tmp_path / contract.PREDICTIONS_FILE)
+    again = predictions.read_predictions(path)
+    assert [r.record for r in predictions.worst_misclassified(again, limit=25)] == [2, 1, 4]
+    assert [r.record for r in predictions.worst_misclassified(again, limit=1)] == [2]
+    assert again[2] == predictions.Prediction(2, "Images/00002.ppm", 2, 1, 0.95, 0.0, 0, 0.05, 2, 0.0)
+    assert again[4].true_class_probability == 0.1 and (again[4].top2_class, again[4].top3_class) == (0, 1)
+    path.write_text("file,true\nx,1\n")
+    with pytest.raises(StepError, match="not a predictions table"):
+        predictions.read_predictions(path)
+
+
+def test_dark_images_are_shown_stretched_bright_ones_as_they_are() -> None:
+    rng = np.random.default_rng(0)
+    dark = rng.integers(0, 40, (36, 36, 3), dtype=np.uint8)
+    shown, stretched = plots.stretched(dark)
+    assert stretched and np.percentile(shown, 99) > 200 and shown.dtype == np.uint8
+    bright = rng.integers(0, 256, (36, 36, 3), dtype=np.uint8)
+    assert plots.stretched(bright)[1] is False and plots.stretched(bright)[0] is bright
+    flat = np.full((36, 36, 3), 5, np.uint8)
+    assert plots.stretched(flat)[1] is False  # nothing to stretch: shown as it is
+
+
+def test_row_normalised_confusion_matrix_is_a_picture(tmp_path: Path) -> None:
+    cm = np.array([[98, 2, 0], [0, 5, 5], [0, 0, 0]])
+    path = plots.plot_confusion(cm, ["a", "b", "c"], tmp_path / "cm.png", row_normalised=True)
+    with Image.open(path) as image:
+        image.load()
+        assert image.format == "PNG"
 
 
 def test_grid_images_are_the_records_predicted(test_split: Path) -> None:
     images, labels = read_split(test_split)
     files = contract.record_files(test_split, contract.TEST_SPLIT)
-    picked = plots.read_images(files, np.array([36, 0, 17]), labels)
+    probs = np.eye(43)[(labels + 1) % 43]  # every prediction wrong
+    table = predictions.rows(labels, probs, [""] * len(labels))
+    picked = plots.read_images(files, [table[36], table[0], table[17]])
     for image, pos in zip(picked, (36, 0, 17), strict=True):
         np.testing.assert_array_equal(image, images[pos])
-    wrong = labels.copy()
-    wrong[17] = (wrong[17] + 1) % 43
+    wrong = dataclasses.replace(table[17], true_class=(table[17].true_class + 1) % 43)
     with pytest.raises(StepError, match="record 17 has label"):
-        plots.read_images(files, np.array([17]), wrong)
+        plots.read_images(files, [wrong])
+    with pytest.raises(StepError, match="the predictions name record 999"):
+        plots.read_images(files, [dataclasses.replace(table[0], record=999)])
 
 
 @pytest.mark.slow

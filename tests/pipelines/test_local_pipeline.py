@@ -81,8 +81,12 @@ def test_every_step_writes_its_artifacts(first_run) -> None:
     assert len(history) == EPOCHS and json.loads((model_dir / contract.PREPROCESSING_FILE).read_text())["image_size"] == 32
     assert (work / "train" / contract.MODEL_ARCHIVE).stat().st_size > 0
     assert any((work / "train" / "checkpoints").iterdir())
-    for name in (contract.EVALUATION_FILE, contract.PER_CLASS_FILE, contract.CONFUSION_PNG, contract.MISCLASSIFIED_PNG):
+    for name in contract.EVALUATION_OUTPUTS:
         assert (work / "evaluation" / name).stat().st_size > 0, name
+    table = work / "evaluation" / contract.PREDICTIONS_FILE
+    assert "predictions " in result.stdout and str(contract.PREDICTIONS_FILE) in result.stdout  # named in the summary
+    assert len(table.read_text().splitlines()) == 1 + json.loads((work / "evaluation" / contract.EVALUATION_FILE).read_text())[
+        contract.EVALUATION_DETAILS_KEY]["records"]
     accuracy = contract.json_get(json.loads((work / "evaluation" / contract.EVALUATION_FILE).read_text()), contract.ACCURACY_JSON_PATH)
     assert accuracy >= THRESHOLD
 

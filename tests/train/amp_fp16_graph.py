@@ -11,13 +11,14 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.train import mixed_precision
 from gtsrb.train.model import create_network
 
 WATCHED = ("Convolution", "BatchNorm", "FullyConnected", "log_softmax")
 
 dtype = mixed_precision.init([mx.gpu(0)])  # a Context object only: float16 AMP as on a GPU
-net = create_network(sys.argv[1])
+net = create_network(sys.argv[1], GTSRB_NUM_CLASSES)
 logits = net(mx.sym.var("data"))
 graph = gluon.loss.SoftmaxCrossEntropyLoss()(logits, mx.sym.var("label"))  # as the train loop's loss
 internals = graph.get_internals()

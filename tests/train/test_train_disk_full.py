@@ -13,7 +13,7 @@ import pytest
 
 from evaluate_helpers import save_tiny_model, train_tiny_net
 from gtsrb.common import contract
-from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.train import checkpoint
 
@@ -46,7 +46,7 @@ def disk_400k(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def net() -> mx.gluon.HybridBlock:
-    return train_tiny_net(NUM_CLASSES, steps=2)
+    return train_tiny_net(GTSRB_NUM_CLASSES, steps=2)
 
 
 def test_exporting_to_a_full_disk_leaves_no_model_file(net, disk_64k: Path) -> None:
