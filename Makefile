@@ -46,8 +46,8 @@ install: $(STAMP) ## Create .venv with everything the demo and the tests need (f
 demo-data: $(STAMP) ## Write the synthetic GTSRB-like demo set (DEMO_DATA=dir, SEED=, TRACKS=)
 	$(PY) -m gtsrb.demo_data --output $(or $(DEMO_DATA),data/demo) $(if $(SEED),--seed $(SEED)) $(if $(TRACKS),--tracks-per-class $(TRACKS))
 
-demo: $(STAMP) ## Run prepare -> train -> evaluate -> register on this machine (DATA=, WORK=, THRESHOLD=, HP='k=v ...')
-	$(PY) -m pipelines.local --work $(WORK) $(if $(DATA),--data $(DATA)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(HP),--hp $(HP))
+demo: $(STAMP) ## Run prepare -> train -> evaluate -> register on this machine (DATA=, WORK=, THRESHOLD=, HP='k=v ...', INSTANCES=2)
+	$(PY) -m pipelines.local --work $(WORK) $(if $(DATA),--data $(DATA)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(HP),--hp $(HP)) $(if $(INSTANCES),--instances $(INSTANCES))
 
 test: $(STAMP) ## Run the test suite (installs first if needed)
 	$(PY) -m pytest -m "not containers" $(PYTEST_ARGS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import time
@@ -23,6 +24,7 @@ from gtsrb.common.failure import StepError, failure_reason
 from pipelines.emulated_job import JobDirs, run_step_job, training_env, write_job_config
 
 LOOPBACK = "127.0.0.1"
+PORT_RANGE = (20000, 32000)  # the scheduler's port, as SageMaker's 8000: outside the ephemeral range
 EXTRA_WAIT = 30.0  # seconds the other hosts get after the first ends (they exit within peer_timeout of it)
 
 
@@ -32,18 +34,19 @@ def host_names(count: int) -> list[str]:
 
 
 def free_port() -> int:
-    """A port nobody listens on, and the next one (the scheduler's and the watch's)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((LOOPBACK, 0))
-            port = probe.getsockname()[1]
-        with socket.socket() as second:
-            try:
+    """A free port and its free neighbour (the scheduler's and the watch's), below Linux's ephemeral
+    range (32768-60999): ps-lite's servers and workers bind ephemeral ports and could take them."""
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(*PORT_RANGE)
+        try:
+            with socket.socket() as first, socket.socket() as second:
+                first.bind((LOOPBACK, port))
                 second.bind((LOOPBACK, port + 1))
-                return port
-            except OSError:
-                continue
-    raise StepError("no two free neighbouring ports on 127.0.0.1 for the emulated scheduler.")
+            return port
+        except OSError:
+            continue
+    raise StepError(f"no two free neighbouring ports in {PORT_RANGE} on 127.0.0.1 for the emulated scheduler.")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,12 @@ from sagemaker.core.helper.iam_role_resolver import RoleValidationError
 from gtsrb.common.failure import StepError, run_tool
 from gtsrb.train.hyperparameters import Hyperparameters
 from pipelines.cli_args import add_pipeline_args, build_pipeline, parse_json, quiet_sdk
-from pipelines.instances import check_training_instance_type, check_volume_kms_key, has_instance_storage
+from pipelines.instances import (
+    check_training_instance_count,
+    check_training_instance_type,
+    check_volume_kms_key,
+    has_instance_storage,
+)
 from pipelines.settings import HYPERPARAMETER_OF, as_number
 
 EXIT_EXECUTION_FAILED, EXIT_STILL_RUNNING = 2, 3
@@ -63,7 +68,10 @@ def check_overrides(pipeline, overrides: dict) -> None:
     if "AccuracyThreshold" in overrides and not 0 <= as_number("AccuracyThreshold", overrides["AccuracyThreshold"]) <= 1:
         raise StepError(f"--parameters: AccuracyThreshold={overrides['AccuracyThreshold']!r} must be between 0 and 1.")
     hps = {HYPERPARAMETER_OF[k]: str(v) for k, v in overrides.items() if k in HYPERPARAMETER_OF}
-    Hyperparameters.from_mapping(hps)  # raises StepError naming the key
+    typed = Hyperparameters.from_mapping(hps)  # raises StepError naming the key
+    defaults = {p.name: p.default_value for p in pipeline.parameters}
+    count = overrides.get("TrainingInstanceCount", defaults.get("TrainingInstanceCount", 1))
+    check_training_instance_count(int(as_number("TrainingInstanceCount", count)), typed.batch_size)
 
 
 def volume_kms_keys(definition: dict) -> dict[str, str | None]:

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo-size", type=int, nargs=3, default=DEMO_SIZE, metavar=("TRACKS", "FRAMES", "TEST"),
                         help="generated demo set: tracks per class, frames per track, test images per class "
                         f"(default {' '.join(map(str, DEMO_SIZE))})")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="training instances, emulated as processes on 127.0.0.1 with MXNet's parameter server (default 1)")
     return parser
 
 
@@ -59,8 +61,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
         parser.error(f"--data {args.data}: no such folder")
     if not math.isfinite(args.threshold):  # NaN compares false with every accuracy
         parser.error(f"--threshold {args.threshold}: must be a number (an accuracy, e.g. 0.9)")
+    if args.instances < 1:
+        parser.error(f"--instances {args.instances}: must be at least 1")
     return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps,
-                   use_cache=not args.no_cache, demo_size=tuple(args.demo_size))
+                   use_cache=not args.no_cache, demo_size=tuple(args.demo_size), instances=args.instances)
 
 
 def _terminate(signum: int, frame: object) -> None:
