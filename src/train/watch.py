@@ -99,8 +99,10 @@ class Leader:
             if peer is None:
                 return
             peer.last_seen = time.monotonic()
-            if word in ("done", "stop") and peer.state == "running":
-                peer.state = word
+            if word == "stop" and peer.state == "running":
+                peer.state = "stop"
+            elif word == "done" and peer.state in ("running", "stop"):
+                peer.state = "done"
             elif word == "fail":
                 peer.state, peer.message = "failed", rest
 

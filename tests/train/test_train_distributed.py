@@ -70,7 +70,7 @@ def role_pids(tmp_path: Path, host: str) -> dict[str, int]:
 def wait_for(path: Path, pattern: str, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.is_file() and re.search(pattern, path.read_text(errors="replace")):
+        if path.is_file() and re.search(pattern, path.read_text(errors="replace"), re.M):
             return
         time.sleep(0.3)
     pytest.fail(f"{pattern!r} never appeared in {path}")
