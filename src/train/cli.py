@@ -23,8 +23,8 @@ from gtsrb.train import checkpoint, devices, distributed, launcher, metrics, mix
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.cluster import Cluster, is_worker
 from gtsrb.train.combine import worker_split
-from gtsrb.train.distributed import Workers
 from gtsrb.train.data import channel_split, check_batch_size, validate_split
+from gtsrb.train.distributed import Workers
 from gtsrb.train.environment import Environment, parse_args
 from gtsrb.train.export import export, export_in_fresh_process
 from gtsrb.train.hyperparameters import Hyperparameters

@@ -8,7 +8,7 @@ kvstore). Then it supervises, checking every few tenths of a second:
   `peer_timeout` seconds fails the job with a sentence naming it, on the first host;
 - SIGTERM: passed to its worker (which stops at the same batch as every other worker, see
   gtsrb.train.distributed) and to every other host through the watch; roles still running
-  `peer_timeout` seconds later are killed.
+  max(peer_timeout, 60) seconds later are killed.
 The roles run in their own session (a SIGTERM to the container's process group reaches the
 launcher, which decides) and die with the launcher (PR_SET_PDEATHSIG), so nothing outlives it.
 """
@@ -31,6 +31,7 @@ from gtsrb.train.watch import Follower, Leader
 log = logging.getLogger(__name__)
 
 POLL = 0.2  # seconds between checks of the roles and the watch
+MIN_STOP_GRACE = 60.0  # seconds; SageMaker itself sends SIGKILL 120 s after SIGTERM
 OWN_FAILURE_WAIT = 3.0  # seconds to wait for this host's own failure sentence when another host fails
 _PR_SET_PDEATHSIG = 1
 ROLE_COMMAND = [sys.executable, "-c", "import mxnet"]  # MXNet runs the DMLC_ROLE server/scheduler loop at import
@@ -45,7 +46,7 @@ def _die_with_parent() -> None:
 def start_role(cluster: Cluster, role: str, argv: list[str]) -> subprocess.Popen:
     """Start one ps-lite role of this host."""
     env = {**os.environ, **cluster.role_env(role)}
-    proc = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509 - only setsid + prctl
+    proc = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
     log.info("event=role role=%s host=%s pid=%d", role, cluster.current, proc.pid)
     return proc
 
@@ -132,10 +133,15 @@ class Launcher:
             log.info("event=stop host=%s reason=%s", self.cluster.current, "SIGTERM" if self.signalled else "another_host")
             self._tell("stop")
             self.roles["worker"].send_signal(signal.SIGTERM)
-            self.stop_deadline = time.monotonic() + self.peer_timeout
+            self.stop_deadline = time.monotonic() + self.stop_grace
         if self.stop_deadline is not None and time.monotonic() > self.stop_deadline:
-            raise StepError(f"the worker on host {self.cluster.current} did not stop within peer_timeout="
-                            f"{self.peer_timeout:g} s of SIGTERM; it was killed.")
+            raise StepError(f"the worker on host {self.cluster.current} did not stop within {self.stop_grace:g} s "
+                            "of SIGTERM; it was killed.")
+
+    @property
+    def stop_grace(self) -> float:
+        """Seconds a stopping worker gets: finish a batch, write the checkpoint, leave ps-lite."""
+        return max(self.peer_timeout, MIN_STOP_GRACE)
 
     def _worker_failure(self, code: int) -> str:
         """The worker's own sentence if it wrote one, else how it ended; naming this host."""

@@ -12,6 +12,7 @@ import mxnet as mx
 import pytest
 
 from gtsrb.common.failure import StepError
+from gtsrb.common.preprocessing import stored_size
 from gtsrb.train import distributed
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.cli import prepare_run
@@ -21,7 +22,6 @@ from gtsrb.train.environment import Environment
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import train_epoch
 from pipelines.instances import check_training_instance_count
-from gtsrb.common.preprocessing import stored_size
 from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
 
 
