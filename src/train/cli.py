@@ -108,7 +108,10 @@ def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     workers = distributed.connect(len(ctx), hp.peer_timeout)  # one host: nothing to connect
     hp = hp.scaled_to(len(ctx), workers.count)
     check_worker_batch(hp, workers, len(ctx))
+    channels_key = checkpoint.data_key(train_files, val_files)  # the same on every host
     train_files, train_count = training_split(train_files, val_files, train_count, hp, workers)
+    # one host: the key of what it trains on, as before; several: of the channels (the parts differ per host)
+    key = channels_key if workers.count > 1 else checkpoint.data_key(train_files, val_files)
     fitted = hp.fitted_to(train_count)
     if fitted.epochs != hp.epochs:
         log.info("event=epochs_fitted epochs=%d train_records=%d max_train_images=%d", fitted.epochs, train_count, hp.max_train_images)
@@ -123,7 +126,7 @@ def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     log.info("event=start model=%s train_records=%d devices=%s amp=%s weights=%s batch=%d lr=%.5g workers=%d",
              hp.model, train_count, ",".join(str(x) for x in ctx), amp_dtype, weights, hp.batch_size, hp.lr, workers.count)
     return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, amp=hp.amp,
-               workers=workers)
+               workers=workers, data_key=key)
 
 
 def ensure_writable(folder: Path, flag: str) -> None:
@@ -147,7 +150,7 @@ def resume_or_start(run: Run) -> TrainingState:
     training data starts a fresh run; one made with other hyperparameters is refused.
     """
     fresh = TrainingState(seed=run.hp.seed, hyperparameters=run.hp.to_dict(),
-                          data_key=checkpoint.data_key(run.train_files, run.val_files))
+                          data_key=run.data_key or checkpoint.data_key(run.train_files, run.val_files))
     for path in checkpoint.complete(run.checkpoint_dir):
         try:
             saved = checkpoint.load_state(path)

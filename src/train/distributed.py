@@ -29,7 +29,7 @@ from gtsrb.train import cluster
 log = logging.getLogger(__name__)
 
 # the agreements' kvstore keys, after the Trainer's 0..len(params)-1 (ps-lite checks key ranges)
-STOP_KEY, EPOCH_KEY, EARLY_STOP_KEY, RESUME_KEY = 0, 1, 2, 3
+STOP_KEY, EPOCH_KEY, EARLY_STOP_KEY, RESUME_KEY, DRAIN_KEY = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -76,17 +76,36 @@ class Workers:
         """True on every worker at the same batch once any worker asked to stop.
 
         One batch late: this batch's flag travels with its gradients and is read at the next
-        batch, so waiting for it never empties the queue of batches in flight.
+        batch, so waiting for it never empties the queue of batches in flight. One array for
+        every round: MXNet orders the pull of round r before the push of round r+1 only for the
+        same array (with a new array per round a fast worker's next push can overtake a pull, and
+        the pull would read the next round's sum).
         """
         if self.kv is None:
             return requested
         self._init(STOP_KEY, 1)
-        previous, self._pending_stop = self._pending_stop, mx.nd.array([float(requested)])
+        agreed = False
+        if self._pending_stop is None:
+            self._pending_stop = mx.nd.zeros(1)
+        else:
+            agreed = float(self._pending_stop.asscalar()) > 0  # the sum of the last round
+        self._pending_stop[:] = float(requested)
         self.kv.pushpull(self.key_base + STOP_KEY, self._pending_stop, out=self._pending_stop)
-        return previous is not None and float(previous.asscalar()) > 0
+        return agreed
+
+    def drain(self) -> None:
+        """Before a stop: finish every pending push and pull on every worker, while all are alive
+        (a worker that leaves ps-lite with its last round in flight can leave another waiting)."""
+        if self.kv is None:
+            return
+        mx.nd.waitall()
+        self.all_sum(DRAIN_KEY, [1.0])
 
     def end_epoch(self) -> None:
-        """A new epoch starts with no flag in flight (every worker ends its epoch at the same batch)."""
+        """Read the flag in flight, so that the next epoch starts with none (every worker ends its
+        epoch at the same batch; the last batch's flag is agreed in finish_epoch instead)."""
+        if self._pending_stop is not None:
+            self._pending_stop.wait_to_read()
         self._pending_stop = None
 
     def average_running_stats(self, net: gluon.HybridBlock, trainer: gluon.Trainer) -> None:

@@ -85,6 +85,8 @@ class Run:
     checkpoint_dir: Path
     amp: bool = False
     workers: Workers = field(default_factory=Workers.single)  # one host: no kvstore between workers
+    data_key: str = ""  # checkpoint.data_key of the training data ("" = of train_files and val_files)
+    stop_agreed: bool = False  # several hosts: every worker's stop request as agreed at the last epoch end
     stop: StopFlag = field(default_factory=StopFlag)
 
     @property
@@ -100,6 +102,12 @@ class Run:
         """Full global batches per epoch (the partial last batch is dropped; shuffling varies it);
         the same on every worker, which each read batch_size / workers of their own part."""
         return max(1, self.train_count // self.hp.batch_size)
+
+    @property
+    def stops_after_epoch(self) -> bool:
+        """Stop now, between epochs? One host: whenever SIGTERM came; several: only as every
+        worker agreed at the end of the epoch (a signal that came later stops them all one batch on)."""
+        return self.stop_agreed if self.workers.kv is not None else self.stop.requested
 
     @property
     def worker_batch(self) -> int:
@@ -196,6 +204,7 @@ def _add_pending(sums: dict, pending: list, tick: float) -> None:
 def _save_interrupted(run: Run, state: TrainingState, epoch: int, step: int, sums: dict) -> None:
     """Write a mid-epoch checkpoint after SIGTERM/SIGINT and stop the run."""
     state.epochs_done, state.step_in_epoch, state.partial = epoch, step, sums
+    run.workers.drain()
     if not run.workers.is_first:  # same weights everywhere: the first host writes the checkpoint
         raise Interrupted(f"the first host's checkpoint of epoch {epoch + 1} batch {step}")
     path = checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state)
@@ -209,7 +218,7 @@ def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started
     agreed = run.workers.all_sum(EPOCH_KEY, [sums["loss"], sums["correct"], sums["images"], float(run.stop.requested)])
     seconds = sums["seconds"]
     sums = {"loss": float(agreed[0]), "correct": float(agreed[1]), "images": int(agreed[2]), "seconds": seconds}
-    run.stop.requested = bool(agreed[3])  # a stop on any host during the last batch stops every host
+    run.stop_agreed = bool(agreed[3])  # a stop on any host during the last batch stops every host
     train_loss = sums["loss"] / max(1, sums["images"])
     if not math.isfinite(train_loss):
         raise StepError(
@@ -277,6 +286,8 @@ def fit(run: Run, state: TrainingState) -> TrainingState:
         seed_everything(run.hp.seed, epoch)
         sums = train_epoch(run, state, epoch)
         finish_epoch(run, state, epoch, sums, started - state.partial.get("seconds", 0.0))
-        if run.stop.requested and epoch + 1 < run.hp.epochs and not state.stopped_early:
+        if run.stops_after_epoch and epoch + 1 < run.hp.epochs and not state.stopped_early:
+            run.workers.drain()
             raise Interrupted(str(run.checkpoint_dir / state.name))  # else: done, save the model
+    run.workers.drain()  # no worker leaves ps-lite with a round in flight
     return state
