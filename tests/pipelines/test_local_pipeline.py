@@ -172,7 +172,8 @@ def test_two_instances_train_like_one(first_run, tmp_path: Path) -> None:
     result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP, "--instances", "2")
     assert result.returncode == 0, result.stderr
     assert "==> TrainModel: running" in result.stdout  # not reused: the one-host run is another job
-    parts = [json.loads(p.read_text()) for p in sorted((work / "train").glob("**/output/data/records-algo-*.json"))]
+    parts = sorted((json.loads(p.read_text()) for p in (work / "train").glob("**/output/data/records-algo-*.json")),
+                   key=lambda part: part["host"])
     assert [p["host"] for p in parts] == ["algo-1", "algo-2"]
     first, second = (set(p["positions"]) for p in parts)
     assert not first & second and first | second == set(range(parts[0]["total"]))
