@@ -37,7 +37,7 @@ class Workers:
     """This worker's place among all workers and the kvstore they share (None with one host)."""
 
     kv: mx.kvstore.KVStore | None = None
-    rank: int = 0  # ps-lite's rank (order of connection): picks the data part
+    rank: int = 0  # this host's place in the job's sorted host list (ps-lite's own rank follows connection order)
     count: int = 1
     host: str = ""
     first: bool = True  # the job's first host (algo-1), whatever its rank: it speaks
@@ -52,6 +52,12 @@ class Workers:
     def use_trainer(self, trainer: gluon.Trainer) -> None:
         """Place the agreements' keys after the Trainer's parameter keys."""
         self.key_base = len(trainer._params)
+
+    @property
+    def seed_offset(self) -> int:
+        """Added to the seed of this worker's shuffle, augmentation and dropout: with one seed every
+        worker would draw the same crops and dropout masks for its i-th image (0 with one host)."""
+        return self.rank  # seeds stay 32-bit: the seed hyperparameter's cap leaves 1000 spare
 
     @property
     def is_first(self) -> bool:
@@ -160,8 +166,9 @@ def connect(num_devices: int, peer_timeout: float) -> Workers:
         kv = mx.kv.create(kind)  # blocks until the scheduler has seen every server and worker
     finally:
         timer.cancel()
-    log.info("event=kvstore type=%s host=%s rank=%d workers=%d", kind, host, kv.rank, kv.num_workers)
-    return Workers(kv, kv.rank, kv.num_workers, host, job.is_leader)
+    rank = job.hosts.index(host)  # stable across restarts: the same data part and seeds after a resume
+    log.info("event=kvstore type=%s host=%s rank=%d workers=%d", kind, host, rank, kv.num_workers)
+    return Workers(kv, rank, kv.num_workers, host, job.is_leader)
 
 
 def _never_connected(peer_timeout: float, host: str) -> None:

@@ -162,7 +162,7 @@ def train_epoch(run: Run, state: TrainingState, epoch: int) -> dict[str, float]:
     sums = dict(state.partial) or {"loss": 0.0, "correct": 0.0, "images": 0, "seconds": 0.0}
     pending: list = []  # device-side results of the last batches, read a few batches later
     tick = time.time()
-    for i, batch in enumerate(train_iter(run.train_files, run.prep, run.hp, run.worker_batch, epoch)):
+    for i, batch in enumerate(train_iter(run.train_files, run.prep, run.hp, run.worker_batch, epoch, run.workers.seed_offset)):
         if i >= steps:
             break
         if i < start:
@@ -283,7 +283,7 @@ def fit(run: Run, state: TrainingState) -> TrainingState:
         if state.stopped_early:
             break
         started = time.time()
-        seed_everything(run.hp.seed, epoch)
+        seed_everything(run.hp.seed + run.workers.seed_offset, epoch)  # dropout masks differ between workers
         sums = train_epoch(run, state, epoch)
         finish_epoch(run, state, epoch, sums, started - state.partial.get("seconds", 0.0))
         if run.stops_after_epoch and epoch + 1 < run.hp.epochs and not state.stopped_early:
