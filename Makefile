@@ -12,6 +12,7 @@ WORK      ?= runs/demo
 DATA      ?=
 THRESHOLD ?=
 HP        ?=
+RECIPE    ?=
 # deployment (make deploy / undeploy / approve / deploy-local; pipelines/deploy, docs/deployment.md)
 STAGE       ?=
 VERSION     ?=
@@ -27,9 +28,9 @@ AWS_REGION ?= $(or $(REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install demo-data demo test test-fast bench lint lock clean \
-        build push train-local test-containers pin-base check-gpu-libs definition upsert serve predict gpu-target \
-        deploy undeploy approve deploy-local
+.PHONY: help install demo-data demo recipes test test-fast bench lint lock clean \
+        build push train-local test-containers pin-base check-gpu-libs definition upsert preflight serve predict gpu-target bench-gpu \
+        deploy undeploy approve deploy-local sagemaker-local transform
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,14 +47,27 @@ install: $(STAMP) ## Create .venv with everything the demo and the tests need (f
 demo-data: $(STAMP) ## Write the synthetic GTSRB-like demo set (DEMO_DATA=dir, SEED=, TRACKS=)
 	$(PY) -m gtsrb.demo_data --output $(or $(DEMO_DATA),data/demo) $(if $(SEED),--seed $(SEED)) $(if $(TRACKS),--tracks-per-class $(TRACKS))
 
-demo: $(STAMP) ## Run prepare -> train -> evaluate -> register on this machine (DATA=, WORK=, THRESHOLD=, HP='k=v ...', INSTANCES=2)
-	$(PY) -m pipelines.local --work $(WORK) $(if $(DATA),--data $(DATA)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(HP),--hp $(HP)) $(if $(INSTANCES),--instances $(INSTANCES))
+demo: $(STAMP) ## Run prepare -> train -> evaluate -> register on this machine (DATA=, WORK=, THRESHOLD=, RECIPE=file, HP='k=v ...', INSTANCES=2)
+	$(PY) -m pipelines.local --work $(WORK) $(if $(DATA),--data $(DATA)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(HP),--hp $(HP)) $(if $(INSTANCES),--instances $(INSTANCES))
+
+recipes: $(STAMP) ## Rewrite recipes/cpu.yaml and recipes/gpu.yaml from the presets in src/train/hyperparameters.py
+	$(PY) -m pipelines.recipes
 
 test: $(STAMP) ## Run the test suite (installs first if needed)
 	$(PY) -m pytest -m "not containers" $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## Run the tests that take seconds (no training runs)
 	$(PY) -m pytest -m "not slow and not containers" $(PYTEST_ARGS)
+
+# --- the pipeline as SageMaker runs it: the SDK's LocalPipelineSession in Docker (docs/local-pipeline.md) ---
+INSTANCES ?= 1
+# WORK=runs/demo is make demo's default; this target keeps its own unless WORK= is given.
+SM_LOCAL_WORK = $(if $(filter file,$(origin WORK)),runs/sagemaker-local,$(WORK))
+
+sagemaker-local: $(STAMP) ## Execute the SageMaker pipeline in the SDK's local mode with the cpu image TAG= (Docker + compose; DATA=, WORK=, THRESHOLD=, HP=, INSTANCES=)
+	@echo ">> executing the SageMaker pipeline definition with the SDK's LocalPipelineSession in Docker, image $(call image,cpu,$(TAG))"
+	$(PY) -m pipelines.sagemaker_local --work $(SM_LOCAL_WORK) --tag $(TAG) --instances $(INSTANCES) $(if $(DATA),--data $(DATA)) \
+	  $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(HP),--hp $(HP))
 
 # --- serving: the model server of the images, here without Docker (src/serve, docs/serving.md) ---
 MODEL  ?= $(WORK)/train/model
@@ -138,6 +152,11 @@ gpu-target: $(STAMP) ## On a GPU machine: prepare DATA=, train in the GPU image,
 	@test -n "$(DATA)" || { echo "make gpu-target: set DATA=<a real GTSRB download> (docs/gpu-runbook.md)" >&2; exit 1; }
 	$(PY) containers/gpu_target.py --docker $(DOCKER) --image $(call image,gpu,latest) --data $(DATA) --work $(or $(GPU_WORK),runs/gpu-target)
 
+BENCH_ENV ?=
+bench-gpu: $(STAMP) ## On a GPU machine: the benchmarks in the GPU image, one GPU and 4 CPUs like ml.g5.xlarge (BENCH_ENV='K=V ...')
+	@echo ">> make bench in the GPU image (bench/ mounted read-only; --gpus device=0 --cpuset-cpus 0-3)"
+	$(PY) containers/bench_image.py --docker $(DOCKER) --image $(call image,gpu,latest) $(foreach e,$(BENCH_ENV),--env $(e))
+
 pin-base: ## Pin the Dockerfile's dated base tag to the digest its registry serves now (needs Docker Hub)
 	DOCKER=$(DOCKER) containers/pin-base.sh
 
@@ -152,7 +171,7 @@ test-containers: $(STAMP) ## Start a Docker engine, build both images, run the s
 .PHONY: container-tests
 container-tests: $(STAMP) build/wheelhouse/cpu/.stamp build/wheelhouse/gpu/.stamp
 	$(MAKE) --no-print-directory build VARIANT="cpu gpu" BAKE_WEIGHTS=0
-	@echo ">> container tests: steps + SIGTERM in the CPU image, GPU image libraries, registry round trip, pin-base"
+	@echo ">> container tests: steps + SIGTERM in the CPU image, the SDK's local-mode pipeline, GPU image libraries, registry round trip, pin-base"
 	GTSRB_TEST_IMAGE=$(call image,cpu,$(TAG)) GTSRB_TEST_GPU_IMAGE=$(call image,gpu,$(TAG)) \
 	  $(PY) -m pytest -m containers tests/containers --durations=8 $(PYTEST_ARGS)
 
@@ -174,11 +193,20 @@ definition: $(STAMP) ## Write the SageMaker pipeline JSON offline to DEFINITION=
 	@echo ">> rendering the SageMaker pipeline definition (no AWS call), images tagged $(TAG)"
 	$(PY) -m pipelines.get_pipeline_definition --kwargs '$(PIPELINE_KWARGS)' --file-name $(DEFINITION)
 
-upsert: $(STAMP) ## Create/update the SageMaker pipeline, tagged (ROLE_ARN=, REGION=, BUCKET=, TAG=; START=1 WAIT_MINUTES=n runs it)
+upsert: $(STAMP) ## Create/update the SageMaker pipeline, tagged (ROLE_ARN=, REGION=, BUCKET=, TAG=; START=1 WAIT_MINUTES=n RECIPE=file runs it)
 	@test -n "$(ROLE_ARN)" || { echo "make upsert: set ROLE_ARN=arn:aws:iam::<account>:role/<SageMaker execution role>" >&2; exit 1; }
 	@echo ">> upserting the SageMaker pipeline in $(AWS_REGION), images tagged $(TAG)$(if $(START), and starting it)"
 	$(PY) -m pipelines.run_pipeline --role-arn '$(ROLE_ARN)' --kwargs '$(PIPELINE_KWARGS)' --tags '$(PIPELINE_TAGS)' \
-	  $(if $(START),--start --wait-minutes $(WAIT_MINUTES))
+	  $(if $(START),--start --wait-minutes $(WAIT_MINUTES) $(if $(RECIPE),--recipe $(RECIPE)))
+
+transform: $(STAMP) ## Batch Transform: score INPUT=s3://.../ (images) or s3://.../x.rec into OUTPUT=s3://.../ with the newest Approved version (PACKAGE_ARN=, ROLE_ARN=, REGION=)
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" -a -n "$(ROLE_ARN)" || { echo "make transform: set INPUT=s3://..., OUTPUT=s3://... and ROLE_ARN=arn:aws:iam::<account>:role/<execution role>" >&2; exit 1; }
+	$(PY) -m pipelines.transform --input '$(INPUT)' --output '$(OUTPUT)' --role-arn '$(ROLE_ARN)' --region $(AWS_REGION) \
+	  $(if $(PACKAGE_ARN),--model-package-arn '$(PACKAGE_ARN)') $(if $(WAIT_MINUTES),--wait-minutes $(WAIT_MINUTES))
+
+preflight: $(STAMP) ## Check the SageMaker quotas the pipeline (SPOT=, instance types) and both stages' endpoints need (ROLE_ARN=, REGION=)
+	@echo ">> reading the SageMaker service quotas in $(AWS_REGION) that a pipeline run and the staging/prod endpoints need"
+	$(PY) -m pipelines.preflight --kwargs '$(PIPELINE_KWARGS)' --stage staging --stage prod
 
 # --- deployment: an Approved version becomes a tested endpoint (pipelines/deploy, docs/deployment.md) --
 deploy: $(STAMP) ## Deploy the newest Approved package version to STAGE=staging|prod (deploy/<stage>.json; ROLE_ARN=, REGION=, PACKAGE_ARN=)

@@ -23,7 +23,7 @@ from mxnet import autograd, gluon
 
 from bench import report
 from gtsrb.common import contract
-from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.common.model_io import load_model
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.common.records import predict
@@ -63,7 +63,7 @@ def bare_net() -> gluon.HybridBlock:
     net = gluon.nn.HybridSequential()
     for width in (32, 64, 128):
         net.add(gluon.nn.Conv2D(width, 3, padding=1, activation="relu"), gluon.nn.MaxPool2D(2))
-    net.add(gluon.nn.Flatten(), gluon.nn.Dense(128, activation="relu"), gluon.nn.Dense(NUM_CLASSES))
+    net.add(gluon.nn.Flatten(), gluon.nn.Dense(128, activation="relu"), gluon.nn.Dense(GTSRB_NUM_CLASSES))
     return net
 
 

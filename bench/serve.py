@@ -23,6 +23,7 @@ import mxnet as mx
 import numpy as np
 
 from bench import report
+from gtsrb.common.classes import GTSRB_CLASS_NAMES, GTSRB_NUM_CLASSES
 from gtsrb.common.model_io import save_model
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.serve import protocol
@@ -39,9 +40,9 @@ SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtsrb-sample
 def cpu_model(folder: Path) -> Path:
     """The CPU preset's network (random weights: speed does not depend on them), saved as train saves it."""
     hp = Hyperparameters.for_preset("cpu")
-    net = build_network(hp.model, hp.image_size, [mx.cpu()], None, hp.head_lr_mult)
+    net = build_network(hp.model, GTSRB_NUM_CLASSES, hp.image_size, [mx.cpu()], None, hp.head_lr_mult)
     net(mx.nd.zeros((1, 3, hp.image_size, hp.image_size)))
-    save_model(net, folder, Preprocessing(hp.image_size), {"model": hp.model}, [])
+    save_model(net, folder, Preprocessing(hp.image_size), {"model": hp.model}, [], list(GTSRB_CLASS_NAMES))
     return folder
 
 

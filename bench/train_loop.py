@@ -8,8 +8,12 @@ pipeline and the loop's bookkeeping cost nothing (target >= 0.95).
 `imagerecorditer-decode`: images/s of the augmenting ImageRecordIter alone against the bare
 loop's rate (above 1: decoding keeps up with training).
 With a GPU, the same two lines again as `gpu-...` for the GPU defaults (resnet50_v1d, 96 px, AMP,
-every GPU); without one, `bench: gpu-train-loop-vs-bare skipped: no GPU`. The bare loop of the
-GPU lines splits its batches over the same GPUs.
+every GPU) over epochs of GPU_STEPS steps (long enough for cuDNN autotune and the first-step
+allocations to wash out); without one, `bench: gpu-train-loop-vs-bare skipped: no GPU`. The bare
+loop of the GPU lines splits its batches over the same GPUs. `make bench-gpu` runs this module in
+the GPU image (the host venv has the CPU wheel).
+The records are photographs of rendered signs (gtsrb.demo_data: scenes, light, blur, noise), JPEG
+encoded as prepare encodes them: random noise compresses badly and decodes slower than real signs.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from bench import report
-from gtsrb.common import contract
+from bench import QUICK, report
+from gtsrb.common import contract, cuda
+from gtsrb.common.classes import GTSRB_CLASS_NAMES, GTSRB_NUM_CLASSES, write_class_names
 from gtsrb.common.preprocessing import stored_size
+from gtsrb.demo_data.scene import photograph, physical_sign
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.cli import prepare_run
 from gtsrb.train.data import train_iter
@@ -33,20 +39,32 @@ from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import Run, train_epoch
 
 RECORDS = 1536  # 24 batches of the CPU preset's 64
-ROUNDS = 5  # timed epochs of each loop (best of 5: the shared cores make single epochs vary +-25%)
+GPU_STEPS = 200  # steps per timed GPU epoch
+ROUNDS = 1 if QUICK else 5  # timed epochs of each loop (best of 5: the shared cores make single epochs vary +-25%)
+POOL = 344  # distinct photographs (8 per class), cycled through the records
 HP = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "3"})
 
 
-def write_split(folder: Path, split: str, count: int, side: int) -> None:
-    """`count` random JPEG squares with labels 0..42, packed as the prepare step packs them."""
+def photographs(side: int) -> list[bytes]:
+    """POOL rendered sign photographs of `side` px, JPEG-encoded (quality 95, as prepare packs)."""
+    rng = np.random.default_rng(0)
+    encoded = []
+    for i in range(POOL):
+        image, _ = photograph(physical_sign(i % 43, rng), side, rng)
+        encoded.append(mx.recordio.pack_img(mx.recordio.IRHeader(0, 0.0, 0, 0), image, quality=95))
+    return [mx.recordio.unpack(record)[1] for record in encoded]
+
+
+def write_split(folder: Path, split: str, count: int, pool: list[bytes]) -> None:
+    """`count` records cycling through the pool, labels 0..42 (photo i shows class i % 43)."""
     folder.mkdir(parents=True)
     files = contract.record_files(folder, split)
-    rng = np.random.default_rng(0)
     writer = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "w")
     for i in range(count):
-        image = rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)
-        writer.write_idx(i, mx.recordio.pack_img(mx.recordio.IRHeader(0, float(i % 43), i, 0), image, quality=95))
+        j = i % len(pool)
+        writer.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, float(j % GTSRB_NUM_CLASSES), i, 0), pool[j]))
     writer.close()
+    write_class_names(folder, list(GTSRB_CLASS_NAMES))  # as prepare writes beside every split
 
 
 def bare_rate(run: Run, batches: list[tuple[list[mx.nd.NDArray], list[mx.nd.NDArray]]]) -> float:
@@ -80,9 +98,10 @@ def measure(hp: Hyperparameters, num_gpus: int, prefix: str = "") -> None:
     """Print train-loop-vs-bare and imagerecorditer-decode for these hyperparameters and devices."""
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         root = Path(tmp)
-        records = RECORDS * max(1, num_gpus) * max(1, hp.batch_size // 64)  # 24+ batches on every device
+        records = GPU_STEPS * hp.batch_size if num_gpus and not QUICK else RECORDS  # CPU: 24 batches of 64
+        pool = photographs(stored_size(hp.image_size))
         for split, count in ((contract.TRAIN_CHANNEL, records), (contract.VALIDATION_CHANNEL, 64)):
-            write_split(root / split, split, count, stored_size(hp.image_size))
+            write_split(root / split, split, count, pool)
         env = Environment(root / contract.TRAIN_CHANNEL, root / contract.VALIDATION_CHANNEL, None, root / "model", root / "ckpt", num_gpus)
         loop = prepare_run(env, hp)
         batches = [(gluon.utils.split_and_load(b.data[0], loop.ctx), gluon.utils.split_and_load(b.label[0], loop.ctx))
@@ -102,7 +121,7 @@ def measure(hp: Hyperparameters, num_gpus: int, prefix: str = "") -> None:
 def run() -> None:
     """The CPU preset on the CPU; with a GPU also the GPU defaults (AMP, all GPUs), else a skip line."""
     measure(HP, num_gpus=0)
-    gpus = mx.context.num_gpus()
+    gpus = cuda.gpu_count()
     if not gpus:
         print("bench: gpu-train-loop-vs-bare skipped: no GPU", flush=True)
         return

@@ -45,12 +45,16 @@ def write_config(root: Path, channels: dict[str, Path], hps: dict[str, str]) -> 
         (root / name).mkdir(parents=True, exist_ok=True)
 
 
-def docker_command(docker: str, image: str, root: Path, channels: dict[str, Path], gpus: str) -> list[str]:
-    """`docker run` as SageMaker does it: data read-only, no network (weights are baked in)."""
+def docker_command(docker: str, image: str, root: Path, channels: dict[str, Path], gpus: str,
+                   cpuset: str | None = None) -> list[str]:
+    """`docker run` as SageMaker does it: data read-only, no network (weights are baked in); `cpuset`
+    limits the CPUs the job sees (e.g. 0-3: an ml.g5.xlarge's 4 vCPUs)."""
     job, opt_ml = JobDirs(root), JobDirs(Path(sagemaker_job.OPT_ML))
     cmd = [docker, "run", "--rm", "--network", "none", "--add-host", f"{HOST}:127.0.0.1", "--shm-size", "2g"]
     if gpus != "none":
         cmd += ["--gpus", gpus]
+    if cpuset:
+        cmd += ["--cpuset-cpus", cpuset]
     cmd += ["-v", f"{job.config}:{opt_ml.config}:ro"]
     cmd += [arg for name, path in channels.items() for arg in ("-v", f"{path}:{opt_ml.data / name}:ro")]
     cmd += [arg for name in MOUNTED for arg in ("-v", f"{root / name}:{opt_ml.base / name}")]
@@ -66,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hp", nargs="*", default=[], help="hyperparameters as key=value")
     parser.add_argument("--gpus", default="all", help="docker --gpus value, or none for CPU")
     parser.add_argument("--docker", default="docker", help="docker client to use")
+    parser.add_argument("--cpuset-cpus", default=None, help="docker --cpuset-cpus: the CPUs the job may use, e.g. 0-3")
     args = parser.parse_args(argv)
 
     channels = {name: Path(path).resolve() for name, path in parse_pairs(args.channel, "channel").items()}
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     job.start_fresh()  # no model or failure file from an earlier run; checkpoints stay (resume)
     write_config(root, channels, parse_pairs(args.hp, "hyperparameter"))
 
-    cmd = docker_command(args.docker, args.image, root, channels, args.gpus)
+    cmd = docker_command(args.docker, args.image, root, channels, args.gpus, args.cpuset_cpus)
     print(">> " + " ".join(cmd), flush=True)
     code = run_logged(cmd, root / "job.log")  # all of it: this is what CloudWatch would show
     if code != 0:

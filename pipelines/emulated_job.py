@@ -71,8 +71,8 @@ class JobDirs:
         return self.base / sagemaker_job.INPUT_DIR / "data"
 
     def start_fresh(self) -> None:
-        """No model, output or archive of an earlier run; the checkpoints stay (a resumed job)."""
-        for path in (self.model_dir, self.output):
+        """No model, output, config or archive of an earlier run; the checkpoints stay (a resumed job)."""
+        for path in (self.model_dir, self.output, self.base / sagemaker_job.INPUT_DIR):
             shutil.rmtree(path, ignore_errors=True)
         self.archive.unlink(missing_ok=True)
 
@@ -85,20 +85,38 @@ class JobDirs:
         return archive_model(self.model_dir, self.archive)
 
 
+def toolkit_value(text: str) -> object:
+    """A hyperparameter as the toolkit puts it into SM_HPS: JSON when it parses ("2" -> 2), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _compact(value: object) -> str:
+    """JSON as the toolkit writes it into SM_* variables (no spaces)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def training_env(job: JobDirs, channels: dict[str, Path], hps: dict[str, str], num_gpus: int) -> dict[str, str]:
-    """The SM_* variables the sagemaker-training toolkit sets for the script (single host)."""
+    """The SM_* variables the sagemaker-training toolkit sets for the script (single host).
+
+    The toolkit sets more (SM_TRAINING_ENV, SM_FRAMEWORK_*, SM_INSTANCE_GROUPS*, ...): its own
+    bookkeeping, which no code of ours reads (tests/containers checks both against local mode)."""
     env = {
         sagemaker_job.BASE_DIR_ENV: str(job.base),
         "SM_MODEL_DIR": str(job.model_dir),
         "SM_OUTPUT_DIR": str(job.output),
         "SM_OUTPUT_DATA_DIR": str(job.output / "data"),
+        "SM_OUTPUT_INTERMEDIATE_DIR": str(job.output / "intermediate"),
         "SM_INPUT_DIR": str(job.base / sagemaker_job.INPUT_DIR),
-        "SM_CHANNELS": json.dumps(sorted(channels)),
-        "SM_HPS": json.dumps(hps),
-        "SM_USER_ARGS": json.dumps(hyperparameters_to_args(hps)),
+        "SM_INPUT_CONFIG_DIR": str(job.config),
+        "SM_CHANNELS": _compact(sorted(channels)),
+        "SM_HPS": _compact({key: toolkit_value(value) for key, value in sorted(hps.items())}),
+        "SM_USER_ARGS": _compact(hyperparameters_to_args(hps)),
         "SM_NUM_GPUS": str(num_gpus),
         "SM_NUM_CPUS": str(os.cpu_count() or 1),
-        "SM_HOSTS": json.dumps([HOST]),
+        "SM_HOSTS": _compact([HOST]),
         "SM_CURRENT_HOST": HOST,
         "SM_MODULE_NAME": TRAINING_MODULE,
     }
@@ -121,6 +139,15 @@ def write_job_config(job: JobDirs, channels: dict[str, Path], hps: dict[str, str
     data = {name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
                    "RecordWrapperType": "None"} for name in channels}
     (job.config / "inputdataconfig.json").write_text(json.dumps(data, indent=2))
+
+
+def start_training_job(job: JobDirs, channels: dict[str, Path], hps: dict[str, str], num_gpus: int) -> dict[str, str]:
+    """What SageMaker does before it starts the script: a fresh model/output, the config files and
+    input/data/<channel> in place; returns the script's SM_* environment (channels under input/data)."""
+    job.start_fresh()
+    write_job_config(job, channels, hps)
+    link_channels(job, channels)
+    return training_env(job, {name: job.data / name for name in channels}, hps, num_gpus)
 
 
 def link_channels(job: JobDirs, channels: dict[str, Path]) -> None:

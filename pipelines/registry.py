@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import textwrap
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ EXPERIMENT = "gtsrb-local-pipeline"
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 APPROVAL_TAG = "approval_status"  # SageMaker's ModelApprovalStatus
+MAX_TAG_CHARS = 4000  # MLflow keeps tag values up to 5000 characters: a long class list is cut
 # Offline and quiet: no telemetry, no "view run at http://..." chatter.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING"}
 
@@ -156,15 +158,23 @@ def _experiment_id(client: MlflowClient, work: str | Path) -> str:
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:
     """Create the registered model (the model package group) unless it exists."""
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
-        client.create_registered_model(name, description="GTSRB traffic-sign classifiers (43 classes).")
+        client.create_registered_model(name, description="Image classifiers trained by this pipeline (classes: see each version's tags).")
 
 
 def _version_tags(submission: Submission) -> dict[str, str]:
-    """The headline test metrics as version tags, so the registry list shows them without the run."""
+    """The headline test metrics and the data's classes as version tags, so the registry list shows
+    them without the run (class names from prepare's manifest: the list the model was trained on)."""
     report = json.loads((submission.evaluation_dir / contract.EVALUATION_FILE).read_text())
     metrics = evaluation_metrics(report)
     wanted = ("test_accuracy", "test_macro_f1", "test_weighted_f1", "test_records")
-    return {name: f"{metrics[name]:.6g}" for name in wanted if name in metrics}
+    tags = {name: f"{metrics[name]:.6g}" for name in wanted if name in metrics}
+    names = json.loads(submission.manifest_file.read_text())["class_names"]
+    tags["num_classes"] = str(len(names))
+    tags["class_names"] = textwrap.shorten(", ".join(names), MAX_TAG_CHARS, placeholder=" ...")
+    unscored = report.get(contract.EVALUATION_DETAILS_KEY, {}).get("unscored_classes", [])
+    if unscored:
+        tags["unscored_classes"] = ",".join(str(c["class_id"]) for c in unscored)
+    return tags
 
 
 def find_versions(work: str | Path, model_name: str = graph.MODEL_PACKAGE_GROUP) -> list:

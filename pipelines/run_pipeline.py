@@ -3,7 +3,7 @@
     run-pipeline --role-arn arn:aws:iam::123456789012:role/X \
         --kwargs '{"region": "eu-west-1", "role": "arn:...", "image_tag": "abc1234"}' \
         --tags '[{"Key": "project", "Value": "gtsrb"}]' \
-        [--start [--parameters '{"Epochs": 5}'] [--wait-minutes 180]]
+        [--start [--recipe recipes/cpu.yaml] [--parameters '{"Epochs": 5}'] [--wait-minutes 180]]
 
 Exit codes: 0 upserted (and, when waited for, the execution succeeded); 1 bad input or an AWS
 error; 2 the execution failed or was stopped; 3 still running when --wait-minutes ran out.
@@ -24,6 +24,7 @@ from sagemaker.core.helper.iam_role_resolver import RoleValidationError
 
 from gtsrb.common.failure import StepError, run_tool
 from gtsrb.train.hyperparameters import Hyperparameters
+from pipelines import preflight, recipes
 from pipelines.cli_args import add_pipeline_args, build_pipeline, parse_json, quiet_sdk
 from pipelines.instances import (
     check_training_instance_count,
@@ -46,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-description", "--description", default=None)
     parser.add_argument("--start", action="store_true", help="start an execution after the upsert")
     parser.add_argument("--parameters", default="{}", help='execution parameter overrides as JSON, e.g. {"Epochs": 5}')
+    parser.add_argument("--recipe", default=None, help="hyperparameters from a recipe file (as make demo RECIPE=); --parameters wins")
     parser.add_argument("--wait-minutes", type=float, default=0.0, help="wait this long for the execution (0 = do not wait)")
     parser.add_argument("--poll-seconds", type=float, default=30.0, help="seconds between status checks while waiting")
     return parser.parse_args(argv)
@@ -67,11 +69,41 @@ def check_overrides(pipeline, overrides: dict) -> None:
                         "storage, which refuses the pipeline's volume_kms_key; choose an EBS type (e.g. ml.m5.xlarge).")
     if "AccuracyThreshold" in overrides and not 0 <= as_number("AccuracyThreshold", overrides["AccuracyThreshold"]) <= 1:
         raise StepError(f"--parameters: AccuracyThreshold={overrides['AccuracyThreshold']!r} must be between 0 and 1.")
-    hps = {HYPERPARAMETER_OF[k]: str(v) for k, v in overrides.items() if k in HYPERPARAMETER_OF}
-    typed = Hyperparameters.from_mapping(hps)  # raises StepError naming the key
+    typed = Hyperparameters.from_mapping(hyperparameter_values(pipeline, overrides))  # raises StepError naming the key
     defaults = {p.name: p.default_value for p in pipeline.parameters}
     count = overrides.get("TrainingInstanceCount", defaults.get("TrainingInstanceCount", 1))
     check_training_instance_count(int(as_number("TrainingInstanceCount", count)), typed.batch_size)
+
+
+def hyperparameter_values(pipeline, overrides: dict) -> dict[str, str]:
+    """What the training job will receive: each hyperparameter parameter's default, overridden
+    (checked at every upsert, so a definition never carries values the train step refuses)."""
+    defaults = {p.name: p.default_value for p in pipeline.parameters if p.name in HYPERPARAMETER_OF}
+    return {HYPERPARAMETER_OF[name]: str(value) for name, value in {**defaults, **overrides}.items() if name in HYPERPARAMETER_OF}
+
+
+def with_preset(overrides: dict) -> dict:
+    """A Preset override brings its preset's values for the hyperparameter parameters not given:
+    the pipeline passes every parameter explicitly, and explicit values win over a preset."""
+    if "Preset" not in overrides:
+        return overrides
+    base = Hyperparameters.for_preset(str(overrides["Preset"]))  # a StepError naming an unknown preset
+    return {**{name: getattr(base, field) for name, field in HYPERPARAMETER_OF.items()}, **overrides}
+
+
+def recipe_parameters(path: str) -> dict:
+    """A recipe file as pipeline parameters; a value that only a new definition could carry
+    (a hyperparameter that is not a pipeline parameter and differs from the recipe's preset) fails."""
+    hp = Hyperparameters.from_mapping(recipes.load(path))
+    base = Hyperparameters.for_preset(hp.preset)
+    exposed = set(HYPERPARAMETER_OF.values())
+    stuck = [f"{k}={v}" for k, v in hp.to_dict().items() if k not in exposed and v != getattr(base, k)]
+    if stuck:
+        raise StepError(
+            f"--recipe {path}: {', '.join(stuck)} differ(s) from the {hp.preset} preset but the pipeline's parameters are only "
+            f"{', '.join(HYPERPARAMETER_OF)}; change those, or the preset in src/train/hyperparameters.py."
+        )
+    return {name: getattr(hp, field) for name, field in HYPERPARAMETER_OF.items()}
 
 
 def volume_kms_keys(definition: dict) -> dict[str, str | None]:
@@ -174,9 +206,12 @@ def upsert_and_start(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_sdk()
     tags = check_tags(parse_json("--tags", args.tags, list))
-    overrides = parse_json("--parameters", args.parameters, dict)
+    overrides = with_preset({**(recipe_parameters(args.recipe) if args.recipe else {}),
+                             **parse_json("--parameters", args.parameters, dict)})
     pipeline = build_pipeline(args.module_name, args.kwargs)
     check_overrides(pipeline, overrides)
+    if args.start:  # starting uses training and processing quota: refuse before anything changes
+        preflight.check_pipeline(pipeline, overrides)
     role_arn = args.role_arn or parse_json("--kwargs", args.kwargs, dict).get("role")
     upserted = aws_call("UpsertPipeline", pipeline.upsert, role_arn=role_arn, description=args.description, tags=tags)
     print(f"upserted pipeline={pipeline.name} arn={upserted['PipelineArn']}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gtsrb.common.failure import StepError
 from gtsrb.common.sagemaker_job import parse_bool
@@ -25,11 +25,14 @@ DEFAULT_MAX_RUN_HOURS = 4.0  # SageMaker's SDK default is 1 h, too short for a r
 DEFAULT_MAX_WAIT_HOURS = 8.0  # spot: waiting for capacity + running, must be >= max run
 # Pipeline parameter -> train hyperparameter (the snake_case field of gtsrb.train Hyperparameters).
 HYPERPARAMETER_OF: dict[str, str] = {
+    "Preset": "preset",
     "Epochs": "epochs",
     "LearningRate": "lr",
     "BatchSize": "batch_size",
     "Model": "model",
     "ImageSize": "image_size",
+    "Tta": "tta",
+    "MaxTrainImages": "max_train_images",
 }
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/.+$")
 
@@ -55,6 +58,18 @@ class Settings:
     max_wait_seconds: int
     volume_kms_key: str | None
     output_kms_key: str | None
+    # Fixed hyperparameters of every execution (e.g. preset=cpu); they also set the defaults of the
+    # hyperparameter pipeline parameters (Epochs, LearningRate, ...), which executions may override.
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+    # The one switch for the SageMaker SDK's local mode (make sagemaker-local): the training step
+    # runs the cpu image (no GPU here) and the model step creates a model instead of registering
+    # it (local mode refuses registration steps). Everything else is the definition `make upsert` sends.
+    local_mode: bool = False
+
+    @property
+    def training_variant(self) -> str:
+        """The image variant of the training step: gpu on SageMaker, cpu in local mode."""
+        return "cpu" if self.local_mode else "gpu"
 
     def image(self, variant: str) -> str:
         """Our image URI of a variant (`gpu` trains, `cpu` prepares and evaluates)."""
@@ -108,6 +123,20 @@ def check_image_tag(tag: str | None) -> str:
     return tag
 
 
+def check_hyperparameters(values: dict[str, object] | None) -> dict[str, str]:
+    """The fixed hyperparameters as SageMaker passes them (strings), checked by the train step's own
+    Hyperparameters now rather than an hour into the training job."""
+    from gtsrb.train.hyperparameters import Hyperparameters
+
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise StepError(f"hyperparameters={values!r} must be a JSON object of key: value.")
+    as_strings = {str(key): str(value) for key, value in values.items()}
+    Hyperparameters.from_mapping(as_strings)  # a StepError naming the key when one is bad
+    return as_strings
+
+
 def resolve_region(region: str | None) -> str:
     """The region argument, else AWS_REGION / AWS_DEFAULT_REGION, else a clear error."""
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -135,6 +164,8 @@ def from_kwargs(  # these are the documented get_pipeline kwargs, one each
     max_wait_hours: float | str = DEFAULT_MAX_WAIT_HOURS,
     volume_kms_key: str | None = None,
     output_kms_key: str | None = None,
+    hyperparameters: dict[str, object] | None = None,
+    local_mode: bool | str = False,
 ) -> Settings:
     """Check and complete the build-time settings (defaults need no AWS call)."""
     region = resolve_region(region)
@@ -163,6 +194,8 @@ def from_kwargs(  # these are the documented get_pipeline kwargs, one each
         max_wait_seconds=as_seconds("max_wait_hours", max_wait_hours),
         volume_kms_key=volume_kms_key or None,
         output_kms_key=output_kms_key or None,
+        hyperparameters=check_hyperparameters(hyperparameters),
+        local_mode=as_bool("local_mode", local_mode),
     )
     if settings.use_spot and settings.max_wait_seconds < settings.max_run_seconds:
         raise StepError(f"max_wait_hours={max_wait_hours} must be >= max_run_hours={max_run_hours} with spot training.")

@@ -39,8 +39,9 @@ from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, Step, Tr
 from sagemaker.serve.model_builder import ModelBuilder
 from sagemaker.train import ModelTrainer
 
+from gtsrb.common.preprocessing import TTA_MODES
 from gtsrb.serve import protocol
-from gtsrb.train.hyperparameters import Hyperparameters
+from gtsrb.train.hyperparameters import PRESETS, Hyperparameters
 from gtsrb.train.metrics import METRIC_DEFINITIONS
 from pipelines import graph, instances
 from pipelines.instances import processing_volume_kms_key
@@ -67,6 +68,9 @@ class PipelineParameters:
     model: ParameterString
     image_size: ParameterInteger
     accuracy_threshold: ParameterFloat
+    preset: ParameterString
+    tta: ParameterString
+    max_train_images: ParameterInteger
     model_approval_status: ParameterString
 
     def all(self) -> list:
@@ -75,8 +79,9 @@ class PipelineParameters:
 
 
 def make_parameters(settings: Settings, threshold: float) -> PipelineParameters:
-    """The parameters, with defaults from the settings and the train step's Hyperparameters."""
-    hp = Hyperparameters()
+    """The parameters, with defaults from the settings and the train step's Hyperparameters (as the
+    settings' fixed hyperparameters set them, e.g. preset=cpu)."""
+    hp = Hyperparameters.from_mapping(settings.hyperparameters)
     return PipelineParameters(
         input_data_url=ParameterString("InputDataUrl", default_value=settings.input_data_url),
         # Part of PrepareData's cache key (its arguments): SageMaker compares the input's URI, not
@@ -91,6 +96,11 @@ def make_parameters(settings: Settings, threshold: float) -> PipelineParameters:
         model=ParameterString("Model", default_value=hp.model),
         image_size=ParameterInteger("ImageSize", default_value=hp.image_size),
         accuracy_threshold=ParameterFloat("AccuracyThreshold", default_value=threshold),
+        # the other tunable hyperparameters (docs/sagemaker-pipeline.md); run_pipeline fills the
+        # parameters above from a Preset override, so Preset=cpu means the whole CPU recipe
+        preset=ParameterString("Preset", default_value=hp.preset, enum_values=list(PRESETS)),
+        tta=ParameterString("Tta", default_value=hp.tta, enum_values=list(TTA_MODES)),
+        max_train_images=ParameterInteger("MaxTrainImages", default_value=hp.max_train_images),
         model_approval_status=ParameterString(
             "ModelApprovalStatus",
             default_value=graph.APPROVAL_STATUS,
@@ -110,8 +120,13 @@ class BuildContext:
 
 
 def pipeline_session(settings: Settings, boto_session) -> PipelineSession:
-    """A PipelineSession that records requests instead of sending them (the user's SDK config applies)."""
-    return PipelineSession(boto_session=boto_session, default_bucket=settings.bucket)
+    """A PipelineSession that records requests instead of sending them (the user's SDK config applies).
+
+    In local mode it says so (`local_mode`), as the SDK's LocalPipelineSession would: in 3.27.0
+    that class is not a PipelineSession, so steps are recorded here and executed by it later."""
+    session = PipelineSession(boto_session=boto_session, default_bucket=settings.bucket)
+    session.local_mode = settings.local_mode
+    return session
 
 
 def execution_uri(settings: Settings, step: str, *names: str) -> Join:
@@ -194,7 +209,7 @@ def training_step(ctx: BuildContext) -> TrainingStep:
         max_wait_time_in_seconds=settings.max_wait_seconds if settings.use_spot else None,
     )
     trainer = ModelTrainer(
-        training_image=settings.image("gpu"),
+        training_image=settings.image(settings.training_variant),
         role=settings.role,
         sagemaker_session=ctx.session,
         base_job_name=f"{settings.base_job_prefix}-train",
@@ -212,7 +227,7 @@ def training_step(ctx: BuildContext) -> TrainingStep:
         ),
         # Per execution: a spot restart resumes, a new execution never picks up another's state.
         checkpoint_config=CheckpointConfig(s3_uri=execution_uri(settings, spec.name, "checkpoints")),
-        hyperparameters={hp: getattr(params, _field_of(name)).to_string() for name, hp in HYPERPARAMETER_OF.items()},
+        hyperparameters=training_hyperparameters(settings, params),
     ).with_metric_definitions([MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in METRIC_DEFINITIONS])
     channels = [
         InputData(channel_name=channel, data_source=source_uri(source, ctx.steps, params))
@@ -221,20 +236,38 @@ def training_step(ctx: BuildContext) -> TrainingStep:
     return TrainingStep(name=spec.name, step_args=trainer.train(input_data_config=channels))
 
 
-def register_step(ctx: BuildContext) -> ModelStep:
-    """RegisterModel: a version in the model package group, with evaluation.json as model quality."""
+def training_hyperparameters(settings: Settings, params: PipelineParameters) -> dict:
+    """The pipeline parameters' hyperparameters (as strings) and the settings' fixed ones."""
+    from_parameters = {hp: getattr(params, _field_of(name)).to_string() for name, hp in HYPERPARAMETER_OF.items()}
+    fixed = {key: value for key, value in settings.hyperparameters.items() if key not in from_parameters}
+    return {**fixed, **from_parameters}
+
+
+def model_builder(ctx: BuildContext) -> ModelBuilder:
+    """The served model: the cpu image's `serve` with the training step's model.tar.gz."""
     settings, params = ctx.settings, ctx.params
-    report_uri = Join(
-        on="/",
-        values=[source_uri(graph.CONDITION.source, ctx.steps, params), graph.CONDITION.file],
-    )
-    builder = ModelBuilder(
+    return ModelBuilder(
         image_uri=settings.image(instances.SERVING_VARIANT),  # runs `serve` on every type listed below
         s3_model_data_url=source_uri(graph.EVALUATE.inputs["model"].source, ctx.steps, params),
         role_arn=settings.role,
         sagemaker_session=ctx.session,
         dependencies=None,  # no code to upload: the default would probe the S3 bucket
         log_level=logging.WARNING,  # its default (DEBUG) sets the SDK's shared logger to DEBUG
+    )
+
+
+def register_step(ctx: BuildContext) -> ModelStep:
+    """RegisterModel: a version in the model package group, with evaluation.json as model quality.
+
+    In local mode a CreateModel step of the same model instead: the SDK's local executor refuses
+    registration steps (the local runner then records the version in MLflow)."""
+    settings, params = ctx.settings, ctx.params
+    builder = model_builder(ctx)
+    if settings.local_mode:
+        return ModelStep(name=graph.REGISTER, step_args=builder.build())
+    report_uri = Join(
+        on="/",
+        values=[source_uri(graph.CONDITION.source, ctx.steps, params), graph.CONDITION.file],
     )
     step_args = builder.register(
         model_package_group_name=settings.model_package_group_name,

@@ -8,7 +8,7 @@
 # Storage: overlay2 where the kernel mounts overlayfs (layers shared), else vfs; STORAGE_DRIVER=
 # forces one.
 #
-# Works on a fresh Debian machine as root: installs docker.io, debootstrap and docker-registry
+# Works on a fresh Debian machine as root: installs docker.io, debootstrap, docker-registry and docker-compose
 # with apt when missing. No registry of base images is reachable here, so the base image named in
 # the Dockerfile (ARG BASE_IMAGE, digest stripped) is built with debootstrap and `docker import`.
 # Where a Docker engine already answers (a developer's laptop), it is used and left running.
@@ -32,6 +32,8 @@ install_tools() {
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v curl >/dev/null || missing+=(curl)
+  # make sagemaker-local: the SageMaker SDK's local mode runs `docker compose` (v2), else `docker-compose`
+  command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
   [ ${#missing[@]} -eq 0 ] && return
   log "installing ${missing[*]} with apt"
   apt-get update -qq

@@ -19,11 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from pipelines.deploy import deployer, smoke, stage_config
 from pipelines.deploy.deployer import Clients, Request
-from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError, as_bad_input
+from pipelines.deploy.errors import EXIT_BAD_INPUT, DeployError, as_bad_input, exit_code
 from pipelines.settings import account_of
 
 
@@ -56,10 +54,11 @@ def git_sha(given: str | None) -> str:
 
 
 def make_clients(region: str) -> Clients:
-    """boto3 clients of SageMaker and its runtime (AWS_ENDPOINT_URL redirects them, e.g. to moto)."""
+    """boto3 clients of SageMaker, its runtime, CloudWatch and Service Quotas (AWS_ENDPOINT_URL redirects them)."""
     import boto3
 
-    return Clients(boto3.client("sagemaker", region_name=region), boto3.client("sagemaker-runtime", region_name=region))
+    names = ("sagemaker", "sagemaker-runtime", "cloudwatch", "service-quotas")
+    return Clients(*(boto3.client(name, region_name=region) for name in names))
 
 
 def request_of(args: argparse.Namespace, config: stage_config.StageConfig, region: str) -> Request:
@@ -80,7 +79,7 @@ def run(argv: list[str] | None = None) -> int:
     if not region:
         raise DeployError(EXIT_BAD_INPUT, "no AWS region: pass --region (make: REGION=) or set AWS_DEFAULT_REGION.")
     if args.undeploy:
-        deleted = deployer.undeploy(make_clients(region).sagemaker, args.stage, config)
+        deleted = deployer.undeploy(make_clients(region), args.stage, config)
         print(f"undeployed stage={args.stage}: " + (", ".join(deleted) if deleted else "nothing was deployed"))
         return 0
     target = deployer.deploy(make_clients(region), request_of(args, config, region))
@@ -93,13 +92,7 @@ def run(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console script: one sentence on stderr and the documented exit code on failure."""
     try:
-        code = run(argv)
-    except DeployError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        code = err.code
-    except (ClientError, BotoCoreError) as err:  # a describe/list outside a named step
-        print(f"ERROR: an AWS call failed: {err}", file=sys.stderr)
-        code = EXIT_DEPLOY_FAILED
+        code = exit_code(lambda: run(argv))
     except KeyboardInterrupt:
         print("ERROR: interrupted; run the same command again (it is idempotent) or make undeploy.", file=sys.stderr)
         code = 130

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipelines.deploy import packages, resources, smoke
+from pipelines import preflight
+from pipelines.deploy import alarms, packages, resources, smoke
 from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError, as_bad_input, call
 from pipelines.deploy.packages import Package
 from pipelines.deploy.resources import Target
@@ -24,10 +25,12 @@ from pipelines.instances import check_serving_instance_type
 
 @dataclass(frozen=True)
 class Clients:
-    """The two AWS clients deploy-model uses."""
+    """The AWS clients deploy-model uses."""
 
     sagemaker: object
     runtime: object
+    cloudwatch: object
+    quotas: object  # service-quotas: the preflight
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,12 @@ def check_target(target: Target) -> None:
                           f"exceeds SageMaker's {resources.MAX_NAME} characters; set a shorter endpoint_name.")
 
 
+def check_quota(quotas, target: Target, updating: bool, region: str) -> None:
+    """Preflight: the endpoint-usage quota covers the fleet (twice during a blue/green update)."""
+    needs = preflight.endpoint_needs(target.config.instance_type, target.config.initial_instance_count, updating)
+    as_bad_input(preflight.check, quotas, needs, region)
+
+
 def plan(sm, request: Request) -> Target:
     """The checked target of this deployment."""
     package = choose_package(sm, request)
@@ -91,25 +100,27 @@ def deploy(clients: Clients, request: Request) -> Target:
               f"({target.resource_name}); nothing to do")
         return target
     previous_config = previous["EndpointConfigName"] if previous else None
+    check_quota(clients.quotas, target, updating=previous is not None, region=request.region)
     try:
+        rollback_on = alarms.put_alarms(clients.cloudwatch, target)
         resources.create_model(sm, target)
         resources.create_endpoint_config(sm, target)
-        roll_out(sm, target, previous_config, request.poll_s)
+        roll_out(sm, target, previous_config, rollback_on, request.poll_s)
         predictions = smoke.smoke_test(clients.runtime, target.endpoint, request.smoke_image)
     except DeployError as err:
-        raise DeployError(err.code, f"{err} {roll_back(sm, target, previous_config, request.poll_s)}") from None
+        raise DeployError(err.code, f"{err} {roll_back(clients, target, previous_config, request.poll_s)}") from None
     if previous_config:
         resources.delete_config_and_models(sm, previous_config)
     report(target, request, predictions, previous_config)
     return target
 
 
-def roll_out(sm, target: Target, previous_config: str | None, poll_s: float) -> None:
-    """Create or (blue/green) update the endpoint, wait, and check it serves the new config."""
+def roll_out(sm, target: Target, previous_config: str | None, rollback_on: list[str], poll_s: float) -> None:
+    """Create or (blue/green, rolled back on the alarms) update the endpoint, wait, check it serves the new config."""
     if previous_config is None:
         resources.create_endpoint(sm, target)
     else:
-        resources.update_endpoint(sm, target.endpoint, target.resource_name, target.config)
+        resources.update_endpoint(sm, target.endpoint, target.resource_name, target.config, rollback_on)
     print(f"{'updating' if previous_config else 'creating'} endpoint={target.endpoint} config={target.resource_name}", flush=True)
     described = wait_for_endpoint(sm, target.endpoint, target.config.wait_minutes * 60, poll_s)
     status, reason = described["EndpointStatus"], described.get("FailureReason") or "no reason given"
@@ -123,14 +134,16 @@ def roll_out(sm, target: Target, previous_config: str | None, poll_s: float) -> 
                           f"{described['EndpointConfigName']} ({reason}).")
 
 
-def roll_back(sm, target: Target, previous_config: str | None, poll_s: float) -> str:
+def roll_back(clients: Clients, target: Target, previous_config: str | None, poll_s: float) -> str:
     """Undo a failed deployment as far as possible; one sentence saying what serves now."""
+    sm = clients.sagemaker
     try:
         if previous_config is None:
             resources.delete_quietly("DeleteEndpoint", sm.delete_endpoint, EndpointName=target.endpoint)
             resources.delete_config_and_models(sm, target.resource_name)
             resources.delete_model(sm, target.resource_name)  # when the config was never made
-            return f"Removed endpoint {target.endpoint} and the model and config made for it."
+            alarms.delete_alarms(clients.cloudwatch, target.endpoint, target.config)
+            return f"Removed endpoint {target.endpoint} and the model, config and alarms made for it."
         return revert_update(sm, target, previous_config, poll_s)
     except (DeployError, ClientError, BotoCoreError) as err:
         return f"Rolling back failed too ({err}): check endpoint {target.endpoint} in the console."
@@ -143,7 +156,7 @@ def revert_update(sm, target: Target, previous_config: str, poll_s: float) -> st
         return (f"Endpoint {target.endpoint} is still {current['EndpointStatus']}: SageMaker's blue/green keeps "
                 f"{previous_config} serving and rolls back at its own time limit.")
     if current["EndpointConfigName"] != previous_config:
-        resources.update_endpoint(sm, target.endpoint, previous_config, dataclasses.replace(target.config, bake_seconds=0))
+        resources.update_endpoint(sm, target.endpoint, previous_config, dataclasses.replace(target.config, bake_seconds=0), [])
         described = wait_for_endpoint(sm, target.endpoint, target.config.wait_minutes * 60, poll_s)
         if described["EndpointConfigName"] != previous_config or described["EndpointStatus"] != "InService":
             return f"Rolling back to {previous_config} did not finish (endpoint {described['EndpointStatus']})."
@@ -165,10 +178,10 @@ def report(target: Target, request: Request, predictions: list[dict], previous_c
           f"--content-type {smoke.content_type(request.smoke_image)} --body fileb://{request.smoke_image} /dev/stdout")
 
 
-def undeploy(sm, stage: str, config: StageConfig) -> list[str]:
-    """Delete the stage's endpoint, its endpoint configs and models; what was deleted."""
-    endpoint = endpoint_name(stage, config)
-    deleted = []
+def undeploy(clients: Clients, stage: str, config: StageConfig) -> list[str]:
+    """Delete the stage's endpoint, its endpoint configs, models and alarms; what was deleted."""
+    sm, endpoint = clients.sagemaker, endpoint_name(stage, config)
+    deleted = [f"alarm {name}" for name in alarms.delete_alarms(clients.cloudwatch, endpoint, config)]
     if resources.delete_quietly("DeleteEndpoint", sm.delete_endpoint, EndpointName=endpoint):
         deleted.append(f"endpoint {endpoint}")
     configs, models = resources.leftovers(sm, endpoint)

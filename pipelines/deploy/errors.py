@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,19 @@ def call(step: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
         return fn(**kwargs)
     except (ClientError, BotoCoreError) as err:
         raise DeployError(EXIT_DEPLOY_FAILED, f"{step} failed: {err}") from None
+
+
+def exit_code(command: Callable[[], int]) -> int:
+    """Run a command; a DeployError, or an AWS error outside a named step, becomes one sentence on
+    stderr and its documented exit code."""
+    try:
+        return command()
+    except DeployError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return err.code
+    except (ClientError, BotoCoreError) as err:  # a describe/list outside a named step
+        print(f"ERROR: an AWS call failed: {err}", file=sys.stderr)
+        return EXIT_DEPLOY_FAILED
 
 
 def as_bad_input(fn: Callable[..., Any], *args: Any) -> Any:

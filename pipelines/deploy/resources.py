@@ -40,7 +40,8 @@ class Target:
     def resource_name(self) -> str:
         """Name of the Model and of the EndpointConfig of this target."""
         shaping = {"package": self.package.arn, "role": self.role, **asdict(self.config)}
-        for key in ("rollback_alarms", "bake_seconds", "wait_minutes", "endpoint_name", "model_package_group"):
+        for key in ("rollback_alarms", "alarm_5xx_errors", "alarm_model_latency_ms", "bake_seconds", "wait_minutes",
+                    "endpoint_name", "model_package_group"):
             shaping.pop(key)  # how we roll out, not what serves
         digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.endpoint}-v{self.package.version}-{digest}"
@@ -93,7 +94,7 @@ def create_endpoint_config(sm, target: Target) -> None:
          ProductionVariants=[variant], Tags=target.tags, **extra)
 
 
-def deployment_config(config: StageConfig) -> dict:
+def deployment_config(config: StageConfig, alarms: list[str]) -> dict:
     """Blue/green, all at once, baked for bake_seconds; SageMaker rolls back on the alarms or at the limit."""
     timeout = int(min(max(config.wait_minutes * 60, MIN_UPDATE_TIMEOUT_S), MAX_UPDATE_TIMEOUT_S))
     deployment: dict = {"BlueGreenUpdatePolicy": {
@@ -101,8 +102,8 @@ def deployment_config(config: StageConfig) -> dict:
         "TerminationWaitInSeconds": config.bake_seconds,
         "MaximumExecutionTimeoutInSeconds": timeout,
     }}
-    if config.rollback_alarms:
-        deployment["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in config.rollback_alarms]}
+    if alarms:
+        deployment["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarms]}
     return deployment
 
 
@@ -112,10 +113,10 @@ def create_endpoint(sm, target: Target) -> None:
          Tags=target.tags)
 
 
-def update_endpoint(sm, endpoint: str, config_name: str, config: StageConfig) -> None:
+def update_endpoint(sm, endpoint: str, config_name: str, config: StageConfig, alarms: list[str]) -> None:
     """UpdateEndpoint to `config_name` with blue/green: the old fleet serves until the new one is ready."""
     call("UpdateEndpoint", sm.update_endpoint, EndpointName=endpoint, EndpointConfigName=config_name,
-         RetainAllVariantProperties=False, DeploymentConfig=deployment_config(config))
+         RetainAllVariantProperties=False, DeploymentConfig=deployment_config(config, alarms))
 
 
 def models_of(sm, config_name: str) -> list[str]:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.serve import protocol
 from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_SMOKE_FAILED, DeployError
 
@@ -41,6 +40,6 @@ def smoke_test(runtime, endpoint: str, image: Path) -> list[dict]:
     except (ClientError, BotoCoreError) as err:
         raise DeployError(EXIT_SMOKE_FAILED, f"smoke test: InvokeEndpoint {endpoint} failed: {err}") from None
     try:
-        return protocol.parse_answer(body, NUM_CLASSES)
+        return protocol.parse_answer(body, None)  # the deployer does not open the model: any class id
     except ValueError as err:
         raise DeployError(EXIT_SMOKE_FAILED, f"smoke test: endpoint {endpoint} answered {image.name} wrongly: {err}.") from None

@@ -31,8 +31,10 @@ class StageConfig:
     data_capture_s3_uri: str | None = None  # capture requests/answers to this s3:// prefix
     data_capture_kms_key: str | None = None  # KMS key of the captured data (needs the URI)
     data_capture_percentage: int = 100  # share of requests captured
-    rollback_alarms: list[str] = field(default_factory=list)  # CloudWatch alarms that roll an update back
-    bake_seconds: int = 300  # blue/green: watch the alarms this long before the old fleet goes
+    rollback_alarms: list[str] = field(default_factory=list)  # CloudWatch alarms (yours) that roll an update back
+    alarm_5xx_errors: int | None = None  # deploy-model makes an alarm: this many 5XX answers in a minute roll back
+    alarm_model_latency_ms: int | None = None  # ... and one on ModelLatency above this for two minutes
+    bake_seconds: int = 0  # blue/green: watch the alarms this long before the old fleet goes (needs alarms)
     wait_minutes: float = 30.0  # give up waiting for InService after this long
 
     def __post_init__(self) -> None:
@@ -49,6 +51,31 @@ class StageConfig:
             raise ValueError("data_capture_s3_uri must be an s3:// URI")
         if self.data_capture_kms_key and not self.data_capture_s3_uri:
             raise ValueError("data_capture_kms_key needs data_capture_s3_uri")
+        self.check_rollback()
+
+    def check_rollback(self) -> None:
+        """A bake watches alarms: refuse one without alarms, and a wait shorter than the update."""
+        if self.bake_seconds == 0:
+            return
+        if not (self.rollback_alarms or self.alarm_5xx_errors is not None or self.alarm_model_latency_ms is not None):
+            raise ValueError(f"bake_seconds={self.bake_seconds} watches nothing without CloudWatch alarms (SageMaker rolls "
+                             "back only when an alarm fires): set alarm_5xx_errors and/or alarm_model_latency_ms "
+                             "(deploy-model makes the alarms), or rollback_alarms, or bake_seconds 0")
+        needed = update_seconds(self.bake_seconds) / 60
+        if self.wait_minutes < needed:
+            raise ValueError(f"wait_minutes={self.wait_minutes:g} is shorter than a blue/green update with "
+                             f"bake_seconds={self.bake_seconds} (new fleet ~{NEW_FLEET_S // 60} min + traffic wait + "
+                             f"termination wait, each bake_seconds): set wait_minutes to at least {needed:g}")
+
+
+# Minutes SageMaker typically needs to start a new fleet of a real-time endpoint (with the image pull).
+NEW_FLEET_S = 900
+
+
+def update_seconds(bake_seconds: int) -> float:
+    """How long a blue/green update takes at most before deploy-model may judge it: the new fleet
+    starts, the alarms are watched for WaitIntervalInSeconds, the old fleet waits TerminationWaitInSeconds."""
+    return NEW_FLEET_S + 2 * bake_seconds
 
 
 def config_path(stage: str, directory: Path = CONFIG_DIR) -> Path:
@@ -68,6 +95,9 @@ def load(path: Path) -> StageConfig:
     if not isinstance(data, dict):
         raise DeployError(EXIT_BAD_INPUT, f"{path}: must be a JSON object of fields.")
     check_fields(path, data)
+    if "data_capture_percentage" in data and not data.get("data_capture_s3_uri"):
+        raise DeployError(EXIT_BAD_INPUT, f"{path}: data_capture_percentage captures nothing without data_capture_s3_uri: "
+                          "add data_capture_s3_uri (s3://bucket/prefix) or remove data_capture_percentage.")
     try:
         return StageConfig(**data)
     except ValueError as err:

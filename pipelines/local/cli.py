@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from gtsrb.common.failure import StepError
-from pipelines import work_lock
+from pipelines import recipes, work_lock
 from pipelines.local import layout
 from pipelines.local.options import DEMO_SIZE, DEMO_THRESHOLD, Options
 from pipelines.local.runner import EXIT_BELOW_THRESHOLD, EXIT_REGISTERED, LocalPipeline
@@ -30,20 +30,41 @@ def parse_hp(items: list[str]) -> dict[str, str]:
     return hps
 
 
+def add_run_flags(parser: argparse.ArgumentParser, work: Path) -> None:
+    """--work, --data, --threshold, --recipe, --hp, --demo-size: the flags of both local runners (make demo,
+    make sagemaker-local)."""
+    parser.add_argument("--work", type=Path, default=work, help=f"folder for every output (default {work})")
+    parser.add_argument("--data", type=Path, help="data folder: GTSRB (official or Kaggle layout) or your own "
+                        "train/<class>/ folders (default: generate the demo set)")
+    parser.add_argument("--threshold", type=float, default=DEMO_THRESHOLD,
+                        help=f"register when test accuracy >= this (default {DEMO_THRESHOLD})")
+    parser.add_argument("--recipe", type=Path, help="hyperparameters from a YAML/JSON file (recipes/cpu.yaml); --hp wins")
+    parser.add_argument("--hp", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="training hyperparameters, e.g. epochs=3 image_size=32")
+    parser.add_argument("--demo-size", type=int, nargs=3, default=DEMO_SIZE, metavar=("TRACKS", "FRAMES", "TEST"),
+                        help="generated demo set: tracks per class, frames per track, test images per class "
+                        f"(default {' '.join(map(str, DEMO_SIZE))})")
+
+
+def checked_hyperparameters(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """The add_run_flags values checked (argparse's exit 2 naming the flag); the --hp items as a dict."""
+    try:
+        hps = {**(recipes.load(args.recipe) if args.recipe else {}), **parse_hp(args.hp)}  # HP= wins over the recipe
+    except (argparse.ArgumentTypeError, StepError) as err:
+        parser.error(str(err))
+    if args.data is not None and not args.data.is_dir():
+        parser.error(f"--data {args.data}: no such folder")
+    if not math.isfinite(args.threshold):  # NaN compares false with every accuracy
+        parser.error(f"--threshold {args.threshold}: must be a number (an accuracy, e.g. 0.9)")
+    return hps
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The flags; make demo passes the same ones."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.local",
                                      description="The SageMaker pipeline's steps, run on this machine.")
-    parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="folder for every output (default runs/demo)")
-    parser.add_argument("--data", type=Path, help="GTSRB folder, official or Kaggle layout (default: generate the demo set)")
-    parser.add_argument("--threshold", type=float, default=DEMO_THRESHOLD,
-                        help=f"register when test accuracy >= this (default {DEMO_THRESHOLD})")
-    parser.add_argument("--hp", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="training hyperparameters, e.g. epochs=3 image_size=32")
+    add_run_flags(parser, Path("runs/demo"))
     parser.add_argument("--no-cache", action="store_true", help="run every step again instead of reusing finished ones")
-    parser.add_argument("--demo-size", type=int, nargs=3, default=DEMO_SIZE, metavar=("TRACKS", "FRAMES", "TEST"),
-                        help="generated demo set: tracks per class, frames per track, test images per class "
-                        f"(default {' '.join(map(str, DEMO_SIZE))})")
     parser.add_argument("--instances", type=int, default=1,
                         help="training instances, emulated as processes on 127.0.0.1 with MXNet's parameter server (default 1)")
     return parser
@@ -53,14 +74,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     """The command line, checked (argparse exits 2 with a clear message on a bad flag)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        hps = parse_hp(args.hp)
-    except argparse.ArgumentTypeError as err:
-        parser.error(str(err))
-    if args.data is not None and not args.data.is_dir():
-        parser.error(f"--data {args.data}: no such folder")
-    if not math.isfinite(args.threshold):  # NaN compares false with every accuracy
-        parser.error(f"--threshold {args.threshold}: must be a number (an accuracy, e.g. 0.9)")
+    hps = checked_hyperparameters(parser, args)
     if args.instances < 1:
         parser.error(f"--instances {args.instances}: must be at least 1")
     return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps,

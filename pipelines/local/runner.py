@@ -124,8 +124,7 @@ class LocalPipeline:
             hosts = emulated_hosts.prepare_hosts(self.job, self.options.instances, channels, self.hps, self.num_gpus)
             emulated_hosts.run_hosts(graph.TRAIN.name, hosts, argv, self.log_file(graph.TRAIN.name))
         else:
-            env = emulated_job.training_env(self.job, channels, self.hps, self.num_gpus)
-            self.job.start_fresh()
+            env = emulated_job.start_training_job(self.job, channels, self.hps, self.num_gpus)
             emulated_job.run_step_job(graph.TRAIN.name, argv, self.log_file(graph.TRAIN.name), self.job.failure_file, env)
         self.job.archive_model()
 
@@ -186,6 +185,13 @@ class LocalPipeline:
         registered = registry.register(self.work, submission)
         return {"model_name": registered.model_name, "version": registered.version, "run_id": registered.run_id}
 
+    def prepare_args(self) -> list[str]:
+        """The prepare step's flags from the hyperparameters it reads (image_size, allow_missing_test_classes)."""
+        from gtsrb.train.hyperparameters import Hyperparameters
+
+        allow = Hyperparameters.from_mapping(self.hps).allow_missing_test_classes
+        return ["--image-size", str(self.image_size), *(["--allow-missing-test-classes"] if allow else [])]
+
     # --- the whole run
     def plan(self) -> console.Plan:
         """The steps this run goes through, and with what."""
@@ -205,7 +211,7 @@ class LocalPipeline:
         console.print_plan(self.plan())
         if self.options.data is None:
             self.generate_demo_data()
-        self.run_processing(graph.PREPARE, ["--image-size", str(self.image_size)])
+        self.run_processing(graph.PREPARE, self.prepare_args())
         self.train()
         self.run_processing(graph.EVALUATE, [])
         passed, accuracy = self.check_condition()

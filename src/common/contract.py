@@ -66,7 +66,7 @@ EVALUATION_DETAILS_KEY = "evaluation_details"
 
 # --- the container layout SageMaker gives each step -------------------------------------------
 PROCESSING_ROOT = Path(OPT_ML / "processing")
-PREPARE_INPUT = PROCESSING_ROOT / "input" / "data"  # raw GTSRB, official or Kaggle layout
+PREPARE_INPUT = PROCESSING_ROOT / "input" / "data"  # raw data: GTSRB (official or Kaggle layout) or train/<class>/ folders
 PREPARE_OUTPUT = PROCESSING_ROOT / "output"  # + /train, /validation, /test, /manifest
 EVALUATE_MODEL_INPUT = PROCESSING_ROOT / "model"  # model.tar.gz from the training step
 EVALUATE_TEST_INPUT = PROCESSING_ROOT / "input" / "test"

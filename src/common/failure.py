@@ -16,6 +16,7 @@ from gtsrb.common import sagemaker_job
 
 log = logging.getLogger(__name__)
 REASON_SEPARATOR = "\n\n"  # a failure file: the one-sentence reason, a blank line, the traceback
+ERROR_PREFIX = "ERROR: "  # a failed step's last words on stderr: ERROR_PREFIX + the sentence
 
 
 class StepError(Exception):
@@ -89,4 +90,4 @@ def _failure_of(main: Callable[[], None]) -> tuple[str, str] | None:
 def _report(sentence: str) -> None:
     """The sentence in the log and on stderr."""
     log.error("%s", sentence)
-    print(f"ERROR: {sentence}", file=sys.stderr)
+    print(f"{ERROR_PREFIX}{sentence}", file=sys.stderr)

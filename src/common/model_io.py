@@ -17,7 +17,7 @@ from pathlib import Path
 import mxnet as mx
 
 from gtsrb.common import contract
-from gtsrb.common.classes import CLASS_NAMES
+from gtsrb.common.classes import check_class_names, write_class_names
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing
 
@@ -28,12 +28,14 @@ def save_model(
     prep: Preprocessing,
     hyperparameters: dict,
     history: list[dict],
+    class_names: list[str],
 ) -> None:
-    """Export a hybridized, already-run network and everything needed to use it."""
+    """Export a hybridized, already-run network and everything needed to use it (its class
+    names in output order: the training data's, never a built-in table)."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     net.export(str(model_dir / contract.MODEL_PREFIX), epoch=0)
-    (model_dir / contract.CLASSES_FILE).write_text(json.dumps(list(CLASS_NAMES), indent=2) + "\n")
+    write_class_names(model_dir, class_names)
     prep.save(model_dir / contract.PREPROCESSING_FILE)
     (model_dir / contract.HYPERPARAMETERS_FILE).write_text(json.dumps(hyperparameters, indent=2) + "\n")
     (model_dir / contract.HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
@@ -78,9 +80,8 @@ def load_model(path: str | Path, ctx: mx.Context, workdir: str | Path | None = N
                 str(model_dir / contract.SYMBOL_FILE), ["data"], str(model_dir / contract.PARAMS_FILE), ctx=ctx
             )
         prep = Preprocessing.load(model_dir / contract.PREPROCESSING_FILE)
-        class_names = json.loads((model_dir / contract.CLASSES_FILE).read_text())
-        if not isinstance(class_names, list) or not all(isinstance(n, str) for n in class_names):
-            raise ValueError(f"{contract.CLASSES_FILE} is not a list of class names")
+        class_names = json.loads((model_dir / contract.CLASSES_FILE).read_text(encoding="utf-8"))
+        check_class_names(class_names, model_dir / contract.CLASSES_FILE)
         hps_file = model_dir / contract.HYPERPARAMETERS_FILE
         hps = json.loads(hps_file.read_text()) if hps_file.is_file() else {}
     # TypeError: valid JSON of the wrong type, e.g. a list where preprocessing.json needs an object

@@ -14,7 +14,6 @@ import cv2
 import mxnet as mx
 import numpy as np
 
-from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.contract import MANIFEST_FILE, MANIFEST_OUTPUT, RecordFiles
 from gtsrb.common.failure import StepError
 from gtsrb.common.inference import class_probabilities
@@ -107,7 +106,9 @@ def stored_image_side(files: RecordFiles) -> int:
 
 
 def decode_threads() -> int:
-    """Decode threads for ImageRecordIter: every CPU (it only decodes when the net runs elsewhere)."""
+    """Decode threads asked of ImageRecordIter: every CPU (it only decodes when the net runs elsewhere).
+    MXNet 1.9.1 uses at most half the CPUs it sees (omp_get_num_procs() / 2), whatever this says:
+    2 threads on ml.g5.xlarge's 4 vCPUs; docs/gpu-runbook.md measures the margin over the GPU."""
     return max(1, len(os.sched_getaffinity(0)))
 
 
@@ -152,7 +153,7 @@ def check_packed_size(files: RecordFiles, prep: Preprocessing) -> None:
         )
 
 
-def check_records(files: RecordFiles) -> None:
+def check_records(files: RecordFiles, num_classes: int) -> None:
     """Read every record once: its label must be a class id and its image must decode.
 
     ImageRecordIter stops with an MXNetError (an OpenCV assertion) at a record it cannot decode,
@@ -162,7 +163,7 @@ def check_records(files: RecordFiles) -> None:
         position = 0
         while (record := reader.read()) is not None:
             header, payload = mx.recordio.unpack(record)
-            check_labels(files, np.asarray(header.label, np.float64).ravel()[:1], first=position)
+            check_labels(files, np.asarray(header.label, np.float64).ravel()[:1], num_classes, first=position)
             if cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR) is None:
                 raise StepError(
                     f"{files.rec} record {position} is not a decodable image (corrupt data inside the .rec); "
@@ -173,13 +174,15 @@ def check_records(files: RecordFiles) -> None:
         reader.close()
 
 
-def check_labels(files: RecordFiles, labels: np.ndarray, first: int = 0) -> np.ndarray:
-    """Labels as class ids, or a clear error for one that is not a whole number in 0..NUM_CLASSES-1."""
-    bad = np.flatnonzero((labels != np.round(labels)) | (labels < 0) | (labels >= NUM_CLASSES))
+def check_labels(files: RecordFiles, labels: np.ndarray, num_classes: int | None, first: int = 0) -> np.ndarray:
+    """Labels as class ids, or a clear error for one that is not a whole number in 0..num_classes-1
+    (None: any class id; the caller checked the range with check_records)."""
+    upper = np.inf if num_classes is None else num_classes
+    bad = np.flatnonzero((labels != np.round(labels)) | (labels < 0) | (labels >= upper))
     if bad.size:
         raise StepError(
-            f"{files.rec} record {first + int(bad[0])} has label {float(labels[bad[0]]):g}, not a class id "
-            f"0..{NUM_CLASSES - 1}; re-run the prepare step on GTSRB data."
+            f"{files.rec} record {first + int(bad[0])} has label {float(labels[bad[0]]):g}, not a class id"
+            f"{'' if num_classes is None else f' 0..{num_classes - 1} of its {num_classes} classes'}; re-run the prepare step."
         )
     return labels.astype(np.int64)
 
@@ -207,4 +210,4 @@ def predict(
             break
     if remaining:
         raise StepError(f"{files.rec}: read {expected - remaining} of {expected} records; the file is truncated.")
-    return check_labels(files, np.concatenate(labels)), np.concatenate(probs)
+    return check_labels(files, np.concatenate(labels), None), np.concatenate(probs)

@@ -33,8 +33,9 @@ def base_dir() -> Path:
 
 
 def hyperparameters_to_args(hps: dict[str, str]) -> list[str]:
-    """`--key value` pairs, as the sagemaker-training toolkit passes hyperparameters to the script."""
-    return [item for key, value in hps.items() for item in (f"--{key}", value)]
+    """`--key value` pairs, as the sagemaker-training toolkit passes hyperparameters to the script
+    (in key order, as it does)."""
+    return [item for key, value in sorted(hps.items()) for item in (f"--{key}", value)]
 
 
 def args_to_hyperparameters(args: list[str]) -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from gtsrb.common.classes import MIRROR_PAIRS, NUM_CLASSES
+from gtsrb.common.classes import GTSRB_NUM_CLASSES, MIRROR_PAIRS
 
 SIDE = 96
 RED, BLUE, WHITE, BLACK = (30, 30, 200), (170, 80, 20), (245, 245, 245), (20, 20, 20)
@@ -181,8 +181,8 @@ def shape_and_colour(class_id: int) -> tuple[int, int]:
 
 def draw_sign(class_id: int) -> np.ndarray:
     """The clean SIDE x SIDE BGRA drawing of a class (alpha 0 outside the sign)."""
-    if not 0 <= class_id < NUM_CLASSES:
-        raise ValueError(f"class {class_id} is outside 0-{NUM_CLASSES - 1}")
+    if not 0 <= class_id < GTSRB_NUM_CLASSES:
+        raise ValueError(f"class {class_id} is outside 0-{GTSRB_NUM_CLASSES - 1}")
     if class_id in MIRRORED:
         return np.ascontiguousarray(draw_sign(MIRRORED[class_id])[:, ::-1])
     colour = np.zeros((SIDE, SIDE, 3), np.uint8)

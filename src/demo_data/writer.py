@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.demo_data.scene import photograph, physical_sign, track_sides
 from gtsrb.demo_data.signs import draw_sign, shape_and_colour
 
@@ -77,11 +77,11 @@ def plan(root: Path, layout: str, seed: int, mean_tracks: int, frames: int, test
                 names = tuple(f"Train/{c}/{c:05d}_{t:05d}_{f:05d}.png" for f in range(frames))
                 files = tuple(root / n for n in names)
             train.append(Job(c, (seed, 0, c, t), files, names))
-    order = np.random.default_rng((seed, 1)).permutation(NUM_CLASSES * test_per_class)
+    order = np.random.default_rng((seed, 1)).permutation(GTSRB_NUM_CLASSES * test_per_class)
     for i, k in enumerate(order):
         name = f"{i:05d}.ppm" if layout == OFFICIAL else f"Test/{i:05d}.png"
         folder = root / "GTSRB/Final_Test/Images" if layout == OFFICIAL else root
-        test.append(Job(int(k % NUM_CLASSES), (seed, 2, int(k)), (folder / name,), (name,)))
+        test.append(Job(int(k % GTSRB_NUM_CLASSES), (seed, 2, int(k)), (folder / name,), (name,)))
     return train, test
 
 
@@ -123,7 +123,7 @@ def write_annotations(root: Path, layout: str, train: list[Job], train_rows: lis
     _csv(root / "Test.csv", ",", "Path", flat_test, name_last=True)
     (root / "Meta").mkdir(exist_ok=True)
     meta = ["Path,ClassId,ShapeId,ColorId,SignId"]
-    for c in range(NUM_CLASSES):
+    for c in range(GTSRB_NUM_CLASSES):
         sign = draw_sign(c)
         cv2.imwrite(str(root / "Meta" / f"{c}.png"), sign)
         meta.append(f"Meta/{c}.png,{c},{','.join(map(str, shape_and_colour(c)))},")  # no StVO sign number

@@ -80,6 +80,8 @@ def details(labels: np.ndarray, predicted: np.ndarray, class_names: list[str]) -
         "correct": int(np.trace(cm)),
         "num_classes": len(class_names),
         "classes_in_test_set": int(np.count_nonzero(support)),
+        # classes without a test record (prepare's allow_missing_test_classes): no score measures them
+        "unscored_classes": [{"class_id": i, "class_name": class_names[i]} for i in np.flatnonzero(support == 0).tolist()],
         "macro_precision": values["macro_precision"],
         "macro_recall": values["macro_recall"],
         "macro_f1": values["macro_f1"],

@@ -16,7 +16,8 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
-from gtsrb.common import contract
+from gtsrb.common import contract, cuda
+from gtsrb.common.classes import read_class_names
 from gtsrb.common.failure import StepError
 from gtsrb.common.model_io import LoadedModel, load_model
 from gtsrb.common.records import check_records, predict
@@ -30,7 +31,7 @@ DEFAULT_BATCH_SIZE = 128  # inference only: memory is no concern at GTSRB sizes
 
 def default_context() -> mx.Context:
     """The first GPU when there is one, else the CPU."""
-    return mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu()
+    return mx.gpu(0) if cuda.gpu_count() > 0 else mx.cpu()
 
 
 def locate_test_split(test_dir: str | Path) -> contract.RecordFiles:
@@ -42,6 +43,18 @@ def locate_test_split(test_dir: str | Path) -> contract.RecordFiles:
     if not files.rec.is_file():
         raise StepError(f"{test_dir} holds no {files.rec.name}; pass the prepare step's `test` output.")
     return files
+
+
+def check_test_classes(files: contract.RecordFiles, model: LoadedModel) -> None:
+    """The test split's classes (prepare's classes.json beside it) must be the model's, in order."""
+    if not (files.rec.parent / contract.CLASSES_FILE).is_file():
+        return  # a split packed by hand: the label range check below stands
+    test_names = read_class_names(files.rec.parent)
+    if test_names != model.class_names:
+        raise StepError(
+            f"{files.rec.parent / contract.CLASSES_FILE} lists {len(test_names)} classes that are not the "
+            f"{len(model.class_names)} classes of {model.source}; evaluate a model trained on this data."
+        )
 
 
 def predict_all(
@@ -61,16 +74,10 @@ def predict_all(
             f"{model.source} outputs NaN or infinite scores on {files.rec}; its weights are broken, "
             "re-run the train step."
         )
-    num_classes = len(model.class_names)
-    if probs.shape[1] != num_classes:
+    if probs.shape[1] != len(model.class_names):
         raise StepError(
             f"{model.source}: the network has {probs.shape[1]} outputs but the model lists "
-            f"{num_classes} class names; re-run the train step."
-        )
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise StepError(
-            f"{files.rec} holds labels {int(labels.min())}..{int(labels.max())}, outside the "
-            f"model's {num_classes} classes; evaluate a model trained on this data's classes."
+            f"{len(model.class_names)} class names; re-run the train step."
         )
     return labels, probs
 
@@ -111,11 +118,12 @@ def evaluate(
     if batch_size < 1:
         raise StepError(f"--batch-size must be at least 1, got {batch_size}.")
     files = locate_test_split(test_dir)
-    check_records(files)  # a label that is no class or an undecodable image: a sentence, not an MXNetError
     ctx = default_context()
     output_dir = Path(output_dir)
     with tempfile.TemporaryDirectory(prefix="gtsrb-evaluate-") as work:
         model = load_model(model_path, ctx, Path(work) / "model")
+        check_test_classes(files, model)
+        check_records(files, len(model.class_names))  # a label that is no class or an undecodable image: a sentence
         labels, probs = predict_all(model, files, batch_size, ctx)
         log.info("event=predicted records=%d classes=%d", len(labels), probs.shape[1])
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -128,6 +136,9 @@ def evaluate(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     block, extra = doc[contract.QUALITY_METRICS_KEY], doc[contract.EVALUATION_DETAILS_KEY]
+    if extra["unscored_classes"]:
+        log.warning("event=unscored_classes classes=%s: the test split has no image of these classes; "
+                    "the accuracy does not measure them", ",".join(str(c["class_id"]) for c in extra["unscored_classes"]))
     log.info(
         "event=evaluated records=%d accuracy=%.6f accuracy_std=%.6f weighted_f1=%.6f macro_f1=%.6f tta=%s output=%s",
         extra["records"], block["accuracy"]["value"], block["accuracy"]["standard_deviation"],

@@ -1,4 +1,4 @@
-"""Step 1: GTSRB (official or Kaggle layout) -> track-aware split -> RecordIO + manifest.json."""
+"""Step 1: GTSRB (official or Kaggle layout) or folder-per-class data -> track-aware split -> RecordIO + manifest.json."""
 
 from gtsrb.prepare.step import PrepareOptions, prepare
 

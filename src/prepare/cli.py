@@ -22,11 +22,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Flags: one per PrepareOptions field, plus input and output folders."""
     defaults = PrepareOptions()
     parser = argparse.ArgumentParser(prog="gtsrb-prepare", description=__doc__.splitlines()[0])
-    parser.add_argument("--input", default=str(PREPARE_INPUT), help="GTSRB folder (official or Kaggle layout)")
+    parser.add_argument("--input", default=str(PREPARE_INPUT),
+                        help="data folder: GTSRB (official or Kaggle layout) or train/<class>/ folders (docs/data.md)")
     parser.add_argument("--output", default=str(PREPARE_OUTPUT), help="folder for train/ validation/ test/ manifest/")
     parser.add_argument("--image-size", type=int, default=defaults.image_size, help="network input side (px)")
     parser.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction)
+    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction,
+                        help="folder-per-class data without test/: share of each class held out for test")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--allow-missing-test-classes", action="store_true",
+                        help="accept a test split without some class (the evaluation report names them)")
     parser.add_argument("--roi-margin", type=float, default=defaults.roi_margin)
     parser.add_argument("--no-roi-crop", dest="roi_crop", action="store_false", help="pack whole images")
     parser.add_argument("--max-skipped-fraction", type=float, default=defaults.max_skipped_fraction)

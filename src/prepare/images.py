@@ -67,7 +67,7 @@ def pack_image(sample: Sample, options: ImageOptions) -> Packed:
     if image is None:
         return Packed(None, reason=reason, sha1=sha1)
     height, width = image.shape[:2]
-    if options.roi_crop:
+    if options.roi_crop and sample.roi is not None:  # folder-per-class images have no box: kept whole
         x0, y0, x1, y1 = crop_box(scaled_roi(sample, width, height), width, height, options.roi_margin)
         if x1 - x0 < 2 or y1 - y0 < 2:
             return Packed(None, reason=f"ROI {sample.roi} lies outside the {width}x{height} image", sha1=sha1)

@@ -18,7 +18,6 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.contract import RecordFiles, record_files
 from gtsrb.common.failure import StepError
 from gtsrb.prepare.images import ImageOptions, Packed, pack_image
@@ -33,7 +32,7 @@ class SplitResult:
     """What went into one split's records, for the manifest and the checks."""
 
     split: str
-    per_class: list[int] = field(default_factory=lambda: [0] * NUM_CLASSES)
+    per_class: list[int]  # records per class id (every class of the data set, zeros included)
     tracks: set[str] = field(default_factory=set)
     skipped: list[dict] = field(default_factory=list)
     conversions: Counter = field(default_factory=Counter)
@@ -67,12 +66,12 @@ def make_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def pack_split(
-    samples: list[Sample], split: str, folder: Path, root: Path, options: ImageOptions, pool
+    samples: list[Sample], split: str, folder: Path, root: Path, options: ImageOptions, pool, num_classes: int
 ) -> SplitResult:
     """Pack `samples` in order into folder/split.*.partial; record what happened."""
     folder.mkdir(parents=True, exist_ok=True)
     files = partial_files(folder, split)
-    result = SplitResult(split)
+    result = SplitResult(split, [0] * num_classes)
     writer = IndexedRecordWriter(files.idx, files.rec)
     lst = open(files.lst, "w")
     try:

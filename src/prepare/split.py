@@ -20,7 +20,7 @@ def tracks_by_class(samples: list[Sample]) -> dict[int, list[str]]:
     return {class_id: sorted(names) for class_id, names in tracks.items()}
 
 
-def validation_tracks(samples: list[Sample], fraction: float, seed: int) -> set[str]:
+def validation_tracks(samples: list[Sample], fraction: float, seed: int, salt: str = "") -> set[str]:
     """Tracks held out for validation: about `fraction` of each class's tracks, at least one
     when the class has two or more (so every class is validated), never all of them."""
     chosen: set[str] = set()
@@ -28,14 +28,15 @@ def validation_tracks(samples: list[Sample], fraction: float, seed: int) -> set[
         if len(tracks) < 2 or fraction <= 0:
             continue
         count = min(len(tracks) - 1, max(1, round(fraction * len(tracks))))
-        rng = random.Random(f"{seed}/{class_id}")  # per class: adding a class changes no other
+        rng = random.Random(f"{salt}{seed}/{class_id}")  # per class: adding a class changes no other
         chosen.update(rng.sample(tracks, count))
     return chosen
 
 
-def split_train(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """(train, validation) with no track on both sides."""
-    held_out = validation_tracks(samples, fraction, seed)
+def split_train(samples: list[Sample], fraction: float, seed: int, salt: str = "") -> tuple[list[Sample], list[Sample]]:
+    """(train, held out) with no track on both sides; `salt` draws another hold-out from the same seed
+    (the test split of a folder-per-class set without test/, before the validation split)."""
+    held_out = validation_tracks(samples, fraction, seed, salt)
     train = [s for s in samples if s.track not in held_out]
     validation = [s for s in samples if s.track in held_out]
     return train, validation

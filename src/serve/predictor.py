@@ -14,6 +14,7 @@ from pathlib import Path
 import mxnet as mx
 import numpy as np
 
+from gtsrb.common import cuda
 from gtsrb.common.images import decode_checked, to_input
 from gtsrb.common.inference import class_probabilities
 from gtsrb.common.model_io import LoadedModel, load_model
@@ -38,7 +39,7 @@ class Predictor:
     @classmethod
     def load(cls, source: str | Path, ctx: mx.Context | None = None) -> Predictor:
         """Load a model directory or model.tar.gz (extracted to a temp folder kept for the process)."""
-        ctx = ctx or (mx.gpu(0) if mx.context.num_gpus() > 0 else mx.cpu())
+        ctx = ctx or (mx.gpu(0) if cuda.gpu_count() > 0 else mx.cpu())
         scratch = tempfile.TemporaryDirectory(prefix="gtsrb-serve-")
         return cls(load_model(source, ctx, Path(scratch.name) / "model"), ctx, scratch)
 

@@ -17,7 +17,8 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-IMAGE_CONTENT_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "application/x-image")
+ANY_IMAGE_CONTENT_TYPE = "application/x-image"  # any format the server decodes (batch transform of a mixed prefix)
+IMAGE_CONTENT_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", ANY_IMAGE_CONTENT_TYPE)
 RECORDIO_CONTENT_TYPE = "application/x-recordio"
 REQUEST_CONTENT_TYPES: tuple[str, ...] = (*IMAGE_CONTENT_TYPES, RECORDIO_CONTENT_TYPE)
 JSON_CONTENT_TYPE = "application/json"
@@ -70,8 +71,10 @@ def error_document(message: str) -> dict:
     return {ERROR_KEY: message}
 
 
-def check_prediction(document: object, num_classes: int) -> list[dict]:
-    """Return the predictions of one answer, or raise ValueError saying what is wrong with it."""
+def check_prediction(document: object, num_classes: int | None) -> list[dict]:
+    """Return the predictions of one answer, or raise ValueError saying what is wrong with it
+    (`num_classes` None: a client that does not know the model's classes checks ids are >= 0)."""
+    upper = num_classes if num_classes is not None else float("inf")
     if not isinstance(document, dict) or not isinstance(document.get(PREDICTIONS_KEY), list):
         raise ValueError(f"the answer is not a JSON object with a '{PREDICTIONS_KEY}' list")
     predictions = document[PREDICTIONS_KEY]
@@ -80,8 +83,8 @@ def check_prediction(document: object, num_classes: int) -> list[dict]:
     for rank, item in enumerate(predictions):
         if not isinstance(item, dict) or set(item) != set(PREDICTION_FIELDS):
             raise ValueError(f"prediction {rank} does not have exactly the fields {', '.join(PREDICTION_FIELDS)}")
-        if not (isinstance(item["class_id"], int) and 0 <= item["class_id"] < num_classes):
-            raise ValueError(f"prediction {rank} has class_id {item['class_id']!r}, not in 0..{num_classes - 1}")
+        if not (isinstance(item["class_id"], int) and 0 <= item["class_id"] < upper):
+            raise ValueError(f"prediction {rank} has class_id {item['class_id']!r}, not a class id of the model")
         if not (isinstance(item["probability"], float | int) and 0.0 <= item["probability"] <= 1.0):
             raise ValueError(f"prediction {rank} has probability {item['probability']!r}, not in [0, 1]")
     probabilities = [item["probability"] for item in predictions]
@@ -90,7 +93,7 @@ def check_prediction(document: object, num_classes: int) -> list[dict]:
     return predictions
 
 
-def parse_answer(body: bytes, num_classes: int) -> list[dict]:
+def parse_answer(body: bytes, num_classes: int | None) -> list[dict]:
     """Parse and check a single-image answer body; raise ValueError with one sentence if invalid."""
     try:
         document = json.loads(body)

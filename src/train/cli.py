@@ -23,7 +23,7 @@ from gtsrb.train import checkpoint, devices, distributed, launcher, metrics, mix
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.cluster import Cluster, is_worker
 from gtsrb.train.combine import worker_split
-from gtsrb.train.data import channel_split, check_batch_size, validate_split
+from gtsrb.train.data import channel_split, check_batch_size, split_class_names, validate_split
 from gtsrb.train.distributed import Workers
 from gtsrb.train.environment import Environment, parse_args
 from gtsrb.train.export import export, export_in_fresh_process
@@ -52,13 +52,14 @@ def weights_file(env: Environment, hp: Hyperparameters) -> Path | None:
     return None
 
 
-def checked_splits(env: Environment, prep: Preprocessing) -> tuple[contract.RecordFiles, contract.RecordFiles, int]:
-    """The checked train and validation channels and the train count."""
+def checked_splits(env: Environment, prep: Preprocessing) -> tuple[contract.RecordFiles, contract.RecordFiles, int, list[str]]:
+    """The checked train and validation channels, the train count and the class names (the data's, from prepare)."""
     train_files = channel_split(env.train, contract.TRAIN_CHANNEL)
     val_files = channel_split(env.validation, contract.VALIDATION_CHANNEL)
-    train_count = validate_split(train_files, prep)
-    validate_split(val_files, prep)
-    return train_files, val_files, train_count
+    class_names = split_class_names(train_files, val_files)
+    train_count = validate_split(train_files, prep, len(class_names))
+    validate_split(val_files, prep, len(class_names))
+    return train_files, val_files, train_count, class_names
 
 
 def training_split(train_files: contract.RecordFiles, val_files: contract.RecordFiles, train_count: int,
@@ -102,7 +103,7 @@ def check_worker_batch(hp: Hyperparameters, workers: Workers, num_devices: int) 
 def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     """Check the data, fit the epochs to it, choose devices, build the network and the optimiser."""
     prep = Preprocessing.for_hyperparameters(hp.to_dict())
-    train_files, val_files, train_count = checked_splits(env, prep)
+    train_files, val_files, train_count, class_names = checked_splits(env, prep)
     ctx = devices.training_contexts(env.num_gpus, hp.devices)
     distributed.check_kvstore(hp.kvstore, ctx)
     workers = distributed.connect(len(ctx), hp.peer_timeout)  # one host: nothing to connect
@@ -116,17 +117,18 @@ def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     if fitted.epochs != hp.epochs:
         log.info("event=epochs_fitted epochs=%d train_records=%d max_train_images=%d", fitted.epochs, train_count, hp.max_train_images)
     hp = fitted
-    create_network(hp.model)  # fail on an unknown model before touching GPUs or weights
+    create_network(hp.model, len(class_names))  # fail on an unknown model before touching GPUs or weights
     weights = weights_file(env, hp)
     amp_dtype = mixed_precision.init(ctx) if hp.amp else "off"  # before the network is built: it patches the operators
     mx.random.seed(hp.seed)  # the initialisation of a fresh run; epochs reseed from (seed, epoch)
-    net = build_network(hp.model, hp.image_size, ctx, weights, hp.head_lr_mult)
+    net = build_network(hp.model, len(class_names), hp.image_size, ctx, weights, hp.head_lr_mult)
     trainer = make_trainer(net, hp, ctx, hp.amp, workers.kv or distributed.kvstore_type(hp.kvstore, len(ctx), False))
     workers.use_trainer(trainer)
-    log.info("event=start model=%s train_records=%d devices=%s amp=%s weights=%s batch=%d lr=%.5g workers=%d",
-             hp.model, train_count, ",".join(str(x) for x in ctx), amp_dtype, weights, hp.batch_size, hp.lr, workers.count)
-    return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, amp=hp.amp,
-               workers=workers, data_key=key)
+    log.info("event=start model=%s train_records=%d classes=%d devices=%s amp=%s weights=%s batch=%d lr=%.5g workers=%d",
+             hp.model, train_count, len(class_names), ",".join(str(x) for x in ctx), amp_dtype, weights, hp.batch_size,
+             hp.lr, workers.count)
+    return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, class_names,
+               amp=hp.amp, workers=workers, data_key=key)
 
 
 def ensure_writable(folder: Path, flag: str) -> None:
@@ -191,7 +193,7 @@ def save_best(run: Run, state: TrainingState, model_dir: Path) -> None:
     """Export the best epoch's weights with everything evaluation and serving need."""
     params = run.checkpoint_dir / state.best_checkpoint / checkpoint.NET_FILE
     save = export_in_fresh_process if run.amp else export
-    save(params, model_dir, run.hp.to_dict(), state.history)
+    save(params, model_dir, run.hp.to_dict(), state.history, run.class_names)
     log.info("event=saved model_dir=%s best_val_acc=%.4f best=%s", model_dir, state.best_val_acc, state.best_checkpoint)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import mxnet as mx
 
 from gtsrb.common import contract
+from gtsrb.common.classes import read_class_names
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.common.records import check_records, check_split, decode_threads
@@ -32,11 +33,23 @@ def channel_split(folder: Path | None, channel: str) -> contract.RecordFiles:
     return files
 
 
-def validate_split(files: contract.RecordFiles, prep: Preprocessing) -> int:
+def validate_split(files: contract.RecordFiles, prep: Preprocessing, num_classes: int) -> int:
     """Every check a split must pass before training; returns its record count."""
     count = check_split(files, prep)  # .idx/.rec pairing, empty split, packed for another size
-    check_records(files)  # every label a class, every image decodable: no MXNetError mid-epoch
+    check_records(files, num_classes)  # every label a class, every image decodable: no MXNetError mid-epoch
     return count
+
+
+def split_class_names(train: contract.RecordFiles, validation: contract.RecordFiles) -> list[str]:
+    """The class names prepare wrote beside both splits (classes.json); they must agree."""
+    names = read_class_names(train.rec.parent, "give the prepare step's outputs as the channels")
+    other = read_class_names(validation.rec.parent, "give the prepare step's outputs as the channels")
+    if other != names:
+        raise StepError(
+            f"{train.rec.parent} and {validation.rec.parent} list other classes in their classes.json "
+            f"({len(names)} vs {len(other)}); give the train and validation outputs of one prepare run."
+        )
+    return names
 
 
 def check_batch_size(count: int, batch_size: int, files: contract.RecordFiles) -> None:

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import re
 
 import mxnet as mx
 
+from gtsrb.common import cuda
 from gtsrb.common.failure import StepError
 from gtsrb.train.gpu_families import BUILT_ARCHITECTURES, SUPPORTED_TEXT, is_supported
 
 log = logging.getLogger(__name__)
-
-# Settings for MXNet on GPUs: cuDNN autotune can hang on Ampere (apache/mxnet#20346); the library
-# check only warns about a cuDNN version newer than MXNet was built with.
-GPU_ENVIRONMENT: dict[str, str] = {"MXNET_CUDNN_AUTOTUNE_DEFAULT": "0", "MXNET_CUDNN_LIB_CHECKING": "0"}
 
 _DEVICES = re.compile(r"^(?:auto|cpu(?::([1-9][0-9]*))?)$")  # the `devices` hyperparameter
 _CC_MAJOR, _CC_MINOR = 75, 76  # CUdevice_attribute values of the CUDA driver API
@@ -81,9 +77,7 @@ def training_contexts(num_gpus: int, spec: str = "auto") -> list[mx.Context]:
         return [mx.cpu(i) for i in range(cpus)]
     if num_gpus <= 0:
         return [mx.cpu()]
-    for key, value in GPU_ENVIRONMENT.items():
-        os.environ.setdefault(key, value)  # read by MXNet when the first GPU kernel runs
-    available = mx.context.num_gpus()
+    available = cuda.gpu_count()  # checks the driver and sets fusion/autotune before the first GPU kernel
     if available < num_gpus:
         raise StepError(f"{num_gpus} GPU(s) requested (SM_NUM_GPUS) but MXNet sees {available}; is this the GPU image?")
     devices = gpu_capabilities(num_gpus)

@@ -20,9 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import mxnet as mx
-
-from gtsrb.common import contract, sagemaker_job
+from gtsrb.common import contract, cuda, sagemaker_job
 from gtsrb.common.failure import StepError
 from gtsrb.train.hyperparameters import Hyperparameters
 
@@ -81,4 +79,4 @@ def _num_gpus(flag: int | None) -> int:
         return flag
     if os.environ.get("SM_NUM_GPUS"):
         return int(os.environ["SM_NUM_GPUS"])
-    return mx.context.num_gpus()
+    return cuda.gpu_count()

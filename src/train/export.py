@@ -22,22 +22,25 @@ from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.train.model import create_network
 
 
-def export(params_file: Path, model_dir: Path, hyperparameters: dict, history: list[dict]) -> None:
+def export(params_file: Path, model_dir: Path, hyperparameters: dict, history: list[dict], class_names: list[str]) -> None:
     """Build the float32 network, load `params_file`, and save the model directory."""
     image_size = int(hyperparameters["image_size"])
-    net = create_network(str(hyperparameters["model"]))
+    net = create_network(str(hyperparameters["model"]), len(class_names))
     net.load_parameters(str(params_file), ctx=mx.cpu())
     net.hybridize()
     net(mx.nd.zeros((1, 3, image_size, image_size)))  # export needs one forward of the hybridized net
-    save_model(net, model_dir, Preprocessing.for_hyperparameters(hyperparameters), hyperparameters, history)
+    save_model(net, model_dir, Preprocessing.for_hyperparameters(hyperparameters), hyperparameters, history, class_names)
 
 
-def export_in_fresh_process(params_file: Path, model_dir: Path, hyperparameters: dict, history: list[dict]) -> None:
+def export_in_fresh_process(
+    params_file: Path, model_dir: Path, hyperparameters: dict, history: list[dict], class_names: list[str]
+) -> None:
     """Run export() in a new Python process (no AMP-patched operators)."""
     with tempfile.TemporaryDirectory(prefix="export-") as tmp:
         request = Path(tmp) / "request.json"
         request.write_text(json.dumps({"params": str(params_file), "model_dir": str(model_dir),
-                                       "hyperparameters": hyperparameters, "history": history}))
+                                       "hyperparameters": hyperparameters, "history": history,
+                                       "class_names": class_names}))
         done = subprocess.run([sys.executable, "-m", "gtsrb.train.export", str(request)], capture_output=True, text=True)
     if done.returncode != 0:
         raise StepError(f"exporting the model into {model_dir} failed: {done.stderr.strip()[-600:]}")
@@ -46,7 +49,8 @@ def export_in_fresh_process(params_file: Path, model_dir: Path, hyperparameters:
 def main() -> None:
     """`python -m gtsrb.train.export REQUEST.json` (see export_in_fresh_process)."""
     request = json.loads(Path(sys.argv[1]).read_text())
-    export(Path(request["params"]), Path(request["model_dir"]), request["hyperparameters"], request["history"])
+    export(Path(request["params"]), Path(request["model_dir"]), request["hyperparameters"], request["history"],
+           request["class_names"])
 
 
 if __name__ == "__main__":

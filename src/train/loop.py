@@ -22,7 +22,6 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from gtsrb.common import contract
-from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.common.records import predict
@@ -83,6 +82,7 @@ class Run:
     hp: Hyperparameters
     train_count: int
     checkpoint_dir: Path
+    class_names: list[str]  # from the training data (classes.json beside the split)
     amp: bool = False
     workers: Workers = field(default_factory=Workers.single)  # one host: no kvstore between workers
     data_key: str = ""  # checkpoint.data_key of the training data ("" = of train_files and val_files)
@@ -123,10 +123,10 @@ def seed_everything(seed: int, epoch: int) -> None:
     random.seed(value)
 
 
-def smooth_labels(label: mx.nd.NDArray, smoothing: float) -> mx.nd.NDArray:
+def smooth_labels(label: mx.nd.NDArray, smoothing: float, num_classes: int) -> mx.nd.NDArray:
     """One-hot targets with `smoothing` of the mass spread over all classes."""
-    off = smoothing / NUM_CLASSES
-    return mx.nd.one_hot(label, NUM_CLASSES, on_value=1.0 - smoothing + off, off_value=off)
+    off = smoothing / num_classes
+    return mx.nd.one_hot(label, num_classes, on_value=1.0 - smoothing + off, off_value=off)
 
 
 def train_batch(run: Run, batch: mx.io.DataBatch, loss_fn: gluon.loss.Loss) -> tuple[list, list]:
@@ -139,7 +139,7 @@ def train_batch(run: Run, batch: mx.io.DataBatch, loss_fn: gluon.loss.Loss) -> t
             x.attach_grad()
     with autograd.record():
         outputs = [run.net(x) for x in data]
-        losses = [loss_fn(o, smooth_labels(y, run.hp.label_smoothing)) for o, y in zip(outputs, labels, strict=True)]
+        losses = [loss_fn(o, smooth_labels(y, run.hp.label_smoothing, len(run.class_names))) for o, y in zip(outputs, labels, strict=True)]
         if run.amp:
             from mxnet.contrib import amp as mx_amp
 

@@ -1,20 +1,22 @@
 """Mixed precision (MXNet AMP) for training: float16 on GPUs, bfloat16 on CPU contexts.
 
 MXNet's dynamic loss scaling skips an update whose gradients overflowed and halves the scale.
-Two details of MXNet 1.9.1 make that unsafe with several devices, which this module fixes:
-- its LossScaler checks only the first device's gradients; ours checks every device's
-  (one `multi_all_finite` per device, one host read per step: the skip decision must be known
-  on the host before the update is issued, and 1.9.1 has no conditional multi-tensor update);
-- with the default `update_on_kvstore` the kvstore applies the update before the Trainer checks
-  for overflow (one non-finite step made 58 of 61 parameters NaN): the Trainer must be made
-  with `update_on_kvstore=False` (see optimizer.make_trainer).
-The scaler's state (scale, steps since the last overflow) is saved in checkpoints.
+With several devices it is safe as long as the Trainer applies the update itself:
+- `Trainer.step` first sums the gradients across devices (kvstore pushpull, the sum written back
+  to every device), then checks for overflow. A non-finite gradient on any device makes the sum
+  non-finite on all of them, so MXNet's LossScaler, which reads the first device's gradients
+  (one `multi_all_finite` per 200 arrays, one host read per step), sees every device's overflow;
+- with the default `update_on_kvstore` the kvstore applies the update inside the pushpull, before
+  the check (one non-finite step made 58 of 61 parameters NaN): the Trainer must be made with
+  `update_on_kvstore=False` (see optimizer.make_trainer).
+Our scaler is MXNet's check unchanged; it exists to save and restore its state (scale, steps since
+the last overflow) in checkpoints.
 """
 
 from __future__ import annotations
 
 import mxnet as mx
-from mxnet import autograd, gluon
+from mxnet import gluon
 from mxnet.contrib import amp
 from mxnet.contrib.amp.loss_scaler import LossScaler
 
@@ -31,24 +33,8 @@ def init(ctx: list[mx.Context]) -> str:
     return dtype
 
 
-class AllDevicesLossScaler(LossScaler):
-    """MXNet's dynamic loss scaler, checking the gradients of every device for overflow."""
-
-    def has_overflow(self, params: list[gluon.Parameter]) -> bool:
-        """True (and the scale halves from the next step) if any gradient on any device is not finite."""
-        with autograd.pause():
-            flags = [_all_finite(grads) for grads in _grads_by_device(params)]
-            finite = flags[0] if len(flags) == 1 else mx.nd.add_n(*[f.as_in_context(flags[0].context) for f in flags])
-            overflow = int(finite.asscalar()) != len(flags)  # the one host sync of the step
-        self._loss_scale = self._next_loss_scale
-        if overflow:
-            self._next_loss_scale, self._unskipped = self._loss_scale / 2.0, 0
-            return True
-        self._unskipped += 1
-        if self._unskipped == self._scale_seq_len:
-            self._unskipped = 0
-            self._next_loss_scale = min(self._max_loss_scale, self._loss_scale * 2.0)
-        return False
+class CheckpointedLossScaler(LossScaler):
+    """MXNet's dynamic loss scaler (overflow read from the summed gradients), with a checkpointable state."""
 
     def state(self) -> dict[str, float]:
         """What a checkpoint keeps of the scaler."""
@@ -61,30 +47,15 @@ class AllDevicesLossScaler(LossScaler):
         self._unskipped = int(values["unskipped"])
 
 
-def _grads_by_device(params: list[gluon.Parameter]) -> list[list[mx.nd.NDArray]]:
-    """The gradients of `params`, one list per device."""
-    with_grad = [p.list_grad() for p in params if p.grad_req != "null"]
-    return [list(grads) for grads in zip(*with_grad, strict=True)]
-
-
-def _all_finite(grads: list[mx.nd.NDArray], chunk: int = 200) -> mx.nd.NDArray:
-    """A (1,) array on the grads' device: 1 if every element of every array is finite, else 0."""
-    flag = mx.nd.ones((1,), ctx=grads[0].context)
-    for i in range(0, len(grads), chunk):
-        part = grads[i:i + chunk]
-        mx.nd.multi_all_finite(*part, num_arrays=len(part), init_output=False, out=flag)
-    return flag
-
-
-def attach(trainer: gluon.Trainer) -> AllDevicesLossScaler:
-    """Give the Trainer dynamic loss scaling that checks every device; return the scaler."""
+def attach(trainer: gluon.Trainer) -> CheckpointedLossScaler:
+    """Give the Trainer dynamic loss scaling; return the scaler."""
     amp.init_trainer(trainer)
-    scaler = AllDevicesLossScaler()
+    scaler = CheckpointedLossScaler()
     trainer._amp_loss_scaler = scaler  # the attribute amp.scale_loss and Trainer._update read
     return scaler
 
 
-def scaler_of(trainer: gluon.Trainer) -> AllDevicesLossScaler | None:
+def scaler_of(trainer: gluon.Trainer) -> CheckpointedLossScaler | None:
     """The Trainer's loss scaler, if it trains with AMP."""
     scaler = getattr(trainer, "_amp_loss_scaler", None)
-    return scaler if isinstance(scaler, AllDevicesLossScaler) else None
+    return scaler if isinstance(scaler, CheckpointedLossScaler) else None

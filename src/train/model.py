@@ -1,4 +1,4 @@
-"""The network: a gluoncv zoo model with a 43-class head, optionally on pretrained weights.
+"""The network: a gluoncv zoo model with a head of the data's classes, optionally on pretrained weights.
 
 Supported families and their classifier heads:
 - ResNet v1b/v1c/v1d/v1s (`resnet50_v1d`, ...): head `.fc`, a Dense.
@@ -8,7 +8,7 @@ Supported families and their classifier heads:
 - `gtsrb_cnn` (ours, the CPU recipe): a plain VGG-style CNN with BatchNorm, head `.output`, a Dense.
   On 2 CPU cores it trains ~4x faster per image than cifar_resnet20_v2 (docs/accuracy.md), so
   a time budget buys ~4x the epochs; there are no pretrained weights for it.
-Building with `classes=43` makes the same structure as loading the 1000-class net and swapping
+Building with `classes=N` (the data's class count) makes the same structure as loading the 1000-class net and swapping
 the classifier; pretrained weights are then copied into every parameter whose name and shape
 match, so the backbone keeps its weights and only the classifier starts from random.
 """
@@ -23,7 +23,6 @@ import mxnet as mx
 from gluoncv.model_zoo import get_model
 from mxnet import gluon
 
-from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ class GtsrbCNN(gluon.HybridBlock):
     every image_size; plain 3x3 convs run well on MXNet's CPU (oneDNN) kernels.
     """
 
-    def __init__(self, classes: int = NUM_CLASSES, **kwargs) -> None:
+    def __init__(self, classes: int, **kwargs) -> None:
         super().__init__(**kwargs)
         with self.name_scope():
             self.features = gluon.nn.HybridSequential(prefix="")
@@ -60,14 +59,14 @@ class GtsrbCNN(gluon.HybridBlock):
         return self.output(self.features(x))
 
 
-def create_network(name: str) -> gluon.HybridBlock:
-    """A fresh, uninitialised zoo network with NUM_CLASSES outputs; unknown names fail clearly."""
+def create_network(name: str, num_classes: int) -> gluon.HybridBlock:
+    """A fresh, uninitialised zoo network with `num_classes` outputs; unknown names fail clearly."""
     if not SUPPORTED_MODELS.match(name):
         raise StepError(f"model={name!r} is not supported; use one of {SUPPORTED_TEXT}.")
     if name == "gtsrb_cnn":
-        return GtsrbCNN(classes=NUM_CLASSES)
+        return GtsrbCNN(classes=num_classes)
     try:
-        return get_model(name, classes=NUM_CLASSES, pretrained=False)
+        return get_model(name, classes=num_classes, pretrained=False)
     except ValueError as err:  # matches the pattern but is not in the zoo, e.g. resnet19_v1b
         raise StepError(f"model={name!r} is not in the gluoncv model zoo; use one of {SUPPORTED_TEXT}.") from err
 
@@ -95,7 +94,7 @@ def initialise(net: gluon.HybridBlock, image_size: int, ctx: list[mx.Context]) -
 def load_backbone(net: gluon.HybridBlock, params_file: Path) -> int:
     """Copy every weight of `params_file` whose name and shape match into `net`; return the count.
 
-    Accepts the 1000-class zoo file, a backbone-only file, a 43-class checkpoint, or an exported
+    Accepts the 1000-class zoo file, a backbone-only file, a checkpoint of the same classes, or an exported
     model's `model-0000.params` (global parameter names). The classifier
     keeps its random init unless the file has a same-shaped one. Fails if any non-classifier
     parameter is left without a weight: that is a file for another architecture.
@@ -145,10 +144,10 @@ def set_multipliers(net: gluon.HybridBlock, head_lr_mult: float) -> None:
 
 
 def build_network(
-    name: str, image_size: int, ctx: list[mx.Context], weights: Path | None, head_lr_mult: float
+    name: str, num_classes: int, image_size: int, ctx: list[mx.Context], weights: Path | None, head_lr_mult: float
 ) -> gluon.HybridBlock:
     """Create, initialise, optionally load pretrained weights, set multipliers, hybridize."""
-    net = create_network(name)
+    net = create_network(name, num_classes)
     initialise(net, image_size, ctx)
     if weights is not None:
         load_backbone(net, weights)

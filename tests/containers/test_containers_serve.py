@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from containers_helpers import REPO, run
-from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
 
@@ -37,9 +37,9 @@ def real_images(tmp_path: Path, count: int = 12) -> list[bytes]:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained model as the train step writes it (SageMaker unpacks model.tar.gz to this)."""
     from evaluate_helpers import save_tiny_model, train_tiny_net
-    from gtsrb.common.classes import CLASS_NAMES
+    from gtsrb.common.classes import GTSRB_CLASS_NAMES
 
-    return save_tiny_model(tmp_path_factory.mktemp("hosted") / "model", train_tiny_net(len(CLASS_NAMES)))
+    return save_tiny_model(tmp_path_factory.mktemp("hosted") / "model", train_tiny_net(len(GTSRB_CLASS_NAMES)))
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_serve_answers_the_hosting_contract(docker: str, container, tmp_path: Pa
     for image in images:
         answer = requests.post(f"{url}/invocations", data=image, headers={"Content-Type": "application/x-image"}, timeout=30)
         assert answer.status_code == 200, answer.text
-        protocol.parse_answer(answer.content, NUM_CLASSES)
+        protocol.parse_answer(answer.content, GTSRB_NUM_CLASSES)
     idx, rec = tmp_path / "batch.idx", tmp_path / "batch.rec"
     writer = IndexedRecordWriter(idx, rec)
     for i, image in enumerate(images):

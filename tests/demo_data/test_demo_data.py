@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gtsrb.common.classes import MIRROR_PAIRS, NUM_CLASSES
+from gtsrb.common.classes import GTSRB_NUM_CLASSES, MIRROR_PAIRS
 from gtsrb.demo_data import generate
 from gtsrb.demo_data.signs import draw_sign
 from gtsrb.demo_data.writer import tracks_per_class
@@ -53,7 +53,7 @@ def test_same_seed_same_bytes_other_seed_differs_workers_do_not_matter(tmp_path)
 def test_official_layout(tmp_path):
     root = generate(tmp_path, layout="official", seed=0, **SMALL)
     images = root / "GTSRB" / "Final_Training" / "Images"
-    assert sorted(p.name for p in images.iterdir()) == [f"{c:05d}" for c in range(NUM_CLASSES)]
+    assert sorted(p.name for p in images.iterdir()) == [f"{c:05d}" for c in range(GTSRB_NUM_CLASSES)]
     for c in (0, 19, 42):
         table = rows(images / f"{c:05d}" / f"GT-{c:05d}.csv", ";")
         assert list(table[0]) == ["Filename", "Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId"]
@@ -61,7 +61,7 @@ def test_official_layout(tmp_path):
         assert all(r["Filename"].endswith(".ppm") for r in table)
         check_rows(table, images / f"{c:05d}", "Filename")
     test = rows(root / "GTSRB/Final_Test/Images/GT-final_test.csv", ";")
-    assert Counter(int(r["ClassId"]) for r in test) == Counter(range(NUM_CLASSES))
+    assert Counter(int(r["ClassId"]) for r in test) == Counter(range(GTSRB_NUM_CLASSES))
     check_rows(test, root / "GTSRB/Final_Test/Images", "Filename")
     assert (root / "GTSRB/Final_Test/Images/00000.ppm").read_bytes().startswith(b"P6")
 
@@ -74,10 +74,10 @@ def test_kaggle_layout(tmp_path):
                for r in train)
     check_rows(train, root, "Path")
     test = rows(root / "Test.csv", ",")
-    assert {int(r["ClassId"]) for r in test} == set(range(NUM_CLASSES))
+    assert {int(r["ClassId"]) for r in test} == set(range(GTSRB_NUM_CLASSES))
     check_rows(test, root, "Path")
     meta = rows(root / "Meta.csv", ",")
-    assert [int(r["ClassId"]) for r in meta] == list(range(NUM_CLASSES))
+    assert [int(r["ClassId"]) for r in meta] == list(range(GTSRB_NUM_CLASSES))
     assert all((root / r["Path"]).is_file() for r in meta)
 
 
@@ -85,7 +85,7 @@ def test_tracks_grow_and_stay_in_gtsrb_sizes(tmp_path):
     root = generate(tmp_path, seed=3, tracks_per_class=2, frames_per_track=8, test_per_class=1)
     images = root / "GTSRB" / "Final_Training" / "Images"
     sides = []
-    for c in range(NUM_CLASSES):
+    for c in range(GTSRB_NUM_CLASSES):
         table = rows(images / f"{c:05d}" / f"GT-{c:05d}.csv", ";")
         by_track: dict[str, list[int]] = {}
         for r in table:
@@ -101,9 +101,9 @@ def test_mirror_pairs_are_exact_flips_and_other_classes_are_not_symmetric():
     for left, right in MIRROR_PAIRS:
         assert np.array_equal(draw_sign(left)[:, ::-1], draw_sign(right))
         assert not np.array_equal(draw_sign(left), draw_sign(right))
-    drawings = [draw_sign(c)[:, :, :3].astype(int) for c in range(NUM_CLASSES)]
-    for i in range(NUM_CLASSES):  # every class is distinguishable from every other
-        for j in range(i + 1, NUM_CLASSES):
+    drawings = [draw_sign(c)[:, :, :3].astype(int) for c in range(GTSRB_NUM_CLASSES)]
+    for i in range(GTSRB_NUM_CLASSES):  # every class is distinguishable from every other
+        for j in range(i + 1, GTSRB_NUM_CLASSES):
             assert np.abs(drawings[i] - drawings[j]).mean() > 1, (i, j)
 
 
@@ -139,7 +139,7 @@ def test_cli_refuses_zero_sizes(tmp_path, flag):
 def test_generated_classes_are_imbalanced_and_rois_frame_the_sign(tmp_path):
     root = generate(tmp_path, seed=1, tracks_per_class=3, frames_per_track=2, test_per_class=1)
     images = root / "GTSRB" / "Final_Training" / "Images"
-    table = [r for c in range(NUM_CLASSES) for r in rows(images / f"{c:05d}" / f"GT-{c:05d}.csv", ";")]
+    table = [r for c in range(GTSRB_NUM_CLASSES) for r in rows(images / f"{c:05d}" / f"GT-{c:05d}.csv", ";")]
     per_class = Counter(int(r["ClassId"]) for r in table)
     assert max(per_class.values()) >= 2 * min(per_class.values())
     for r in table:  # a ~10% margin each side, like GTSRB: the box covers 55-95% of the side

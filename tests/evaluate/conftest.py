@@ -9,7 +9,7 @@ import pytest
 
 from evaluate_helpers import TEST_RECORDS, make_images, save_tiny_model, train_tiny_net, write_split
 from gtsrb.common import contract
-from gtsrb.common.classes import CLASS_NAMES
+from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from gtsrb.common.model_io import archive_model
 
 
@@ -24,7 +24,7 @@ def test_split(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_net() -> mx.gluon.HybridBlock:
     """The tiny net with one output per GTSRB class."""
-    return train_tiny_net(len(CLASS_NAMES))
+    return train_tiny_net(len(GTSRB_CLASS_NAMES))
 
 
 @pytest.fixture(scope="session")

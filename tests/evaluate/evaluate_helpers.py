@@ -13,6 +13,7 @@ import mxnet as mx
 import numpy as np
 
 from gtsrb.common import contract
+from gtsrb.common.classes import GTSRB_CLASS_NAMES, write_class_names
 from gtsrb.common.model_io import save_model
 from gtsrb.common.preprocessing import Preprocessing, stored_size
 
@@ -44,6 +45,7 @@ def write_split(folder: Path, images: np.ndarray, labels: np.ndarray, split: str
             writer.write_idx(i, mx.recordio.pack_img(header, image[:, :, ::-1], img_fmt=".png"))
             lst.write(f"{i}\t{float(label)}\timg_{i:05d}.png\n")
     writer.close()
+    write_class_names(folder, list(GTSRB_CLASS_NAMES))  # as prepare writes beside every split
     return files
 
 
@@ -85,5 +87,5 @@ def train_tiny_net(
 
 def save_tiny_model(folder: Path, net: mx.gluon.HybridBlock, image_size: int = IMAGE_SIZE) -> Path:
     """Save with the real model_io contract, declaring `image_size` as the network input."""
-    save_model(net, folder, Preprocessing(image_size), {"image_size": image_size}, [])
+    save_model(net, folder, Preprocessing(image_size), {"image_size": image_size}, [], list(GTSRB_CLASS_NAMES))
     return folder

@@ -71,7 +71,11 @@ def test_labels_outside_the_model_classes(tmp_path: Path, five_class_net, test_s
     model = save_tiny_model(tmp_path / "model", five_class_net)
     (model / contract.CLASSES_FILE).write_text(json.dumps(["a", "b", "c", "d", "e"]))
     err = run_failing(model, test_split, tmp_path / "out", capsys, sagemaker_base)
-    assert "holds labels 1..38, outside the model's 5 classes" in err
+    assert "classes.json lists 43 classes that are not the 5 classes of" in err  # prepare's names beside the split
+    by_hand = Path(shutil.copytree(test_split, tmp_path / "by-hand"))
+    (by_hand / contract.CLASSES_FILE).unlink()  # a split packed by hand: its labels are checked instead
+    err = run_failing(model, by_hand, tmp_path / "out", capsys, sagemaker_base)
+    assert "not a class id 0..4 of its 5 classes" in err
 
 
 def test_images_smaller_than_the_input(tmp_path: Path, trained_net, test_split: Path, capsys, sagemaker_base: Path) -> None:

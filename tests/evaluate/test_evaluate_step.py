@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from evaluate_helpers import BATCH_SIZE, TEST_RECORDS, to_batch
+from evaluate_helpers import BATCH_SIZE, CLASSES, TEST_RECORDS, to_batch
 from gtsrb.common import contract
-from gtsrb.common.classes import CLASS_NAMES
+from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from gtsrb.common.failure import StepError
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import eval_iter
@@ -71,7 +71,16 @@ def test_every_record_counted_once(evaluated: tuple[dict, Path]) -> None:
     cm = doc[contract.QUALITY_METRICS_KEY]["confusion_matrix"]
     assert doc[contract.EVALUATION_DETAILS_KEY]["records"] == TEST_RECORDS
     assert sum(v for row in cm.values() for v in row.values()) == TEST_RECORDS
-    assert len(cm) == len(CLASS_NAMES) and all(len(row) == len(CLASS_NAMES) for row in cm.values())
+    assert len(cm) == len(GTSRB_CLASS_NAMES) and all(len(row) == len(GTSRB_CLASS_NAMES) for row in cm.values())
+
+
+def test_the_report_names_the_classes_it_could_not_score(evaluated: tuple[dict, Path]) -> None:
+    """The tiny test set holds 6 of the model's 43 classes (allow_missing_test_classes): the other 37 are named."""
+    details = evaluated[0][contract.EVALUATION_DETAILS_KEY]
+    unscored = details["unscored_classes"]
+    assert [c["class_id"] for c in unscored] == [i for i in range(len(GTSRB_CLASS_NAMES)) if i not in CLASSES]
+    assert unscored[0] == {"class_id": 0, "class_name": GTSRB_CLASS_NAMES[0]}
+    assert details["classes_in_test_set"] == len(CLASSES) == len(GTSRB_CLASS_NAMES) - len(unscored)
 
 
 def test_metrics_equal_independent_computation(evaluated: tuple[dict, Path], model_dir: Path, test_split: Path) -> None:
@@ -86,7 +95,7 @@ def test_metrics_equal_independent_computation(evaluated: tuple[dict, Path], mod
         keys = (f"{avg}_precision", f"{avg}_recall", f"{avg}_f1")
         got = tuple(names[k]["value"] if avg == "weighted" else names[k] for k in keys)
         assert got == pytest.approx((p, r, f1), abs=1e-12)
-    expected_cm = skm.confusion_matrix(labels, predicted, labels=range(len(CLASS_NAMES)))
+    expected_cm = skm.confusion_matrix(labels, predicted, labels=range(len(GTSRB_CLASS_NAMES)))
     got_cm = np.array([[block["confusion_matrix"][str(i)][str(j)] for j in range(43)] for i in range(43)])
     np.testing.assert_array_equal(got_cm, expected_cm)
 
@@ -112,7 +121,7 @@ def test_per_class_csv_matches_confusion_matrix(evaluated: tuple[dict, Path]) ->
     cm = doc[contract.QUALITY_METRICS_KEY]["confusion_matrix"]
     with open(out / contract.PER_CLASS_FILE, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["class_name"] for r in rows] == list(CLASS_NAMES)
+    assert [r["class_name"] for r in rows] == list(GTSRB_CLASS_NAMES)
     for row in rows:
         i = row["class_id"]
         assert int(row["support"]) == sum(cm[i].values())

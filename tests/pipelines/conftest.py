@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy_helpers import GENEROUS_QUOTAS, serve_quotas
 from pipelines_helpers import IMAGE_TAG, REGION, ROLE, Moto
 
 AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION",
@@ -96,6 +97,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Moto]:
         from sagemaker.core.telemetry import telemetry_logging
 
         mp.setattr(telemetry_logging, "_send_telemetry_request", lambda *args, **kwargs: None)
+        serve_quotas(mp, GENEROUS_QUOTAS)  # moto lacks ListServiceQuotas: the preflight of --start reads it
         moto = Moto(endpoint=endpoint, role="")
         yield Moto(endpoint=endpoint, role=create_pipeline_role(moto.client("iam")))
     server.stop()

@@ -13,7 +13,7 @@ import boto3
 import requests
 from botocore.stub import Stubber
 
-from gtsrb.common.classes import CLASS_NAMES
+from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from gtsrb.serve import protocol
 from pipelines import images
 from pipelines.deploy.deployer import Clients
@@ -44,7 +44,7 @@ def register(sm, group: str, status: str, variant: str = "cpu") -> str:
 
 def prediction_body(class_id: int = 14) -> str:
     """A valid answer of the model server, built from the wire-format constants."""
-    item = dict(zip(protocol.PREDICTION_FIELDS, (class_id, CLASS_NAMES[class_id], 0.93), strict=True))
+    item = dict(zip(protocol.PREDICTION_FIELDS, (class_id, GTSRB_CLASS_NAMES[class_id], 0.93), strict=True))
     return json.dumps({protocol.PREDICTIONS_KEY: [item]})
 
 
@@ -83,9 +83,12 @@ class Recorder:
     """Every API call the deploy clients made: (operation name, parameters)."""
 
     calls: list[tuple[str, dict]] = field(default_factory=list)
+    actions: set[str] = field(default_factory=set)  # as IAM names them, e.g. cloudwatch:PutMetricAlarm
 
     def __call__(self, model, params, **kwargs) -> None:
         self.calls.append((model.name, params))
+        prefix = {"monitoring": "cloudwatch"}.get(model.service_model.signing_name, model.service_model.signing_name)
+        self.actions.add(f"{prefix}:{model.name}")
 
     def operations(self) -> list[str]:
         return [name for name, _ in self.calls]
@@ -138,15 +141,62 @@ class UpdateEndpointStub:
         endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
 
 
-def recorded_clients(recorder: Recorder, update: UpdateEndpointStub) -> Callable[[str], Clients]:
-    """A make_clients replacement: real clients of the moto server, recorded, UpdateEndpoint stubbed."""
+def quota(name: str, value: float) -> dict:
+    """One entry of ListServiceQuotas' answer, as the real service model has it."""
+    return {"ServiceCode": "sagemaker", "ServiceName": "Amazon SageMaker", "QuotaName": name, "Value": value,
+            "QuotaCode": "L-" + format(abs(hash(name)) % 16**8, "08X"), "Adjustable": True, "GlobalQuota": False}
+
+
+@dataclass
+class QuotasStub:
+    """Service Quotas through botocore's Stubber (moto has no ListServiceQuotas): every call answers
+    `values` (quota name -> applied value) after the request is validated against the service model."""
+
+    recorder: Recorder
+    values: dict[str, float] = field(default_factory=lambda: {f"{t} for endpoint usage": 4.0 for t in INSTANCE_TYPES})
+
+    def client(self, region: str):
+        """A stubbed service-quotas client; its paginator goes through the stubbed call."""
+        stubbed = boto3.client("service-quotas", region_name=region)
+        stubbed.meta.events.register_first("before-parameter-build.*.*", self.recorder)
+        stubber = Stubber(stubbed)
+        stubber.activate()
+        real = stubbed.list_service_quotas
+
+        def list_service_quotas(**params):
+            stubber.add_response("list_service_quotas", {"Quotas": [quota(n, v) for n, v in self.values.items()]},
+                                 {"ServiceCode": "sagemaker", **params})
+            return real(**params)
+
+        stubbed.list_service_quotas = list_service_quotas
+        return stubbed
+
+
+# Enough of every quota the tests' runs need (moto's server answers these through serve_quotas).
+GENEROUS_QUOTAS = {f"{t} for {use}": 10.0 for t in (*INSTANCE_TYPES, "ml.g5.2xlarge", "ml.g4dn.xlarge", "ml.g6.xlarge",
+                                                     "ml.p3.2xlarge", "ml.m5.large", "ml.m5d.xlarge", "ml.c5.2xlarge")
+                   for use in ("training job usage", "spot training job usage", "processing job usage", "endpoint usage")}
+
+
+def serve_quotas(monkeypatch, values: dict[str, float]) -> None:
+    """Teach the in-process moto server ListServiceQuotas (moto 5.2.5 lacks it) with canned `values`,
+    for a deploy-model run in a subprocess, where no Stubber can reach."""
+    from moto.servicequotas.responses import ServiceQuotasResponse
+
+    answer = json.dumps({"Quotas": [quota(n, v) for n, v in values.items()]})
+    monkeypatch.setattr(ServiceQuotasResponse, "list_service_quotas", lambda self: answer, raising=False)
+
+
+def recorded_clients(recorder: Recorder, update: UpdateEndpointStub, quotas: QuotasStub) -> Callable[[str], Clients]:
+    """A make_clients replacement: real clients of the moto server, recorded, UpdateEndpoint and quotas stubbed."""
 
     def make_clients(region: str) -> Clients:
         sm = boto3.client("sagemaker", region_name=region)
         runtime = boto3.client("sagemaker-runtime", region_name=region)
-        for client in (sm, runtime):
+        cloudwatch = boto3.client("cloudwatch", region_name=region)
+        for client in (sm, runtime, cloudwatch):
             client.meta.events.register_first("before-parameter-build.*.*", recorder)
         sm.update_endpoint = update.client()
-        return Clients(sm, runtime)
+        return Clients(sm, runtime, cloudwatch, quotas.client(region))
 
     return make_clients

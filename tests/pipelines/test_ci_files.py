@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
@@ -31,7 +32,7 @@ def test_id_token_is_granted_per_job_never_workflow_wide() -> None:
 
 def test_the_gpu_build_frees_disk_first() -> None:
     text = (REPO_ROOT / ".github" / "workflows" / "pipeline.yml").read_text()
-    assert text.index("Free disk space") < text.index('make build push VARIANT="gpu cpu"')
+    assert text.index("Free disk space") < text.index('make build VARIANT="gpu cpu"')
 
 
 def install_check() -> str:
@@ -47,3 +48,69 @@ def test_buildspec_fails_early_naming_the_codebuild_image(tmp_path) -> None:
                             check=False, executable="/bin/bash")
     assert result.returncode == 1 and "use the image aws/codebuild/standard:7.0" in result.stdout
     assert re.search(r"aws/codebuild/standard:7\.0", (REPO_ROOT / "docs" / "sagemaker-pipeline.md").read_text())
+
+
+def aws_steps(job: dict) -> list[tuple[int, dict]]:
+    """(index, step) of the job's configure-aws-credentials steps."""
+    return [(i, s) for i, s in enumerate(job.get("steps", [])) if "configure-aws-credentials" in s.get("uses", "")]
+
+
+def test_credentials_are_asked_for_after_the_build_and_last_the_whole_job() -> None:
+    # configure-aws-credentials gives one hour unless role-duration-seconds says more: a job that can
+    # run longer must ask after the long build, for long enough (the role's MaxSessionDuration allows 7200).
+    for path in WORKFLOWS:
+        for name, job in yaml.safe_load(path.read_text())["jobs"].items():
+            for index, step in aws_steps(job):
+                duration = int(step["with"]["role-duration-seconds"])
+                assert 900 <= duration <= 7200, f"{path.name} {name}: role-duration-seconds={duration}"
+                builds = [i for i, s in enumerate(job["steps"]) if "make build" in s.get("run", "")]
+                assert all(i < index for i in builds), f"{path.name} {name}: credentials before the image build"
+                # the credentials last until the job's timeout; a job that builds first (the GPU image takes
+                # 30+ minutes on a hosted runner) may ask for that much less
+                assert duration >= 60 * min(job["timeout-minutes"], 120) - 60 * 30 * bool(builds), f"{path.name} {name}"
+
+
+def test_deploy_credentials_cover_the_deploy_and_the_rollback_waits() -> None:
+    workflow = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "deploy.yml").read_text())
+    for name, job in workflow["jobs"].items():
+        stage = json.loads((REPO_ROOT / "deploy" / f"{job['environment']}.json").read_text())
+        needed = 60 * (2 * stage["wait_minutes"] + 5)  # roll out, then roll back, + smoke test and cleanup
+        ((_, step),) = aws_steps(job)
+        assert int(step["with"]["role-duration-seconds"]) >= needed, name
+        assert 60 * job["timeout-minutes"] >= needed, name
+
+
+def test_one_model_package_group_from_registration_to_deployment() -> None:
+    from pipelines import graph
+
+    group = graph.MODEL_PACKAGE_GROUP
+    assert "model_package_group_name" not in BUILDSPEC.read_text()  # the project path registers into the default
+    for stage in sorted((REPO_ROOT / "deploy").glob("*.json")):
+        assert json.loads(stage.read_text()).get("model_package_group", group) == group, stage.name
+    deployment = (REPO_ROOT / "docs" / "deployment.md").read_text()
+    assert f"model-package-group/{group}" in deployment and f'"ModelPackageGroupName": ["{group}"]' in deployment
+
+
+def test_docs_give_the_oidc_subject_of_every_environment_that_assumes_a_role() -> None:
+    docs = (REPO_ROOT / "docs" / "sagemaker-pipeline.md").read_text() + (REPO_ROOT / "docs" / "deployment.md").read_text()
+    for path in WORKFLOWS:
+        for name, job in yaml.safe_load(path.read_text())["jobs"].items():
+            if aws_steps(job) and "environment" in job:
+                assert f":environment:{job['environment']}" in docs or ":environment:*" in docs, f"{path.name} {name}"
+    assert "repo:<owner>/<repo>:environment:sagemaker" in docs
+
+
+def test_eventbridge_transformer_reads_the_arn_through_input_paths_map() -> None:
+    text = (REPO_ROOT / "docs" / "deployment.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```json")[1:]]
+    (transformer,) = [json.loads(b) for b in blocks if "InputPathsMap" in b]
+    variable = next(iter(transformer["InputPathsMap"]))
+    assert transformer["InputPathsMap"][variable] == "$.detail.ModelPackageArn"
+    body = json.loads(transformer["InputTemplate"].replace(f"<{variable}>", "arn:aws:sagemaker:x"))
+    assert body == {"ref": "main", "inputs": {"model_package_arn": "arn:aws:sagemaker:x"}}
+
+
+def test_the_first_run_creates_the_bucket_it_syncs_to() -> None:
+    text = (REPO_ROOT / "docs" / "sagemaker-pipeline.md").read_text()
+    sync = re.search(r"aws s3 sync \S+ s3://([^/\s]+)/", text)
+    assert sync and text.index(f"aws s3 mb s3://{sync.group(1)}") < sync.start()

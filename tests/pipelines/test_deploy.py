@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from deploy_helpers import Recorder, UpdateEndpointStub, accept_binary_requests, answer_next, prediction_body, recorded_clients, register
+from deploy_helpers import (
+    QuotasStub,
+    Recorder,
+    UpdateEndpointStub,
+    accept_binary_requests,
+    answer_next,
+    prediction_body,
+    recorded_clients,
+    register,
+    serve_quotas,
+)
 from pipelines.deploy import cli, errors, resources
 from pipelines.deploy.packages import APPROVED
 from pipelines_helpers import REGION, REPO_ROOT, Moto
@@ -26,9 +36,14 @@ def update_stub(recorder: Recorder) -> UpdateEndpointStub:
 
 
 @pytest.fixture
-def deploy(moto_server: Moto, monkeypatch: pytest.MonkeyPatch, recorder, update_stub, tmp_path: Path):
+def quotas(recorder: Recorder) -> QuotasStub:
+    return QuotasStub(recorder)
+
+
+@pytest.fixture
+def deploy(moto_server: Moto, monkeypatch: pytest.MonkeyPatch, recorder, update_stub, quotas, tmp_path: Path):
     """Run deploy-model (in this process, recorded) for a stage config written from `fields`; exit code."""
-    monkeypatch.setattr(cli, "make_clients", recorded_clients(recorder, update_stub))
+    monkeypatch.setattr(cli, "make_clients", recorded_clients(recorder, update_stub, quotas))
     accept_binary_requests(monkeypatch)
     # moto's server logs each request on stderr from its own thread: keep that out of the CLI's output
     werkzeug = logging.getLogger("werkzeug")
@@ -109,13 +124,15 @@ def test_deploy_update_redeploy_undeploy(moto_server: Moto, deploy, recorder: Re
 def test_failed_smoke_test_of_a_new_endpoint_removes_it(moto_server: Moto, deploy, capsys) -> None:
     sm, group = moto_server.client("sagemaker"), "gtsrb-badanswer"
     register(sm, group, APPROVED)
-    answer_next(moto_server, json.dumps({"predictions": [{"class_id": 99, "class_name": "?", "probability": 0.5}]}))
-    assert deploy(group) == errors.EXIT_SMOKE_FAILED
+    # the deployer does not know a package's class count (its data decides it): a negative id is what it can refuse
+    answer_next(moto_server, json.dumps({"predictions": [{"class_id": -1, "class_name": "?", "probability": 0.5}]}))
+    assert deploy(group, alarm_5xx_errors=1) == errors.EXIT_SMOKE_FAILED
     err = capsys.readouterr().err
     assert "smoke test: endpoint gtsrb-badanswer-staging answered class_14.png wrongly" in err
-    assert "Removed endpoint gtsrb-badanswer-staging" in err
+    assert "Removed endpoint gtsrb-badanswer-staging and the model, config and alarms made for it" in err
     assert not sm.list_endpoints(NameContains=group)["Endpoints"]
     assert ours(sm, f"{group}-staging") == ([], [])
+    assert not moto_server.client("cloudwatch").describe_alarms(AlarmNamePrefix=group)["MetricAlarms"]
 
 
 def serving_v1_with_v2_approved(moto_server: Moto, deploy, group: str) -> tuple[str, str]:
@@ -163,6 +180,12 @@ def test_update_that_sagemaker_rolls_back_exits_3_and_cleans_up(moto_server: Mot
         ("cpu", {"instance_typ": "ml.m5.xlarge"}, [], errors.EXIT_BAD_INPUT, "unknown field 'instance_typ'"),
         ("cpu", {"rollback_alarms": "a"}, [], errors.EXIT_BAD_INPUT, "field 'rollback_alarms' must be a list of strings"),
         ("cpu", {"data_capture_s3_uri": "bucket/x"}, [], errors.EXIT_BAD_INPUT, "data_capture_s3_uri must be an s3:// URI"),
+        ("cpu", {"data_capture_percentage": 20}, [], errors.EXIT_BAD_INPUT,
+         "data_capture_percentage captures nothing without data_capture_s3_uri"),
+        ("cpu", {"bake_seconds": 600, "wait_minutes": 60}, [], errors.EXIT_BAD_INPUT,
+         "bake_seconds=600 watches nothing without CloudWatch alarms"),
+        ("cpu", {"bake_seconds": 600, "alarm_5xx_errors": 1}, [], errors.EXIT_BAD_INPUT,
+         "wait_minutes=1 is shorter than a blue/green update with bake_seconds=600"),
         ("cpu", {}, ["--smoke-image", "missing.png"], errors.EXIT_BAD_INPUT, "--smoke-image missing.png: cannot read it"),
         ("cpu", {}, ["--role-arn", "SageMakerRole"], errors.EXIT_BAD_INPUT, "is not an IAM role ARN"),
     ],
@@ -210,20 +233,22 @@ def test_iam_policy_allows_every_call_of_a_full_deployment(moto_server: Moto, de
     sm, group = moto_server.client("sagemaker"), "gtsrb-policy"
     register(sm, group, APPROVED)
     answer_next(moto_server, prediction_body())
-    assert deploy(group, rollback_alarms=["a"]) == 0
+    assert deploy(group, rollback_alarms=["a"], alarm_5xx_errors=1) == 0
     register(sm, group, APPROVED)
     answer_next(moto_server, prediction_body())
-    assert deploy(group, rollback_alarms=["a"]) == 0
-    assert deploy(group, rollback_alarms=["a"]) == 0
+    assert deploy(group, rollback_alarms=["a"], alarm_model_latency_ms=500) == 0
+    assert deploy(group, rollback_alarms=["a"], alarm_model_latency_ms=500) == 0
     register(sm, group, APPROVED)
     answer_next(moto_server, "{}")
-    assert deploy(group) == errors.EXIT_SMOKE_FAILED
-    assert deploy(group, "--undeploy") == 0
-    called = {f"sagemaker:{op}" for op in recorder.operations()}
-    assert {"sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:InvokeEndpoint", "sagemaker:DeleteModel"} <= called
+    assert deploy(group, alarm_5xx_errors=1) == errors.EXIT_SMOKE_FAILED
+    assert deploy(group, "--undeploy", alarm_5xx_errors=1) == 0
+    called = recorder.actions
+    assert {"sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:InvokeEndpoint", "sagemaker:DeleteModel",
+            "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"} <= called
     allowed = allowed_actions(deploy_role_policy())
     assert called - allowed == set()
     assert "iam:PassRole" in allowed and "sagemaker:AddTags" in allowed  # CreateModel passes a role; Tags= needs AddTags
+    assert "cloudwatch:TagResource" in allowed  # PutMetricAlarm with Tags=
 
 
 def test_endpoint_still_creating_at_the_wait_limit_is_removed(moto_server: Moto, deploy, monkeypatch, capsys) -> None:
@@ -263,6 +288,7 @@ def test_make_deploy_and_undeploy_against_moto(moto_server: Moto, monkeypatch, t
     from pipelines import graph
 
     accept_binary_requests(monkeypatch)  # the moto server runs in this process
+    serve_quotas(monkeypatch, {"ml.m5.xlarge for endpoint usage": 1.0})  # staging's fleet, nothing more
     sm = moto_server.client("sagemaker")
     arn = register(sm, graph.MODEL_PACKAGE_GROUP, APPROVED)
     answer_next(moto_server, prediction_body())
@@ -291,3 +317,54 @@ def test_no_region_is_bad_input(monkeypatch, capsys) -> None:
         cli.main(["--stage", "staging"])
     assert exited.value.code == errors.EXIT_BAD_INPUT
     assert "no AWS region: pass --region" in capsys.readouterr().err
+
+
+def test_prod_update_rolls_back_on_alarms_deploy_model_made(moto_server: Moto, deploy, recorder: Recorder) -> None:
+    """A bake watches real alarms: 5XX errors and model latency of the endpoint's variant, named in the update."""
+    group = "gtsrb-alarms"
+    endpoint, _ = serving_v1_with_v2_approved(moto_server, deploy, group)
+    answer_next(moto_server, prediction_body())
+    fields = {"alarm_5xx_errors": 1, "alarm_model_latency_ms": 800, "bake_seconds": 600, "wait_minutes": 35}
+    assert deploy(group, rollback_alarms=["team-alarm"], **fields) == 0
+    cloudwatch = moto_server.client("cloudwatch")
+    made = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix=endpoint)["MetricAlarms"]}
+    assert set(made) == {f"{endpoint}-5xx-errors", f"{endpoint}-model-latency"}
+    five, latency = made[f"{endpoint}-5xx-errors"], made[f"{endpoint}-model-latency"]
+    assert (five["Namespace"], five["MetricName"], five["Threshold"]) == ("AWS/SageMaker", "Invocation5XXErrors", 1.0)
+    assert (latency["MetricName"], latency["Threshold"]) == ("ModelLatency", 800_000.0)  # microseconds
+    assert {d["Name"]: d["Value"] for d in five["Dimensions"]} == {"EndpointName": endpoint, "VariantName": resources.VARIANT_NAME}
+    (update,) = recorder.params("UpdateEndpoint")
+    rollback = update["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    assert [a["AlarmName"] for a in rollback] == ["team-alarm", f"{endpoint}-5xx-errors", f"{endpoint}-model-latency"]
+    policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"]["WaitIntervalInSeconds"] == 600 == policy["TerminationWaitInSeconds"]
+    assert deploy(group, "--undeploy", **fields) == 0
+    assert not cloudwatch.describe_alarms(AlarmNamePrefix=endpoint)["MetricAlarms"]
+
+
+def test_the_shipped_stage_configs_load_and_prod_bakes_on_alarms() -> None:
+    from pipelines.deploy import alarms, stage_config
+
+    staging, prod = (stage_config.load(REPO_ROOT / "deploy" / f"{s}.json") for s in ("staging", "prod"))
+    assert prod.bake_seconds > 0 and len(alarms.alarm_names("e", prod)) == 2
+    assert prod.wait_minutes * 60 >= stage_config.update_seconds(prod.bake_seconds)
+    assert staging.bake_seconds == 0
+
+
+def test_preflight_refuses_an_update_the_endpoint_quota_cannot_double(moto_server: Moto, deploy, quotas: QuotasStub,
+                                                                      recorder: Recorder, capsys) -> None:
+    sm, group = moto_server.client("sagemaker"), "gtsrb-quota"
+    register(sm, group, APPROVED)
+    quotas.values = {"ml.m5.xlarge for endpoint usage": 2.0}
+    answer_next(moto_server, prediction_body())
+    assert deploy(group, initial_instance_count=2) == 0  # a new endpoint: 2 instances fit
+    register(sm, group, APPROVED)
+    before = len(recorder.calls)
+    assert deploy(group, initial_instance_count=2) == errors.EXIT_BAD_INPUT  # blue/green needs 4
+    err = capsys.readouterr().err
+    assert "the SageMaker quota 'ml.m5.xlarge for endpoint usage' is 2 in" in err and "this run needs 4" in err
+    assert err.count("\n") == 1
+    assert not [op for op in recorder.operations()[before:] if op.startswith(("Create", "Update", "Delete", "Put"))]
+    quotas.values = {}
+    assert deploy(group, initial_instance_count=2) == errors.EXIT_BAD_INPUT
+    assert "lists no SageMaker quota 'ml.m5.xlarge for endpoint usage'" in capsys.readouterr().err

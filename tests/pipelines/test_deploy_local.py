@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.serve import protocol
 from pipelines import graph, registry
 from pipelines.deploy import errors, local_twin
@@ -127,7 +127,7 @@ def test_demo_approve_deploy_local_answers_a_request(tmp_path: Path) -> None:
         answer = requests.post(f"http://127.0.0.1:{port}/invocations", data=image.read_bytes(),
                                headers={"Content-Type": "image/png"}, timeout=60)
         assert answer.status_code == 200, answer.text
-        predictions = protocol.parse_answer(answer.content, NUM_CLASSES)
+        predictions = protocol.parse_answer(answer.content, GTSRB_NUM_CLASSES)
         assert len(predictions) >= 1
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -55,10 +55,10 @@ def test_training_env_is_the_toolkit_contract(tmp_path: Path) -> None:
     assert env["SM_CHANNEL_VALIDATION"] == str(tmp_path / "prepare" / "validation")
     assert env["SM_MODEL_DIR"] == str(tmp_path / "train" / "model")
     assert env["SAGEMAKER_BASE_DIR"] == str(tmp_path / "train")  # so /opt/ml/checkpoints -> train/checkpoints
-    assert json.loads(env["SM_HPS"]) == {"epochs": "2", "amp": "False"}
+    assert json.loads(env["SM_HPS"]) == {"epochs": 2, "amp": "False"}  # typed where JSON, as the toolkit does
     assert json.loads(env["SM_CHANNELS"]) == sorted(graph.TRAIN.channels)
     args = sagemaker_job.hyperparameters_to_args({"epochs": "2", "amp": "False"})
-    assert args == ["--epochs", "2", "--amp", "False"]
+    assert args == ["--amp", "False", "--epochs", "2"]  # in key order, as the toolkit passes them
     assert sagemaker_job.args_to_hyperparameters(args) == {"epochs": "2", "amp": "False"}  # the train step's reading
 
 
@@ -130,7 +130,7 @@ def test_register_creates_a_pending_version_with_metrics_and_artifacts(tmp_path:
     (model_dir / contract.HISTORY_FILE).write_text(json.dumps([{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.8}]))
     (evaluation / contract.EVALUATION_FILE).write_text(json.dumps(_report(0.93)))
     (evaluation / contract.PER_CLASS_FILE).write_text("class_id\n0\n")
-    (tmp_path / "manifest.json").write_text("{}")
+    (tmp_path / "manifest.json").write_text(json.dumps({"class_names": ["cat", "dog", "fox"]}))
     (tmp_path / contract.MODEL_ARCHIVE).write_bytes(b"not really a tar")
     submission = registry.Submission(tmp_path / contract.MODEL_ARCHIVE, model_dir, evaluation, tmp_path / "manifest.json", {"epochs": "2"})
     work = tmp_path / "work"
@@ -140,6 +140,7 @@ def test_register_creates_a_pending_version_with_metrics_and_artifacts(tmp_path:
     version = client.get_model_version(graph.MODEL_PACKAGE_GROUP, "1")
     assert version.tags[registry.APPROVAL_TAG] == graph.PENDING == "PendingManualApproval"
     assert float(version.tags["test_accuracy"]) == 0.93
+    assert (version.tags["num_classes"], version.tags["class_names"]) == ("3", "cat, dog, fox")  # the data's classes
     run = client.get_run(first.run_id)
     assert run.data.metrics["test_accuracy"] == 0.93 and run.data.params["epochs"] == "2"
     assert [m.step for m in client.get_metric_history(first.run_id, "val_acc")] == [1, 2]

@@ -12,7 +12,7 @@ import cv2
 import mxnet as mx
 import numpy as np
 
-from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.common.contract import RecordFiles
 
 HEADER = ("Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId")
@@ -34,7 +34,7 @@ def sign_image(class_id: int, side: int) -> tuple[np.ndarray, tuple[int, int, in
 def write_official(root: Path, tracks: int = 2, frames: int = 3, test_per_class: int = 2, ext: str = ".ppm") -> Path:
     """GTSRB/Final_Training/Images/000NN/TTTTT_FFFFF.ppm + GT csvs, and Final_Test."""
     train_dir = root / "GTSRB" / "Final_Training" / "Images"
-    for c in range(NUM_CLASSES):
+    for c in range(GTSRB_NUM_CLASSES):
         folder = train_dir / f"{c:05d}"
         folder.mkdir(parents=True)
         rows = []
@@ -46,9 +46,9 @@ def write_official(root: Path, tracks: int = 2, frames: int = 3, test_per_class:
     test_dir = root / "GTSRB" / "Final_Test" / "Images"
     test_dir.mkdir(parents=True)
     rows = []
-    for i in range(NUM_CLASSES * test_per_class):
+    for i in range(GTSRB_NUM_CLASSES * test_per_class):
         name = f"{i:05d}{ext}"
-        rows.append(_write(test_dir / name, name, i % NUM_CLASSES, 24))
+        rows.append(_write(test_dir / name, name, i % GTSRB_NUM_CLASSES, 24))
     _csv(test_dir / "GT-final_test.csv", ";", "Filename", rows)
     return root
 
@@ -56,7 +56,7 @@ def write_official(root: Path, tracks: int = 2, frames: int = 3, test_per_class:
 def write_kaggle(root: Path, tracks: int = 2, frames: int = 3, test_per_class: int = 2) -> Path:
     """Train/<c>/<c:05d>_<t:05d>_<f:05d>.png + Train.csv, Test/*.png + Test.csv (Path last)."""
     rows = []
-    for c in range(NUM_CLASSES):
+    for c in range(GTSRB_NUM_CLASSES):
         (root / "Train" / str(c)).mkdir(parents=True)
         for t in range(tracks):
             for f in range(frames):
@@ -64,7 +64,8 @@ def write_kaggle(root: Path, tracks: int = 2, frames: int = 3, test_per_class: i
                 rows.append(_write(root / rel, rel, c, 20 + 4 * f))
     _csv(root / "Train.csv", ",", "Path", rows, name_last=True)
     (root / "Test").mkdir()
-    rows = [_write(root / f"Test/{i:05d}.png", f"Test/{i:05d}.png", i % NUM_CLASSES, 24) for i in range(NUM_CLASSES * test_per_class)]
+    rows = [_write(root / f"Test/{i:05d}.png", f"Test/{i:05d}.png", i % GTSRB_NUM_CLASSES, 24)
+            for i in range(GTSRB_NUM_CLASSES * test_per_class)]
     _csv(root / "Test.csv", ",", "Path", rows, name_last=True)
     return root
 
@@ -109,3 +110,18 @@ def corrupt_record(files: RecordFiles, position: int) -> None:
             record = mx.recordio.pack(header, b"\xff\xd8\xff\xe0 not really a JPEG" * 20)
         writer.write_idx(i, record)
     writer.close()
+
+
+def write_folders(root: Path, names: list[str], per_class: int, test_per_class: int = 0, ext: str = ".png") -> Path:
+    """Your own data: train/<name>/img_NNN<ext> (and test/<name>/... when test_per_class), a
+    class-coloured sign on a grey border per image, sizes varying like real photos."""
+    for split, count in (("train", per_class), ("test", test_per_class)):
+        for class_id, name in enumerate(names):
+            if not count:
+                continue
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                image, _ = sign_image(class_id, 24 + 2 * (i % 8))
+                cv2.imwrite(str(folder / f"img_{i:03d}{ext}"), image)
+    return root

@@ -114,7 +114,8 @@ def test_a_class_whose_images_are_all_unreadable_fails(official, tmp_path):
     for path in (official / "GTSRB/Final_Test/Images").glob("*.ppm"):
         if int(path.stem) % 43 == 11:
             path.write_bytes(b"")
-    fails(official, tmp_path / "out", "test split", "class 11", options=PrepareOptions(image_size=16, max_skipped_fraction=1.0))
+    fails(official, tmp_path / "out", "test split", "class 11", "was unreadable", "empty file",
+          options=PrepareOptions(image_size=16, max_skipped_fraction=1.0))
 
 
 def test_grayscale_rgba_and_16_bit_images_are_converted(tmp_path):

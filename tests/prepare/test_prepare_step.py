@@ -11,7 +11,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.common.contract import MANIFEST_FILE, SPLITS, record_files
 from gtsrb.prepare import PrepareOptions, prepare
 from gtsrb.prepare.images import crop_box, scaled_roi
@@ -50,8 +50,8 @@ def test_both_layouts_pack_every_image_once_with_its_label(tmp_path, writer):
     manifest = prepare(data, tmp_path / "out", OPTIONS)
 
     counts = {s: manifest["counts"][s]["total"] for s in SPLITS}
-    assert counts["train"] + counts["validation"] == NUM_CLASSES * 3 * 2
-    assert counts["test"] == NUM_CLASSES * 2
+    assert counts["train"] + counts["validation"] == GTSRB_NUM_CLASSES * 3 * 2
+    assert counts["test"] == GTSRB_NUM_CLASSES * 2
     for split in SPLITS:
         labels, images = read_records(tmp_path / "out", split)
         rows = lst_rows(tmp_path / "out", split)
@@ -72,7 +72,7 @@ def test_split_is_by_whole_track_stratified_and_seeded(tmp_path):
     train, validation = tracks_of(lst_rows(tmp_path / "a", "train")), tracks_of(lst_rows(tmp_path / "a", "validation"))
     assert not train & validation, "a track is on both sides of the split"
     per_class = Counter(t.split("/")[0] for t in validation)
-    assert per_class == Counter({str(c): 1 for c in range(NUM_CLASSES)})  # round(0.2 * 5) = 1 track each
+    assert per_class == Counter({str(c): 1 for c in range(GTSRB_NUM_CLASSES)})  # round(0.2 * 5) = 1 track each
 
     prepare(data, tmp_path / "b", PrepareOptions(image_size=16, validation_fraction=0.2, seed=3))
     prepare(data, tmp_path / "c", PrepareOptions(image_size=16, validation_fraction=0.2, seed=4))

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from evaluate_helpers import make_images, save_tiny_model, train_tiny_net
-from gtsrb.common.classes import CLASS_NAMES
+from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from serve_helpers import png_bytes, running_server
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny net trained for a second, saved as the train step saves models (16 px input)."""
-    return save_tiny_model(tmp_path_factory.mktemp("serve-model") / "model", train_tiny_net(len(CLASS_NAMES)))
+    return save_tiny_model(tmp_path_factory.mktemp("serve-model") / "model", train_tiny_net(len(GTSRB_CLASS_NAMES)))
 
 
 @pytest.fixture(scope="session")

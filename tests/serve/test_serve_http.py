@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
 from serve_helpers import free_port, launch
@@ -27,17 +27,17 @@ def test_an_image_gets_the_top_5(server, sample_images: list[bytes], content_typ
     answer = server.post(sample_images[0], content_type)
     assert answer.status_code == 200
     assert answer.headers["Content-Type"].startswith(protocol.JSON_CONTENT_TYPE)
-    predictions = protocol.parse_answer(answer.content, NUM_CLASSES)
+    predictions = protocol.parse_answer(answer.content, GTSRB_NUM_CLASSES)
     assert len(predictions) == protocol.DEFAULT_TOP_K
-    assert 0.99 < sum(p["probability"] for p in predictions) <= 1.0 + 1e-5 or len(predictions) < NUM_CLASSES
+    assert 0.99 < sum(p["probability"] for p in predictions) <= 1.0 + 1e-5 or len(predictions) < GTSRB_NUM_CLASSES
 
 
 def test_top_k_from_the_custom_attributes_header(server, sample_images: list[bytes]) -> None:
     answer = server.post(sample_images[1], "image/png", **{protocol.CUSTOM_ATTRIBUTES_HEADER: "trace=1,top_k=2"})
-    assert len(protocol.parse_answer(answer.content, NUM_CLASSES)) == 2
-    everything = server.post(sample_images[1], "image/png", **{protocol.CUSTOM_ATTRIBUTES_HEADER: f"top_k={NUM_CLASSES}"})
-    probabilities = [p["probability"] for p in protocol.parse_answer(everything.content, NUM_CLASSES)]
-    assert len(probabilities) == NUM_CLASSES and abs(sum(probabilities) - 1.0) < 1e-4
+    assert len(protocol.parse_answer(answer.content, GTSRB_NUM_CLASSES)) == 2
+    everything = server.post(sample_images[1], "image/png", **{protocol.CUSTOM_ATTRIBUTES_HEADER: f"top_k={GTSRB_NUM_CLASSES}"})
+    probabilities = [p["probability"] for p in protocol.parse_answer(everything.content, GTSRB_NUM_CLASSES)]
+    assert len(probabilities) == GTSRB_NUM_CLASSES and abs(sum(probabilities) - 1.0) < 1e-4
 
 
 def test_gray_rgba_jpeg_and_large_images_are_accepted(server, sample_images: list[bytes]) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from evaluate_helpers import save_tiny_model, train_tiny_net
 from gtsrb.common import contract
-from gtsrb.common.classes import CLASS_NAMES
+from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from gtsrb.common.model_io import load_model
 from gtsrb.evaluate.step import predict_all
 from gtsrb.prepare.recordio import image_of, split_records
@@ -31,7 +31,7 @@ IMAGE_SIZE = 32  # the shared prepared fixtures pack for 32 px networks
 @pytest.fixture(scope="module")
 def model_32(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny 32 px model (the same trainer as tests/evaluate)."""
-    net = train_tiny_net(len(CLASS_NAMES), image_size=IMAGE_SIZE)
+    net = train_tiny_net(len(GTSRB_CLASS_NAMES), image_size=IMAGE_SIZE)
     return save_tiny_model(tmp_path_factory.mktemp("model-32") / "model", net, image_size=IMAGE_SIZE)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import mxnet as mx
 import pytest
 
-from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.common.images import decode_checked
 from gtsrb.common.model_io import archive_model
@@ -21,19 +21,19 @@ from serve_helpers import REPO
 
 @pytest.mark.parametrize(("header", "top_k"), [(None, 5), ("top_k=3", 3), ("a=b; top_k=43", 43), ("x=1", 5)])
 def test_top_k_from_the_header(header: str | None, top_k: int) -> None:
-    assert protocol.parse_top_k(header, NUM_CLASSES) == top_k
+    assert protocol.parse_top_k(header, GTSRB_NUM_CLASSES) == top_k
 
 
 @pytest.mark.parametrize("header", ["top_k=0", "top_k=44", "top_k=two", "top_k=-1"])
 def test_bad_top_k_is_refused(header: str) -> None:
     with pytest.raises(ValueError, match="top_k must be an integer from 1 to 43"):
-        protocol.parse_top_k(header, NUM_CLASSES)
+        protocol.parse_top_k(header, GTSRB_NUM_CLASSES)
 
 
 def test_prediction_document_passes_the_check() -> None:
-    probabilities = [0.1, 0.7, 0.2] + [0.0] * (NUM_CLASSES - 3)
-    document = protocol.prediction_document(probabilities, [str(i) for i in range(NUM_CLASSES)], 2)
-    assert [p["class_id"] for p in protocol.check_prediction(document, NUM_CLASSES)] == [1, 2]
+    probabilities = [0.1, 0.7, 0.2] + [0.0] * (GTSRB_NUM_CLASSES - 3)
+    document = protocol.prediction_document(probabilities, [str(i) for i in range(GTSRB_NUM_CLASSES)], 2)
+    assert [p["class_id"] for p in protocol.check_prediction(document, GTSRB_NUM_CLASSES)] == [1, 2]
 
 
 def test_split_records_reads_what_mxnet_reads(tmp_path: Path) -> None:
@@ -105,7 +105,7 @@ def test_predict_writes_one_row_per_file(tiny_model: Path, sample_images: list[b
     rows = list(csv.DictReader(out.open()))
     assert [Path(r["file"]).name for r in rows] == ["broken.jpg", "0.png", "1.png", "2.png", "missing.ppm"]
     assert "not a decodable image" in rows[0]["error"] and "No such file" in rows[4]["error"]
-    assert all(0 <= int(r["class_id"]) < NUM_CLASSES and not r["error"] for r in rows[1:4])
+    assert all(0 <= int(r["class_id"]) < GTSRB_NUM_CLASSES and not r["error"] for r in rows[1:4])
     assert "predicted 3 of 5 images" in result.stdout
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import mxnet as mx
 import pytest
 
+from gtsrb.common import cuda
 from gtsrb.common.failure import run_step
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
@@ -110,7 +111,8 @@ def test_several_hosts_check_the_hyperparameters_before_starting_any_role(
 
 
 def test_unsupported_gpu(base_dir: Path, channels: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    # No GPU exists here: pretend MXNet sees an H100 (the driver query is the only fake).
+    # No GPU exists here: pretend a current driver and MXNet see an H100 (the driver queries are the only fakes).
+    monkeypatch.setattr(cuda, "driver_cuda_version", lambda: 12020)
     monkeypatch.setattr(mx.context, "num_gpus", lambda: 1)
     monkeypatch.setattr(devices, "gpu_capabilities", lambda count: [("NVIDIA H100 80GB HBM3", (9, 0))] * count)
     result = run_train(base_dir, channels, FAST_HPS, ["--num-gpus", "1"])

@@ -79,7 +79,7 @@ def test_validation_uses_the_exported_batchnorm_statistics(tmp_path: Path, chann
     state = TrainingState(seed=hp.seed, hyperparameters=hp.to_dict())
     values = finish_epoch(run, state, 0, train_epoch(run, state, epoch=0), 0.0)
     labels, validated = predict(run.net, run.val_files, run.prep, hp.batch_size, run.ctx[0])
-    export(tmp_path / "ckpt" / state.name / "net.params", tmp_path / "model", hp.to_dict(), state.history)
+    export(tmp_path / "ckpt" / state.name / "net.params", tmp_path / "model", hp.to_dict(), state.history, run.class_names)
     _, exported = predict(load_model(tmp_path / "model", mx.cpu()).net, run.val_files, run.prep, hp.batch_size, mx.cpu())
     np.testing.assert_allclose(validated, exported, rtol=1e-4, atol=1e-5)
     assert values["val_acc"] == pytest.approx(float((exported.argmax(axis=1) == labels).mean()))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from gluoncv.model_zoo import get_model
 
-from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.classes import GTSRB_CLASS_NAMES, GTSRB_NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import DEFAULT_IMAGE_SIZE
 from gtsrb.train import devices, pretrained
@@ -70,24 +70,24 @@ def test_cpu_contexts_without_gpus() -> None:
      ("mobilenetv3_small", mx.gluon.nn.Conv2D, 1280), ("gtsrb_cnn", mx.gluon.nn.Dense, 128)],
 )
 def test_classifier_of_each_family(name: str, kind: type, in_size: int) -> None:
-    net = create_network(name)
+    net = create_network(name, GTSRB_NUM_CLASSES)
     head = classifier(net)
     assert isinstance(head, kind)
     initialise(net, 32, [mx.cpu()])
-    assert head.weight.shape[:2] == (NUM_CLASSES, in_size)
+    assert head.weight.shape[:2] == (GTSRB_NUM_CLASSES, in_size)
 
 
 @pytest.mark.parametrize("image_size", [32, 40, 48])
 def test_gtsrb_cnn_takes_every_input_size(image_size: int) -> None:
     # Global average pooling: one definition for any image_size the recipe chooses.
-    net = create_network("gtsrb_cnn")
+    net = create_network("gtsrb_cnn", GTSRB_NUM_CLASSES)
     initialise(net, image_size, [mx.cpu()])
-    assert net(mx.nd.zeros((2, 3, image_size, image_size))).shape == (2, NUM_CLASSES)
+    assert net(mx.nd.zeros((2, 3, image_size, image_size))).shape == (2, GTSRB_NUM_CLASSES)
     assert 0.2e6 < sum(p.data().size for p in net.collect_params().values()) < 0.3e6
 
 
 def test_multipliers_spare_bias_and_batchnorm() -> None:
-    net = create_network("cifar_resnet20_v2")
+    net = create_network("cifar_resnet20_v2", GTSRB_NUM_CLASSES)
     initialise(net, 32, [mx.cpu()])
     set_multipliers(net, 10.0)
     params = net._collect_params_with_prefix()
@@ -105,7 +105,7 @@ def test_head_swap_keeps_the_backbone_weights(name: str, tmp_path: Path) -> None
     source.save_parameters(str(file))
     saved = {k: v.asnumpy() for k, v in mx.nd.load(str(file)).items()}
 
-    net = create_network(name)
+    net = create_network(name, GTSRB_NUM_CLASSES)
     initialise(net, 32, [mx.cpu()])
     loaded = load_backbone(net, file)
     head = {id(p) for p in classifier(net).collect_params().values()}
@@ -113,7 +113,7 @@ def test_head_swap_keeps_the_backbone_weights(name: str, tmp_path: Path) -> None
     assert loaded == len(params) - len(head)
     for key, param in params.items():
         if id(param) in head:
-            assert param.shape[0] == NUM_CLASSES and param.shape != saved[key].shape
+            assert param.shape[0] == GTSRB_NUM_CLASSES and param.shape != saved[key].shape
         else:
             np.testing.assert_array_equal(param.data().asnumpy(), saved[key], err_msg=key)
 
@@ -144,11 +144,11 @@ def test_export_in_a_fresh_process_gives_the_same_predictions(tmp_path: Path) ->
     from gtsrb.common.model_io import load_model
     from gtsrb.train.export import export_in_fresh_process
 
-    net = create_network("cifar_resnet20_v2")
+    net = create_network("cifar_resnet20_v2", GTSRB_NUM_CLASSES)
     initialise(net, 32, [mx.cpu()])
     net.save_parameters(str(tmp_path / "net.params"))
     hps = {**Hyperparameters.for_preset("cpu").to_dict(), "model": "cifar_resnet20_v2", "tta": "shift"}
-    export_in_fresh_process(tmp_path / "net.params", tmp_path / "model", hps, [{"epoch": 1}])
+    export_in_fresh_process(tmp_path / "net.params", tmp_path / "model", hps, [{"epoch": 1}], list(GTSRB_CLASS_NAMES))
     model = load_model(tmp_path / "model", mx.cpu())
     x = mx.nd.random.uniform(shape=(2, 3, 32, 32))
     with mx.autograd.predict_mode():
@@ -193,11 +193,12 @@ def test_an_exported_model_seeds_a_new_network(name: str, tmp_path: Path) -> Non
     # An earlier run's model-0000.params (global names such as cifarresnetv22_conv0_weight).
     from gtsrb.train.export import export
 
-    source = create_network(name)
+    source = create_network(name, GTSRB_NUM_CLASSES)
     initialise(source, 32, [mx.cpu()])
     source.save_parameters(str(tmp_path / "net.params"))
-    export(tmp_path / "net.params", tmp_path / "model", {**Hyperparameters.for_preset("cpu").to_dict(), "model": name}, [])
-    net = create_network(name)
+    hps = {**Hyperparameters.for_preset("cpu").to_dict(), "model": name}
+    export(tmp_path / "net.params", tmp_path / "model", hps, [], list(GTSRB_CLASS_NAMES))
+    net = create_network(name, GTSRB_NUM_CLASSES)
     initialise(net, 32, [mx.cpu()])
     assert load_backbone(net, tmp_path / "model" / "model-0000.params") == len(net._collect_params_with_prefix())
     for key, param in source._collect_params_with_prefix().items():

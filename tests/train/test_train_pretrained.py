@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gluoncv.model_zoo import get_model
 
-from gtsrb.common.classes import NUM_CLASSES
+from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.common.failure import run_step
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train.cli import train
@@ -42,7 +42,7 @@ def test_pretrained_channel_keeps_backbone_weights(base_dir: Path, channels: dic
     assert len(weights) > 30
     for key in weights:
         np.testing.assert_allclose(trained[key], saved[key], rtol=1e-5, atol=1e-7, err_msg=key)
-    assert trained["output.weight"].shape[0] == NUM_CLASSES != saved["output.weight"].shape[0]
+    assert trained["output.weight"].shape[0] == GTSRB_NUM_CLASSES != saved["output.weight"].shape[0]
 
 
 @pytest.mark.slow
@@ -65,5 +65,5 @@ def test_imagenet_weights_baked_into_mxnet_home_are_used(base_dir: Path, channel
     assert run_step(lambda: train(argv), "failure") == 0
     trained = mx.nd.load(str(next((base_dir / "checkpoints").glob("step-0001-*")) / "net.params"))
     np.testing.assert_allclose(trained["conv1.weight"].asnumpy(), source.conv1.weight.data().asnumpy(), rtol=1e-5, atol=1e-7)
-    assert trained["fc.weight"].shape == (NUM_CLASSES, 512)
+    assert trained["fc.weight"].shape == (GTSRB_NUM_CLASSES, 512)
     assert not list((tmp_path / "home" / "models").glob("*.lock"))  # no gluoncv download machinery

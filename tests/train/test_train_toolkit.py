@@ -18,7 +18,7 @@ import mxnet as mx
 import pytest
 
 from gtsrb.common import contract
-from gtsrb.common.classes import CLASS_NAMES
+from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
 from gtsrb.train.hyperparameters import CPU_PRESET
@@ -61,7 +61,7 @@ def test_toolkit_trains_and_writes_the_model(tmp_path: Path, channels: dict[str,
     assert [h["epoch"] for h in history] == [1, 2, 3] and set(EPOCH_FIELDS) <= set(history[0])
     saved_hps = json.loads((model_dir / contract.HYPERPARAMETERS_FILE).read_text())
     assert saved_hps["model"] == CPU_PRESET["model"] and saved_hps["epochs"] == 3 and saved_hps["amp"] is True
-    assert json.loads((model_dir / contract.CLASSES_FILE).read_text()) == list(CLASS_NAMES)
+    assert json.loads((model_dir / contract.CLASSES_FILE).read_text()) == list(GTSRB_CLASS_NAMES)
     last = history[-1]["val_acc"]
     assert last >= 0.8 > 3 / NUM_TOY_CLASSES  # chance is 1/6
 

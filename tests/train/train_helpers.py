@@ -18,6 +18,7 @@ import mxnet as mx
 import numpy as np
 
 from gtsrb.common import contract, sagemaker_job
+from gtsrb.common.classes import GTSRB_CLASS_NAMES, write_class_names
 from pipelines.emulated_job import JobDirs, link_channels
 from pipelines.emulated_job import write_job_config as write_job_config_files
 
@@ -60,6 +61,7 @@ def write_split(folder: Path, split: str, labels: list[int], side: int, seed: in
         lines.append(f"{i}\t{float(label)}\t{label:05d}_{i:05d}.jpg")
     writer.close()
     files.lst.write_text("\n".join(lines) + "\n")
+    write_class_names(folder, list(GTSRB_CLASS_NAMES))  # as prepare writes beside every split
     return files
 
 
