@@ -13,11 +13,15 @@ DATA      ?=
 THRESHOLD ?=
 HP        ?=
 RECIPE    ?=
+DEMO_EXIT_CODES = 1 a step failed, 3 accuracy below the threshold, 130 interrupted
 # deployment (make deploy / undeploy / approve / deploy-local; pipelines/deploy, docs/deployment.md)
 STAGE       ?=
 VERSION     ?=
 PACKAGE_ARN ?=
 ifdef STAGE
+ifeq ($(wildcard deploy/$(STAGE).json),)
+$(error STAGE=$(STAGE) is not a stage: use one of $(basename $(notdir $(wildcard deploy/*.json))) (each is deploy/<stage>.json))
+endif
 MODEL       ?= $(shell $(PY) -m pipelines.deploy.local_twin uri --stage $(STAGE))
 endif
 # images (make build / push / train-local)
@@ -29,7 +33,7 @@ AWS_REGION ?= $(or $(REGION),$(AWS_DEFAULT_REGION),us-east-1)
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help install demo-data demo recipes test test-fast bench lint lock clean \
-        build push train-local test-containers pin-base check-gpu-libs definition upsert preflight serve predict gpu-target bench-gpu \
+        build push train-local test-containers pin-base check-gpu-libs definition upsert preflight serve predict ui gpu-target bench-gpu \
         deploy undeploy approve deploy-local sagemaker-local transform
 
 help: ## List the targets
@@ -48,7 +52,8 @@ demo-data: $(STAMP) ## Write the synthetic GTSRB-like demo set (DEMO_DATA=dir, S
 	$(PY) -m gtsrb.demo_data --output $(or $(DEMO_DATA),data/demo) $(if $(SEED),--seed $(SEED)) $(if $(TRACKS),--tracks-per-class $(TRACKS))
 
 demo: $(STAMP) ## Run prepare -> train -> evaluate -> register on this machine (DATA=, WORK=, THRESHOLD=, RECIPE=file, HP='k=v ...', INSTANCES=2)
-	$(PY) -m pipelines.local --work $(WORK) $(if $(DATA),--data $(DATA)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(HP),--hp $(HP)) $(if $(INSTANCES),--instances $(INSTANCES))
+	@$(PY) -m pipelines.local --work $(WORK) $(if $(DATA),--data $(DATA)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(HP),--hp $(HP)) $(if $(INSTANCES),--instances $(INSTANCES)) \
+	  || { code=$$?; echo "make demo: the pipeline exited $$code ($(DEMO_EXIT_CODES)); make itself exits 2 on any failure: scripts run $(PY) -m pipelines.local for the code" >&2; exit $$code; }
 
 recipes: $(STAMP) ## Rewrite recipes/cpu.yaml and recipes/gpu.yaml from the presets in src/train/hyperparameters.py
 	$(PY) -m pipelines.recipes
@@ -70,18 +75,25 @@ sagemaker-local: $(STAMP) ## Execute the SageMaker pipeline in the SDK's local m
 	  $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(HP),--hp $(HP))
 
 # --- serving: the model server of the images, here without Docker (src/serve, docs/serving.md) ---
-MODEL  ?= $(WORK)/train/model
+MODEL  ?=
 PORT   ?= 8080
-OUT    ?= predictions.csv
+# make serve listens on this machine only; the images listen on all interfaces (SageMaker needs it)
+BIND   ?= 127.0.0.1
+OUT    ?= $(WORK)/predictions.csv
 IMAGES ?=
+TOP_K  ?= 1
+UI_PORT ?= 5000
 
-serve: $(STAMP) ## Serve MODEL= (dir, model.tar.gz or models:/gtsrb-traffic-signs/<version|@alias>; default WORK's) on PORT=8080
-	@echo ">> serving $(MODEL) on http://localhost:$(PORT) (SageMaker hosting contract; Ctrl-C stops)"
-	$(PY) -m gtsrb.serve --model '$(MODEL)' --registry $(WORK) --port $(PORT)
+serve: $(STAMP) ## Serve MODEL= (dir, model.tar.gz or models:/gtsrb-traffic-signs/<version|@alias>; default: WORK's newest registered version) on BIND=127.0.0.1 PORT=8080
+	@echo ">> serving $(or $(MODEL),the newest version registered by $(WORK)) on http://$(BIND):$(PORT) (SageMaker hosting contract; BIND=0.0.0.0 to serve other machines; Ctrl-C stops)"
+	$(PY) -m gtsrb.serve $(if $(MODEL),--model '$(MODEL)',--newest-registered) --registry $(WORK) --host $(BIND) --port $(PORT)
 
-predict: $(STAMP) ## Predict IMAGES=<dir or files> with MODEL= into OUT=predictions.csv (one row per image)
-	@test -n "$(IMAGES)" || { echo "make predict: set IMAGES=<folder or image files>" >&2; exit 2; }
-	$(PY) -m gtsrb.serve.predict $(IMAGES) --model '$(MODEL)' --registry $(WORK) --out $(OUT)
+predict: $(STAMP) ## Predict IMAGES=<dir, files or labelled CSV> with MODEL= (default as serve) into OUT=WORK/predictions.csv (TOP_K=)
+	@test -n "$(IMAGES)" || { echo "make predict: set IMAGES=<folder, image files or a labelled CSV>" >&2; exit 2; }
+	$(PY) -m gtsrb.serve.predict $(IMAGES) $(if $(MODEL),--model '$(MODEL)') --registry $(WORK) --out $(OUT) --top-k $(TOP_K)
+
+ui: $(STAMP) ## Open MLflow's UI on the store of every run (MLFLOW_TRACKING_URI, else runs/mlflow.db beside WORK) on UI_PORT=5000
+	$(PY) -m pipelines.ui --work $(WORK) --port $(UI_PORT)
 
 bench: $(STAMP) ## Benchmarks as ratios against a reference measured in the same run
 	$(PY) -m bench

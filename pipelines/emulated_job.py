@@ -31,8 +31,12 @@ TRAINING_MODULE = "train"  # SM_MODULE_NAME: the script the toolkit runs
 # MXNet's C++ log lines (`[23:18:27] ../src/io/iter_image_recordio_2.cc:178: ImageRecordIOParser2:
 # ... use 1 threads for decoding..`): kept in the job's log, hidden from the console.
 MXNET_LOG_LINE = re.compile(rb"\[\d\d:\d\d:\d\d\] [^\s:]+\.(?:cc|h):\d+: [^\n]*\n")
-# An unfinished line that may still become one of those: held back until its end arrives.
-_MAYBE_MXNET_START = re.compile(rb"\[[0-9:]*(?:\](?: [^\n]*)?)?\Z")
+# What of a step's output the local pipeline's console leaves out: MXNet's lines, and the step's
+# own `ERROR: <sentence>` (the runner prints it once, with the step's name and its log).
+STEP_CONSOLE_HIDE = re.compile(MXNET_LOG_LINE.pattern + rb"|(?m:^ERROR: [^\n]*\n)")
+# An unfinished line that may still become one of those (or a step's `ERROR: ...` line): held
+# back until its end arrives.
+_MAYBE_HIDDEN_START = re.compile(rb"\[[0-9:]*(?:\](?: [^\n]*)?)?\Z|\AE(?:R(?:R(?:O(?:R(?::(?: [^\n]*)?)?)?)?)?)?\Z")
 _CHUNK = 65536
 
 
@@ -172,7 +176,7 @@ class ConsoleFilter:
         data = self.pending + chunk
         cut = data.rfind(b"\n") + 1
         complete, tail = data[:cut], data[cut:]
-        held = _MAYBE_MXNET_START.search(tail)
+        held = _MAYBE_HIDDEN_START.search(tail)
         self.pending = tail[held.start():] if held else b""
         return self.hide.sub(b"", complete) + (tail[: held.start()] if held else tail)
 
@@ -217,7 +221,7 @@ def run_logged(argv: list[str], log_file: Path, env: dict[str, str] | None = Non
 
 
 def run_step_job(step: str, argv: list[str], log_file: Path, failure_file: Path, env: dict[str, str] | None = None,
-                 hide: re.Pattern[bytes] | None = MXNET_LOG_LINE) -> None:
+                 hide: re.Pattern[bytes] | None = STEP_CONSOLE_HIDE) -> None:
     """run_logged for a pipeline step: StepError with the job's own failure reason on a non-zero exit."""
     failure_file.unlink(missing_ok=True)
     code = run_logged(argv, log_file, env, hide)

@@ -15,6 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "gtsrb-sample"
 
 
+@pytest.fixture(autouse=True)
+def _default_mlflow_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test uses the default store beside its WORK, never the MLFLOW_TRACKING_URI of the
+    shell that runs the tests (a test that wants one sets it)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     """The real GTSRB sample beside the project (official layout), or skip."""

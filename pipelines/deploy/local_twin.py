@@ -1,4 +1,4 @@
-"""The local twin of approval and deployment, on the MLflow registry of `make demo` (WORK/mlflow.db).
+"""The local twin of approval and deployment, on the MLflow registry of `make demo` (runs/mlflow.db).
 
     python -m pipelines.deploy.local_twin approve --version 1      # make approve VERSION=1
     python -m pipelines.deploy.local_twin promote --stage staging  # make deploy-local STAGE=staging
@@ -16,7 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from gtsrb.common.failure import StepError
 from pipelines import graph, registry
+from pipelines.deploy import stage_config
 from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_NO_VERSION, DeployError
 
 DEFAULT_WORK = Path("runs/demo")  # make demo's WORK
@@ -29,8 +31,8 @@ def model_uri(stage: str, model_name: str = graph.MODEL_PACKAGE_GROUP) -> str:
 
 def versions(work: Path, model_name: str) -> list:
     """Every registered version, or DeployError(EXIT_NO_VERSION) when there is no registry yet."""
-    if not (work / registry.DB_FILE).is_file():
-        raise DeployError(EXIT_NO_VERSION, f"{work / registry.DB_FILE}: no local registry; run make demo first (or pass WORK=).")
+    if not registry.store_exists(work):
+        raise DeployError(EXIT_NO_VERSION, f"{registry.tracking_uri(work)}: no MLflow store yet; run make demo first (or pass WORK=).")
     return registry.find_versions(work, model_name)
 
 
@@ -71,6 +73,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     needed = "version" if args.action == "approve" else "stage"
     if not getattr(args, needed):
         raise DeployError(EXIT_BAD_INPUT, f"{args.action} needs --{needed} (make: {needed.upper()}=...).")
+    if args.stage in registry.RESERVED_ALIASES:
+        raise DeployError(EXIT_BAD_INPUT, f"STAGE={args.stage}: MLflow reserves the alias {args.stage!r}; use a stage name "
+                                          "such as staging or prod, or serve a version with MODEL=models:/<name>/<N>.")
+    if args.stage is not None:
+        stage_config.load(stage_config.config_path(args.stage))  # only the stages deploy/ defines
     return args
 
 
@@ -95,6 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     except DeployError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         sys.exit(err.code)
+    except StepError as err:  # the registry cannot be opened (a damaged mlflow.db)
+        print(f"ERROR: {err}", file=sys.stderr)
+        sys.exit(EXIT_NO_VERSION)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,15 @@ folders under WORK, and the training step runs `python -m gtsrb.train` with the 
 sagemaker-training toolkit gives it (SM_CHANNEL_*, SM_MODEL_DIR, SM_HPS, hyperparameters as
 `--key value`, SAGEMAKER_BASE_DIR so that /opt/ml/checkpoints is WORK/train/checkpoints). Then
 the condition reads the accuracy from evaluation.json, and RegisterModel records the model in
-MLflow's registry (pipelines.registry) or the run fails with graph.fail_message().
+MLflow's registry (pipelines.registry: one store for every WORK, ../mlflow.db beside WORK unless
+MLFLOW_TRACKING_URI says otherwise) or the run fails with graph.fail_message().
 
 WORK layout:
     data/                       generated demo data (when --data is not given)
     prepare/{train,validation,test,manifest}/   the PrepareData outputs
     train/model/ train/model.tar.gz train/checkpoints/ train/output/   the TrainModel job
     evaluation/                 evaluation.json, per_class.csv, confusion_matrix.png, misclassified.png
-    mlflow.db mlartifacts/      the MLflow tracking store and model registry
+    predictions.csv             make predict's default output
     steps/<Step>.json|.log      done-markers (step reuse) and each step's full log
 
 Exit codes: 0 registered, 1 a step failed or bad input, 3 accuracy below the threshold,

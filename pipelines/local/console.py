@@ -42,7 +42,8 @@ class Summary:
 
     manifest_file: Path
     report_dir: Path
-    registry_db: Path
+    work: Path
+    store: str | None  # the MLflow tracking URI, None when nothing was logged to it yet
     accuracy: float
     threshold: float
     reports: list[StepReport]
@@ -102,5 +103,5 @@ def print_summary(summary: Summary) -> None:
     print(f"time        {timing}")
     print(f"report      {shown_path(summary.report_dir)}")
     print(f"registry    {summary.outcome}")
-    if summary.registry_db.is_file():
-        print(f"browse      mlflow ui --backend-store-uri sqlite:///{shown_path(summary.registry_db)}", flush=True)
+    if summary.store:
+        print(f"browse      make ui WORK={shown_path(summary.work)}  (MLflow store {summary.store})", flush=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError
 from pipelines import emulated_hosts, emulated_job, graph
-from pipelines.local import console, layout
+from pipelines.local import aside, console, layout
 from pipelines.local.options import DEMO_STEP, Options, demo_data_args, resolve_hyperparameters, visible_gpus
 from pipelines.local_cache import Marker, StepCache, hash_code, hash_tree, step_key
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # mlflow behind the registry takes ~2 s to import: only regis
     from pipelines.registry import Submission
 
 COMMON_CODE = "gtsrb.common"
+REGISTER_CODE = ("pipelines.registry", "pipelines.run_record", "pipelines.mlflow_model")  # what a registration runs
 EXIT_REGISTERED, EXIT_BELOW_THRESHOLD = 0, 3
 
 
@@ -45,17 +46,19 @@ class LocalPipeline:
 
     # --- step plumbing
     def cached_step(self, name: str, key: str, outputs: dict[str, Path], job: Callable[[], dict | None],
-                    hash_outputs: bool = True) -> Marker:
-        """Reuse the finished step with this key, or run `job()` and record it."""
+                    hash_outputs: bool = True, replaces: Sequence[Path] = ()) -> Marker:
+        """Reuse the finished step with this key, or run `job()` and record it. The earlier outputs
+        `replaces` are kept aside while the job runs and put back if it fails (pipelines.local.aside)."""
+        aside.restore_interrupted(replaces)
         marker = self.cache.lookup(name, key, outputs)
         if marker is not None:
             console.announce(f"{name}: reusing the finished step from {marker.finished} (same inputs and parameters)")
             self.reports.append(console.StepReport(name, marker.seconds, cached=True))
         else:
             console.announce(f"{name}: running")
-            self.cache.forget(name)
             start = time.monotonic()
-            info = job() or {}
+            with aside.kept_until_replaced(replaces):
+                info = job() or {}
             hashes = {n: hash_tree(p) if hash_outputs else "" for n, p in outputs.items()}
             marker = Marker(name, key, round(time.monotonic() - start, 1), hashes, info)
             self.cache.write(marker, outputs)  # signatures: a reuse verifies what it hands on
@@ -83,11 +86,10 @@ class LocalPipeline:
         flags = demo_data_args(self.options.demo_size)
         key = step_key(DEMO_STEP, code=hash_code("gtsrb.demo_data"), argv=flags)  # not the WORK path
         argv = [sys.executable, "-m", "gtsrb.demo_data", "--output", str(self.data), *flags]
-        marker = self.cached_step(DEMO_STEP, key, {"data": self.data}, partial(self._generate, argv))
+        marker = self.cached_step(DEMO_STEP, key, {"data": self.data}, partial(self._generate, argv), replaces=[self.data])
         self.hashes[(None, graph.RAW_DATA.output)] = marker.outputs["data"]
 
     def _generate(self, argv: list[str]) -> None:
-        shutil.rmtree(self.data, ignore_errors=True)
         emulated_job.run_step_job(DEMO_STEP, argv, self.log_file(DEMO_STEP), self.failure_file(DEMO_STEP))
 
     def run_processing(self, spec: graph.ProcessingSpec, extra: list[str]) -> Marker:
@@ -101,10 +103,10 @@ class LocalPipeline:
         inputs = {name: self.source_hash(inp.source) for name, inp in spec.inputs.items()}
         key = step_key(spec.name, code=hash_code(spec.module, COMMON_CODE), command=command, inputs=inputs)
         outputs = layout.processing_outputs(spec, self.work)
-        return self.cached_step(spec.name, key, outputs, partial(self._process, spec, argv))
+        return self.cached_step(spec.name, key, outputs, partial(self._process, spec, argv),
+                                replaces=[self.work / layout.STEP_DIRS[spec.name]])
 
     def _process(self, spec: graph.ProcessingSpec, argv: list[str]) -> None:
-        shutil.rmtree(self.work / layout.STEP_DIRS[spec.name], ignore_errors=True)
         env = {sagemaker_job.BASE_DIR_ENV: str(self.steps_dir / spec.name)}  # the failure message lands there
         emulated_job.run_step_job(spec.name, argv, self.log_file(spec.name), self.failure_file(spec.name), env)
 
@@ -115,7 +117,8 @@ class LocalPipeline:
         instances = {"instances": self.options.instances} if self.options.instances > 1 else {}  # one host: the key as before
         key = step_key(graph.TRAIN.name, code=hash_code("gtsrb.train", COMMON_CODE), hps=self.hps, inputs=inputs, **instances)
         outputs = layout.step_outputs(graph.TRAIN.name, self.work)
-        return self.cached_step(graph.TRAIN.name, key, outputs, partial(self._train, key, channels))
+        return self.cached_step(graph.TRAIN.name, key, outputs, partial(self._train, key, channels),
+                                replaces=[self.job.model_dir, self.job.archive])
 
     def _train(self, key: str, channels: dict[str, Path]) -> None:
         argv = [sys.executable, "-m", "gtsrb.train", *emulated_job.hyperparameters_to_args(self.hps)]
@@ -166,23 +169,31 @@ class LocalPipeline:
             "evaluation": self.hashes[(graph.CONDITION.source.step, graph.CONDITION.source.output)],
             contract.MANIFEST_OUTPUT: self.hashes[(graph.PREPARE.name, contract.MANIFEST_OUTPUT)],
         }
-        key = step_key(graph.REGISTER, code=hash_code("pipelines.registry"), group=graph.MODEL_PACKAGE_GROUP, inputs=inputs)
+        key = step_key(graph.REGISTER, code=hash_code(*REGISTER_CODE), group=graph.MODEL_PACKAGE_GROUP,
+                       store=registry.tracking_uri(self.work), inputs=inputs)
         submission = registry.Submission(
             model_archive=self.job.archive,
             model_dir=self.job.model_dir,
             evaluation_dir=self.evaluation_dir(),
             manifest_file=self.manifest_file(),
-            params={**self.hps, "threshold": str(self.options.threshold), "data": str(self.data)},
-            tags={"run_name": f"local-{time.strftime('%Y%m%d-%H%M%S')}", "pipeline": "local", "work": str(self.work)},
+            params={"threshold": str(self.options.threshold), "data": str(self.data)},
+            tags={"run_name": f"local-{time.strftime('%Y%m%d-%H%M%S')}", "pipeline": "local", "work": str(self.work),
+                  "mlflow.source.name": "python -m pipelines.local",
+                  "hp_overrides": " ".join(f"{k}={v}" for k, v in self.hps.items())},
             description=f"Trained by the local pipeline in {self.work} on {self.data}.",
+            seconds=sum(r.seconds for r in self.reports),
         )
-        outputs = {"registry": self.work / registry.DB_FILE}
-        return self.cached_step(graph.REGISTER, key, outputs, partial(self._register, submission), hash_outputs=False)
+        earlier = self.cache.lookup(graph.REGISTER, key, {})
+        if earlier is not None and not registry.version_exists(self.work, earlier.info["model_name"], earlier.info["version"]):
+            console.announce(f"{graph.REGISTER}: {earlier.info['model_name']} version {earlier.info['version']} is no "
+                             "longer in the registry (deleted?); registering the model again")
+            self.cache.forget(graph.REGISTER)
+        return self.cached_step(graph.REGISTER, key, {}, partial(self._register, submission, key), hash_outputs=False)
 
-    def _register(self, submission: Submission) -> dict:
+    def _register(self, submission: Submission, key: str) -> dict:
         from pipelines import registry
 
-        registered = registry.register(self.work, submission)
+        registered = registry.register(self.work, submission, step_key=key)
         return {"model_name": registered.model_name, "version": registered.version, "run_id": registered.run_id}
 
     def prepare_args(self) -> list[str]:
@@ -191,6 +202,13 @@ class LocalPipeline:
 
         allow = Hyperparameters.from_mapping(self.hps).allow_missing_test_classes
         return ["--image-size", str(self.image_size), *(["--allow-missing-test-classes"] if allow else [])]
+
+    def approval_status(self, info: dict) -> str:
+        """The version's approval status now (a reused registration may have been approved since)."""
+        from pipelines import registry
+
+        found = [v for v in registry.find_versions(self.work, info["model_name"]) if str(v.version) == str(info["version"])]
+        return found[0].tags.get(registry.APPROVAL_TAG, graph.APPROVAL_STATUS) if found else graph.APPROVAL_STATUS
 
     # --- the whole run
     def plan(self) -> console.Plan:
@@ -201,9 +219,10 @@ class LocalPipeline:
 
     def summary(self, accuracy: float, outcome: str) -> console.Summary:
         """What the run's last lines show."""
-        from pipelines.registry import DB_FILE
+        from pipelines.registry import store_exists, tracking_uri
 
-        return console.Summary(self.manifest_file(), self.evaluation_dir(), self.work / DB_FILE, accuracy,
+        store = tracking_uri(self.work) if store_exists(self.work) else None
+        return console.Summary(self.manifest_file(), self.evaluation_dir(), self.work, store, accuracy,
                                self.options.threshold, self.reports, outcome)
 
     def run(self) -> int:
@@ -217,11 +236,11 @@ class LocalPipeline:
         passed, accuracy = self.check_condition()
         if not passed:
             message = graph.fail_message(f"{accuracy:.4f}", self.options.threshold)
-            console.announce(f"{graph.CONDITION.if_false}: {message}")
-            console.print_summary(self.summary(accuracy, f"NOT registered: {message}"))
-            print(f"\nFAILED ({graph.FAIL}): {message}", file=sys.stderr, flush=True)
+            console.announce(graph.CONDITION.if_false)
+            console.print_summary(self.summary(accuracy, "NOT registered (accuracy below the threshold)"))
+            print(f"\nFAILED ({graph.FAIL}): {message} Exit code {EXIT_BELOW_THRESHOLD}.", file=sys.stderr, flush=True)
             return EXIT_BELOW_THRESHOLD
         info = self.register().info
-        outcome = f"{info['model_name']} version {info['version']} ({graph.APPROVAL_STATUS}), MLflow run {info['run_id']}"
+        outcome = f"{info['model_name']} version {info['version']} ({self.approval_status(info)}), MLflow run {info['run_id']}"
         console.print_summary(self.summary(accuracy, outcome))
         return EXIT_REGISTERED

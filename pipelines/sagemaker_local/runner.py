@@ -67,8 +67,9 @@ class StepResult:
 
 def split_hyperparameters(hps: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """(start parameters, fixed hyperparameters): a hyperparameter the pipeline has a parameter for
-    (epochs -> Epochs, ...) is overridden at start; any other is fixed when the pipeline is built."""
-    parameter_of = {hp: name for name, hp in HYPERPARAMETER_OF.items()}
+    (epochs -> Epochs, ...) is overridden at start; any other is fixed when the pipeline is built. The
+    preset is always fixed: it sets the other parameters' defaults, which a start override would not."""
+    parameter_of = {hp: name for name, hp in HYPERPARAMETER_OF.items() if hp != "preset"}
     parameters = {parameter_of[key]: value for key, value in hps.items() if key in parameter_of}
     fixed = {**FIXED_DEFAULTS, **{key: value for key, value in hps.items() if key not in parameter_of}}
     return parameters, fixed

@@ -6,7 +6,7 @@ SageMaker shows the first 1 KiB of `/opt/ml/output/failure` (training jobs) or
 
 from __future__ import annotations
 
-import logging
+import shutil
 import sys
 import traceback
 from collections.abc import Callable
@@ -14,13 +14,38 @@ from pathlib import Path
 
 from gtsrb.common import sagemaker_job
 
-log = logging.getLogger(__name__)
 REASON_SEPARATOR = "\n\n"  # a failure file: the one-sentence reason, a blank line, the traceback
 ERROR_PREFIX = "ERROR: "  # a failed step's last words on stderr: ERROR_PREFIX + the sentence
 
 
 class StepError(Exception):
     """A failure the user can act on; its message says what failed, where, and what to do."""
+
+
+def first_line(err: BaseException) -> str:
+    """An error's message in one line (MXNet's carry a C++ stack trace below it)."""
+    for line in str(err).splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Traceback", "Stack trace", "[bt]", "File ")):
+            return line
+    return type(err).__name__
+
+
+def write_failed(folder: Path, what: str, err: BaseException) -> StepError:
+    """One sentence for a write that failed (a full disk, no permission): the folder, the reason,
+    the free space there."""
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MB free there"
+    except OSError:
+        free = "free space unknown"
+    if isinstance(err, OSError) and err.strerror:
+        reason = err.strerror
+    elif "Write incomplete" in str(err):  # MXNet's file stream: fwrite wrote less (no errno kept)
+        reason = "the write was cut short"
+    else:
+        reason = first_line(err)
+    return StepError(f"{folder}: cannot write {what} ({reason}; {free}); nothing was left under a final name. "
+                     "Free space or give the job a larger volume, then run again.")
 
 
 def output_dir() -> Path:
@@ -88,6 +113,5 @@ def _failure_of(main: Callable[[], None]) -> tuple[str, str] | None:
 
 
 def _report(sentence: str) -> None:
-    """The sentence in the log and on stderr."""
-    log.error("%s", sentence)
-    print(f"{ERROR_PREFIX}{sentence}", file=sys.stderr)
+    """The sentence once, on stderr (a logging record too would print it twice in the job's log)."""
+    print(f"{ERROR_PREFIX}{sentence}", file=sys.stderr, flush=True)

@@ -15,12 +15,17 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from gtsrb import MAX_IMAGE_PIXELS
 from gtsrb.common.preprocessing import Preprocessing, stored_size
 
-# Largest image decoded (pixels). GTSRB photos are at most ~250x250; a header claiming more is a
-# corrupt or hostile file (a 1 KB PPM can claim 100000x100000), and decoding it could take
-# gigabytes in every worker (the OOM killer) or make OpenCV raise.
-MAX_PIXELS = 40_000_000
+# Largest image decoded (pixels): a larger one could take gigabytes in every worker (the OOM
+# killer). Also OpenCV's own cap (OPENCV_IO_MAX_IMAGE_PIXELS, set when the gtsrb package loads).
+MAX_PIXELS = MAX_IMAGE_PIXELS
+
+# Only formats whose size Pillow reads from the header are decoded: the size is checked before any
+# pixel is. OpenCV also decodes formats Pillow cannot size (Radiance HDR, OpenEXR, PFM, Sun raster):
+# a 6 MB HDR file declaring 95 megapixels would cost gigabytes to decode.
+UNREADABLE_FORMAT = "not a decodable image (truncated, corrupt, or not a format we read: JPEG, PNG, PPM/PGM, BMP, TIFF, WebP)"
 
 
 def header_size(raw: bytes) -> tuple[int, int] | None:
@@ -36,10 +41,9 @@ def header_size(raw: bytes) -> tuple[int, int] | None:
             return None
 
 
-def too_large(raw: bytes) -> str | None:
+def too_large(size: tuple[int, int]) -> str | None:
     """The reason to refuse when the header claims more than MAX_PIXELS pixels, else None."""
-    size = header_size(raw)
-    if size is None or size[0] * size[1] <= MAX_PIXELS:
+    if size[0] * size[1] <= MAX_PIXELS:
         return None
     claimed = "" if size[1] == 1 else f" ({size[0]}x{size[1]})"
     return f"the header claims an image too large to decode{claimed}; at most {MAX_PIXELS} pixels are allowed"
@@ -49,14 +53,17 @@ def decode(raw: bytes) -> tuple[np.ndarray | None, str | None, str | None]:
     """(BGR uint8 image, conversion, reason it cannot be used) from an image file's bytes."""
     if not raw:
         return None, None, "empty file (0 bytes)"
-    if reason := too_large(raw):
+    size = header_size(raw)
+    if size is None:
+        return None, None, UNREADABLE_FORMAT
+    if reason := too_large(size):
         return None, None, reason
     try:
         image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as err:  # OpenCV's own size limit, or a failed allocation
         return None, None, f"OpenCV cannot decode it ({str(err).strip().splitlines()[-1]})"
     if image is None or image.size == 0:
-        return None, None, "not a decodable image (truncated, corrupt or not an image file)"
+        return None, None, UNREADABLE_FORMAT
     conversion = None
     if image.dtype != np.uint8:
         if image.dtype != np.uint16:

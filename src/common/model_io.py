@@ -8,6 +8,8 @@ hyperparameters.json, history.json. SageMaker tars the directory as model.tar.gz
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import tarfile
 import tempfile
 import warnings
@@ -18,7 +20,7 @@ import mxnet as mx
 
 from gtsrb.common import contract
 from gtsrb.common.classes import check_class_names, write_class_names
-from gtsrb.common.failure import StepError
+from gtsrb.common.failure import StepError, first_line, write_failed
 from gtsrb.common.preprocessing import Preprocessing
 
 
@@ -31,14 +33,27 @@ def save_model(
     class_names: list[str],
 ) -> None:
     """Export a hybridized, already-run network and everything needed to use it (its class
-    names in output order: the training data's, never a built-in table)."""
+    names in output order: the training data's, never a built-in table).
+
+    Every file is written into a hidden folder inside `model_dir` first and renamed into place
+    only when all are written: a full disk leaves no partial file under a final name (StepError
+    naming the folder and its free space).
+    """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    net.export(str(model_dir / contract.MODEL_PREFIX), epoch=0)
-    write_class_names(model_dir, class_names)
-    prep.save(model_dir / contract.PREPROCESSING_FILE)
-    (model_dir / contract.HYPERPARAMETERS_FILE).write_text(json.dumps(hyperparameters, indent=2) + "\n")
-    (model_dir / contract.HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
+    partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=model_dir))
+    try:
+        net.export(str(partial / contract.MODEL_PREFIX), epoch=0)
+        write_class_names(partial, class_names)
+        prep.save(partial / contract.PREPROCESSING_FILE)
+        (partial / contract.HYPERPARAMETERS_FILE).write_text(json.dumps(hyperparameters, indent=2) + "\n")
+        (partial / contract.HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
+        for path in sorted(partial.iterdir()):
+            os.replace(path, model_dir / path.name)
+    except (OSError, mx.base.MXNetError) as err:
+        raise write_failed(model_dir, "the model", err) from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def archive_model(model_dir: str | Path, archive: str | Path) -> Path:
@@ -86,7 +101,7 @@ def load_model(path: str | Path, ctx: mx.Context, workdir: str | Path | None = N
         hps = json.loads(hps_file.read_text()) if hps_file.is_file() else {}
     # TypeError: valid JSON of the wrong type, e.g. a list where preprocessing.json needs an object
     except (mx.base.MXNetError, ValueError, KeyError, TypeError, OSError) as err:
-        raise StepError(f"{path}: the model files are corrupt ({err}); re-run the train step.") from err
+        raise StepError(f"{path}: the model files are corrupt ({first_line(err)}); re-run the train step.") from err
     return LoadedModel(net=net, preprocessing=prep, class_names=class_names, hyperparameters=hps, source=path)
 
 

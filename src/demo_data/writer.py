@@ -13,9 +13,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from gtsrb.common.classes import GTSRB_NUM_CLASSES
+from gtsrb.common.progress import progress
 from gtsrb.demo_data.scene import photograph, physical_sign, track_sides
 from gtsrb.demo_data.signs import draw_sign, shape_and_colour
 
@@ -102,7 +102,7 @@ def generate(
     for job in train + test:
         job.files[0].parent.mkdir(parents=True, exist_ok=True)
     with multiprocessing.get_context("fork").Pool(workers or len(os.sched_getaffinity(0))) as pool:
-        train_rows = list(tqdm(pool.imap(render, train), total=len(train), desc="demo tracks", unit="track"))
+        train_rows = list(progress(pool.imap(render, train), total=len(train), desc="demo tracks", unit="track"))
         test_rows = pool.map(render, test, chunksize=16)
     write_annotations(root, layout, train, train_rows, test_rows)
     return root

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-from tqdm import tqdm
 
 from gtsrb.common.contract import RecordFiles, record_files
 from gtsrb.common.failure import StepError
+from gtsrb.common.progress import progress
 from gtsrb.prepare.images import ImageOptions, Packed, pack_image
 from gtsrb.prepare.layouts import Sample
 from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
@@ -77,7 +77,7 @@ def pack_split(
     try:
         # Chunks of 32 small images amortise inter-process overhead and keep the bar moving.
         outcomes = pool.map(functools.partial(pack_image, options=options), samples, chunksize=32)
-        for sample, packed in tqdm(zip(samples, outcomes, strict=True), total=len(samples), desc=f"pack {split}", unit="img"):
+        for sample, packed in progress(zip(samples, outcomes, strict=True), total=len(samples), desc=f"pack {split}", unit="img"):
             _record(sample, packed, result, root)
             if packed.jpeg is None:
                 continue

@@ -2,7 +2,9 @@
 
 The model loads in a background thread, so the worker accepts connections at once and /ping says
 503 until it is ready (SageMaker waits up to 4 minutes for a 200). Every client error is a JSON
-`{"error": "<one sentence>"}` with 400, 413 or 415; every /invocations request logs one line.
+`{"error": "<one sentence>"}` with 400, 411, 413, 415 or 504; every /invocations request logs one
+line. A request has settings.timeout seconds (SAGEMAKER_MODEL_SERVER_TIMEOUT), checked between
+batches of records, and at most protocol.MAX_RECORDS records.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def create_app(settings: ServerSettings) -> Flask:
     @app.post(protocol.INVOCATIONS_PATH)
     def invocations() -> Response:
         started = time.perf_counter()
-        response, images = invoke(slot.wait(LOAD_WAIT_SECONDS))
+        response, images = invoke(slot.wait(LOAD_WAIT_SECONDS), settings, time.monotonic() + settings.timeout)
         log.info(
             "event=invocation status=%d images=%d ms=%.1f content_type=%s bytes=%s",
             response.status_code, images, 1000 * (time.perf_counter() - started),
@@ -104,7 +106,7 @@ def create_app(settings: ServerSettings) -> Flask:
     def http_error(err: HTTPException) -> Response:
         if err.code == 413:
             log.info("event=invocation status=413 images=0 bytes=%s", request.content_length)
-            return error(413, f"the request is larger than the {settings.max_payload_mb:g} MB payload limit.")
+            return too_large(settings)
         return error(err.code or 500, f"{err.name}.")
 
     @app.errorhandler(Exception)
@@ -115,11 +117,27 @@ def create_app(settings: ServerSettings) -> Flask:
     return app
 
 
-def invoke(predictor: Predictor | None) -> tuple[Response, int]:
+def too_large(settings: ServerSettings) -> Response:
+    """413: the body is over the payload limit."""
+    return error(413, f"the request is larger than the {settings.max_payload_mb:g} MB payload limit.")
+
+
+def read_body(limit: int) -> bytes | None:
+    """The request body, or None when it is longer than `limit` bytes.
+
+    A body with Content-Length over the limit never gets here (Flask's MAX_CONTENT_LENGTH); a
+    chunked one has no length, so one byte past the limit is read to tell (never cut silently).
+    """
+    stream = request.environ["wsgi.input"]
+    body = stream.read(limit + 1) if request.content_length is None else request.get_data()
+    return None if len(body) > limit else body
+
+
+def invoke(predictor: Predictor | None, settings: ServerSettings, deadline: float) -> tuple[Response, int]:
     """Answer one /invocations request; (response, number of images)."""
     if predictor is None:
         return error(503, "the model is still loading; retry when /ping answers 200."), 0
-    from gtsrb.serve.predictor import ImageError  # loaded by now
+    from gtsrb.serve.predictor import DeadlineError, ImageError  # loaded by now
 
     content_type = request.mimetype
     if content_type not in protocol.REQUEST_CONTENT_TYPES:
@@ -129,29 +147,37 @@ def invoke(predictor: Predictor | None) -> tuple[Response, int]:
         top_k = protocol.parse_top_k(request.headers.get(protocol.CUSTOM_ATTRIBUTES_HEADER), len(predictor.class_names))
     except ValueError as err:
         return error(400, f"{err}."), 0
-    body = request.get_data()
+    body = read_body(int(settings.max_payload_mb * 1024 * 1024))
+    if body is None:
+        return too_large(settings), 0
     if not body:
         return error(400, "the request body is empty; send an image file."), 0
-    if content_type == protocol.RECORDIO_CONTENT_TYPE:
-        return recordio_answer(predictor, body, top_k)
     try:
-        (document,) = predictor.predict([body], top_k)
+        if content_type == protocol.RECORDIO_CONTENT_TYPE:
+            return recordio_answer(predictor, body, top_k, deadline)
+        (document,) = predictor.predict([body], top_k=top_k, deadline=deadline)
     except ImageError as err:
         return error(400, f"{err}."), 1
+    except DeadlineError as err:
+        return error(504, f"the request took longer than its {settings.timeout:g} s limit ({protocol.ENV_TIMEOUT}) and "
+                          f"was stopped; it {err}; send fewer records per request."), 0
     return json_response(document), 1
 
 
-def recordio_answer(predictor: Predictor, body: bytes, top_k: int) -> tuple[Response, int]:
-    """JSON Lines, one prediction per RecordIO record, in order."""
+def recordio_answer(predictor: Predictor, body: bytes, top_k: int, deadline: float) -> tuple[Response, int]:
+    """JSON Lines, one prediction per RecordIO record, in order (decoded a batch at a time)."""
     from gtsrb.prepare.recordio import RecordIOError, image_of, split_records
-    from gtsrb.serve.predictor import ImageError
 
     try:
-        images = [image_of(record) for record in split_records(body)]
-        documents = predictor.predict(images, top_k)
+        records = split_records(body)
     except RecordIOError as err:
         return error(400, f"the body is not RecordIO: {err}."), 0
-    except ImageError as err:
-        return error(400, f"{err}."), 0
+    if len(records) > protocol.MAX_RECORDS:
+        return error(413, f"the request holds {len(records)} records, more than the {protocol.MAX_RECORDS} allowed "
+                          "per request; split it (e.g. a smaller MaxPayloadInMB)."), 0
+    try:
+        documents = predictor.predict(lambda i: image_of(records[i]), len(records), top_k, deadline)
+    except RecordIOError as err:
+        return error(400, f"the body is not RecordIO: {err}."), 0
     lines = "".join(json.dumps(document) + "\n" for document in documents)
-    return Response(lines, status=200, mimetype=protocol.JSONLINES_CONTENT_TYPE), len(images)
+    return Response(lines, status=200, mimetype=protocol.JSONLINES_CONTENT_TYPE), len(records)

@@ -10,9 +10,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+from gtsrb.common import contract
 from gtsrb.common.failure import StepError
 from gtsrb.serve import protocol, sources
 from gtsrb.serve.server import LOG_FORMAT, serve, settings_from_env
@@ -27,27 +33,64 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default=protocol.MODEL_DIR,
                         help="model directory, model.tar.gz, or models:/<name>/<version> | models:/<name>@<alias>")
     parser.add_argument("--registry", type=Path, default=Path("runs/demo"),
-                        help="the local pipeline's WORK folder holding the MLflow registry (for models:/ URIs)")
+                        help="the local pipeline's WORK folder (its MLflow store resolves models:/ URIs)")
+    parser.add_argument("--newest-registered", action="store_true",
+                        help="serve the newest version registered by --registry's runs (make serve without MODEL=)")
     parser.add_argument("--port", type=int, default=int(os.environ.get(protocol.ENV_PORT) or protocol.DEFAULT_PORT))
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--host", default="0.0.0.0", help="all interfaces, as SageMaker needs (make serve: 127.0.0.1)")
     return parser.parse_args(argv)
 
 
+def checked_model(model: Path, scratch: Path) -> Path | None:
+    """The model folder the workers load: a model.tar.gz is unpacked into `scratch` once, here.
+
+    The check (load, class list against the network's output, one warm-up prediction) runs in a
+    child process, so MXNet never loads in gunicorn's master; its ERROR line is the server's.
+    None when the model is unusable.
+    """
+    archive = model.is_file() or ((model / contract.MODEL_ARCHIVE).is_file() and not (model / contract.SYMBOL_FILE).is_file())
+    command = [sys.executable, "-m", "gtsrb.serve.predictor", str(model)]
+    if archive:
+        command += ["--unpack-to", str(scratch / "model")]
+    if subprocess.run(command, check=False).returncode != 0:
+        return None
+    return scratch / "model" if archive else model
+
+
+def stopped(signum: int, frame: object) -> None:
+    """SIGTERM while the model is checked: a normal stop (the check process is killed, the scratch removed)."""
+    raise SystemExit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Resolve the model, then serve until stopped; exit 2 with one sentence on a bad model source."""
+    """Resolve and check the model, then serve until stopped; exit 2 with one sentence on a bad
+    model or setting."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     args = parse_args(argv)
     try:
+        if args.newest_registered:
+            args.model, note = sources.newest_registered(args.registry)
+            print(f">> serving {note}", flush=True)
         model = sources.resolve(args.model, args.registry)
         if not model.exists():
             raise StepError(f"{model}: no such model directory or model.tar.gz; pass --model (make serve MODEL=...).")
+        settings = settings_from_env(str(model))
     except StepError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return EXIT_BAD_MODEL
-    settings = settings_from_env(str(model))
-    logging.getLogger("gtsrb.serve").info(
-        "event=starting model=%s port=%d workers=%d batch=%s max_payload_mb=%g",
-        model, args.port, settings.workers, settings.batch, settings.max_payload_mb,
-    )
-    serve(settings, args.port, args.host)
+    scratch, master = Path(tempfile.mkdtemp(prefix="gtsrb-serve-")), os.getpid()
+    signal.signal(signal.SIGTERM, stopped)  # until gunicorn installs its own handlers
+    try:
+        checked = checked_model(model, scratch)
+        if checked is None:
+            return EXIT_BAD_MODEL
+        settings = replace(settings, model=str(checked))
+        logging.getLogger("gtsrb.serve").info(
+            "event=starting model=%s port=%d host=%s workers=%d batch=%s max_payload_mb=%g timeout_s=%g",
+            model, args.port, args.host, settings.workers, settings.batch, settings.max_payload_mb, settings.timeout,
+        )
+        serve(settings, args.port, args.host)
+    finally:
+        if os.getpid() == master:  # a worker leaving through here (gunicorn's sys.exit) must not remove it
+            shutil.rmtree(scratch, ignore_errors=True)
     return 0

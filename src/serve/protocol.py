@@ -37,6 +37,7 @@ INVOCATIONS_PATH = "/invocations"
 EXECUTION_PARAMETERS_PATH = "/execution-parameters"
 DEFAULT_PORT = 8080
 DEFAULT_MAX_PAYLOAD_MB = 6  # SageMaker real-time endpoints refuse larger requests themselves
+MAX_RECORDS = 10_000  # RecordIO records per request (a batch transform's mini-batch); more is a 413
 MODEL_DIR = "/opt/ml/model"  # where SageMaker unpacks model.tar.gz
 ENV_PORT = "SAGEMAKER_BIND_TO_PORT"
 ENV_BATCH = "SAGEMAKER_BATCH"

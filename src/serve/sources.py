@@ -32,3 +32,20 @@ def resolve(source: str | Path, registry: str | Path) -> Path:
     except ImportError as err:
         raise StepError(f"{text}: registry URIs need the project's pipelines package ({err}); pass a model path.") from err
     return Path(version_source(registry, match["name"], match["version"], match["alias"]))
+
+
+def newest_registered(work: str | Path) -> tuple[str, str]:
+    """The registry URI of the newest version registered by WORK's runs, and a sentence saying which."""
+    try:
+        from pipelines import registry
+    except ImportError as err:
+        raise StepError(f"serving WORK's newest registered version needs the project's pipelines package ({err}).") from err
+    version = registry.newest_registered(work)
+    if version is None:
+        raise StepError(
+            f"no model version registered by {work} in {registry.tracking_uri(work)}: run `make demo` (a run below "
+            f"the threshold registers nothing), or serve a model explicitly, e.g. MODEL={Path(work) / 'train' / 'model'}."
+        )
+    status = version.tags.get(registry.APPROVAL_TAG, "?")
+    uri = f"models:/{version.name}/{version.version}"
+    return uri, f"{uri}: the newest version registered by {work} ({status}, test accuracy {version.tags.get('test_accuracy', '?')})"

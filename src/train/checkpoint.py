@@ -28,7 +28,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from gtsrb.common import contract
-from gtsrb.common.failure import StepError
+from gtsrb.common.failure import StepError, write_failed
 from gtsrb.train import optimizer
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,14 @@ def save(folder: Path, net: gluon.HybridBlock, trainer: gluon.Trainer, state: Tr
     final = folder / state.name
     tmp = folder / f".tmp-{state.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    net.save_parameters(str(tmp / NET_FILE))
-    optimizer.save_states(trainer, tmp / OPTIMIZER_ARRAYS, tmp / OPTIMIZER_JSON)
-    (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
+    try:
+        tmp.mkdir()
+        net.save_parameters(str(tmp / NET_FILE))
+        optimizer.save_states(trainer, tmp / OPTIMIZER_ARRAYS, tmp / OPTIMIZER_JSON)
+        (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
+    except (OSError, mx.base.MXNetError) as err:  # a full disk: the earlier checkpoints stay as they were
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_failed(folder, f"the checkpoint {state.name}", err) from None
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     _prune(folder, keep={final.name, state.best_checkpoint})

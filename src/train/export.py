@@ -21,6 +21,8 @@ from gtsrb.common.model_io import save_model
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.train.model import create_network
 
+ERROR_PREFIX = "ERROR: "
+
 
 def export(params_file: Path, model_dir: Path, hyperparameters: dict, history: list[dict], class_names: list[str]) -> None:
     """Build the float32 network, load `params_file`, and save the model directory."""
@@ -43,14 +45,20 @@ def export_in_fresh_process(
                                        "class_names": class_names}))
         done = subprocess.run([sys.executable, "-m", "gtsrb.train.export", str(request)], capture_output=True, text=True)
     if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+        if last.startswith(ERROR_PREFIX):  # a StepError of the child (a full disk): its sentence as is
+            raise StepError(last.removeprefix(ERROR_PREFIX))
         raise StepError(f"exporting the model into {model_dir} failed: {done.stderr.strip()[-600:]}")
 
 
 def main() -> None:
     """`python -m gtsrb.train.export REQUEST.json` (see export_in_fresh_process)."""
     request = json.loads(Path(sys.argv[1]).read_text())
-    export(Path(request["params"]), Path(request["model_dir"]), request["hyperparameters"], request["history"],
-           request["class_names"])
+    try:
+        export(Path(request["params"]), Path(request["model_dir"]), request["hyperparameters"], request["history"],
+               request["class_names"])
+    except StepError as err:
+        sys.exit(f"{ERROR_PREFIX}{err}")
 
 
 if __name__ == "__main__":

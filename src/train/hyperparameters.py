@@ -22,6 +22,8 @@ PRESETS: tuple[str, ...] = ("gpu", "cpu")
 KVSTORES: tuple[str, ...] = ("auto", "device", "nccl")
 # MXNet 1.9.1's optimizers the train step accepts (it has no AdamW; tests build a Trainer for each).
 OPTIMIZERS: tuple[str, ...] = ("sgd", "nag", "adam")
+# A run shorter than its preset's warm-up (e.g. epochs=1) warms up for this share of its epochs.
+SHORT_RUN_WARMUP_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,9 @@ class Hyperparameters:
         values = {name: _convert(name, text, known[name].type) for name, text in raw.items()}
         preset = str(values.get("preset", "gpu"))
         merged = {**cls.preset_values(preset), **values, "preset": preset}
+        warmup = merged.get("warmup_epochs", cls.warmup_epochs)
+        if "warmup_epochs" not in values and warmup >= merged.get("epochs", cls.epochs) >= 1:
+            merged["warmup_epochs"] = merged.get("epochs", cls.epochs) * SHORT_RUN_WARMUP_SHARE  # a short run warms up less
         hp = cls(**merged)
         hp.validate()
         return hp
@@ -111,7 +116,7 @@ class Hyperparameters:
             ("lr", self.lr > 0, "positive"),
             ("head_lr_mult", self.head_lr_mult > 0, "positive"),
             ("wd", self.wd >= 0, "zero or positive"),
-            ("warmup_epochs", 0 <= self.warmup_epochs < self.epochs, "in [0, epochs)"),
+            ("warmup_epochs", 0 <= self.warmup_epochs < self.epochs, f"in [0, epochs={self.epochs}), e.g. warmup_epochs=0"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("early_stopping_patience", self.early_stopping_patience >= 0, "zero or positive"),
             ("min_scale", 0 < self.min_scale <= self.max_scale, "positive and <= max_scale"),

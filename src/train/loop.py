@@ -172,7 +172,7 @@ def train_epoch(run: Run, state: TrainingState, epoch: int) -> dict[str, float]:
         _fold(sums, pending, keep=IN_FLIGHT)  # bound the engine's queue (and device memory)
         sums["images"] += batch.data[0].shape[0]
         if run.hp.log_interval and (i + 1) % run.hp.log_interval == 0 and run.workers.is_first:
-            log.info("epoch=%d batch=%d/%d batch_lr=%.5g", epoch + 1, i + 1, steps, run.trainer.learning_rate)
+            log.info("epoch=%d/%d batch=%d/%d batch_lr=%.5g", epoch + 1, run.hp.epochs, i + 1, steps, run.trainer.learning_rate)
         if run.workers.stop_agreed(run.stop.requested) and i + 1 < steps:  # every worker stops at this batch
             _add_pending(sums, pending, tick)
             _save_interrupted(run, state, epoch, i + 1, sums)
@@ -241,8 +241,10 @@ def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started
         "img_per_s": sums["images"] / max(1e-9, sums["seconds"]),
         "seconds": time.time() - started,
     }
-    log.info("%s", epoch_line(values))
     state.history.append(values)
+    remaining = run.hp.epochs - (epoch + 1)
+    eta = remaining * sum(row["seconds"] for row in state.history) / len(state.history)
+    log.info("%s", epoch_line(values, run.hp.epochs, eta, run.hp.fit_on_validation))
     _update_early_stopping(run.hp, state, values["val_acc"])
     checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state)
     run.workers.all_sum(EARLY_STOP_KEY, [float(state.stopped_early)])  # tell the other workers

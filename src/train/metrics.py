@@ -13,9 +13,9 @@ _NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 
 def _field(name: str) -> str:
-    """A field of an epoch line only (`epoch=N ... name=V`): the hyperparameters line has `lr=`
+    """A field of an epoch line only (`epoch=N/M ... name=V`): the hyperparameters line has `lr=`
     too, and would give the learning-rate metric an extra first point."""
-    return rf"\bepoch=[0-9]+ (?:\S+ )*?{name}={_NUMBER}"
+    return rf"\bepoch=[0-9]+(?:/[0-9]+)? (?:\S+ )*?{name}={_NUMBER}"
 
 
 METRIC_DEFINITIONS: list[dict[str, str]] = [
@@ -33,11 +33,28 @@ def hyperparameters_line(values: dict[str, object]) -> str:
     return "event=hyperparameters " + " ".join(f"{k}={v}" for k, v in values.items())
 
 
-def epoch_line(values: dict[str, float | int]) -> str:
-    """`epoch=3 train_loss=0.4100 ... seconds=12.3`: EPOCH_FIELDS present in `values`, in order."""
+def epoch_line(values: dict[str, float | int], epochs: int | None = None, eta_s: float | None = None,
+               val_on_training_data: bool = False) -> str:
+    """`epoch=3/9 train_loss=0.4100 ... seconds=12.3 eta=1m12s`: EPOCH_FIELDS present in
+    `values`, in order; `val_on=training_data` after val_acc when validation data was trained on."""
     parts = []
     for key in EPOCH_FIELDS:
         if key in values:
             value = values[key]
-            parts.append(f"{key}={value}" if isinstance(value, int) else f"{key}={value:.6g}")
+            text = f"{value}" if isinstance(value, int) else f"{value:.6g}"
+            parts.append(f"{key}={text}/{epochs}" if key == "epoch" and epochs else f"{key}={text}")
+            if key == "val_acc" and val_on_training_data:
+                parts.append("val_on=training_data")
+    if eta_s is not None:
+        parts.append(f"eta={duration(eta_s)}")
     return " ".join(parts)
+
+
+def duration(seconds: float) -> str:
+    """`45s`, `12m05s` or `1h02m`: short enough for a log line."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

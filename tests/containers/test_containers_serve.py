@@ -103,6 +103,15 @@ def test_serve_answers_the_hosting_contract(docker: str, container, tmp_path: Pa
     assert junk.status_code == 400
 
 
+def test_ping_answers_while_slow_clients_trickle(docker: str, container) -> None:
+    from serve_helpers import pings_within_2_s, slow_clients
+
+    name, url = container
+    wait_for_ping(docker, name, url)
+    with slow_clients(url):
+        assert pings_within_2_s(url, 8) == [200] * 8
+
+
 def test_docker_stop_exits_cleanly_within_30_seconds(docker: str, container) -> None:
     name, url = container
     wait_for_ping(docker, name, url)

@@ -80,3 +80,38 @@ def test_readme_gpu_table_is_the_supported_family_list() -> None:
     documented = [(family, gpu, capability.split()[0]) for family, gpu, capability in rows]
     expected = [(f.family, f.gpu, f"{f.capability[0]}.{f.capability[1]}") for f in SUPPORTED_FAMILIES]
     assert documented == expected
+
+
+def sample_summary() -> list[str]:
+    """The sample summary of docs/local-pipeline.md (the first code block under "## What it prints")."""
+    text = (REPO / "docs" / "local-pipeline.md").read_text(encoding="utf-8").split("## What it prints", 1)[1]
+    return text.split("```\n", 2)[1].splitlines()
+
+
+def test_the_sample_summary_is_what_the_code_prints_with_its_defaults(tmp_path: Path, capsys) -> None:
+    import json
+
+    from gtsrb.common import classes
+    from pipelines import graph
+    from pipelines.local import console
+    from pipelines.local.options import DEMO_SIZE, DEMO_STEP, DEMO_THRESHOLD
+    from pipelines_helpers import evaluation_report
+
+    (tmp_path / "evaluation.json").write_text(json.dumps(evaluation_report(0.98)))
+    (tmp_path / "manifest.json").write_text(json.dumps({"counts": {s: {"total": 1} for s in ("train", "validation", "test")}}))
+    steps = [DEMO_STEP, *graph.STEP_ORDER, graph.REGISTER]
+    console.print_summary(console.Summary(tmp_path / "manifest.json", tmp_path, tmp_path / "work", "sqlite:///x", 0.98,
+                                          DEMO_THRESHOLD, [console.StepReport(s, 1.0) for s in steps], "outcome"))
+    printed = capsys.readouterr().out.strip().splitlines()
+    sample = sample_summary()
+    labels = [line.split()[0] for line in sample]
+    assert labels == [line.split()[0] for line in printed] + ["total"]  # `total` is the command's own last line
+    by_label = dict(zip(labels, sample, strict=True))
+    assert f"(threshold {DEMO_THRESHOLD})" in by_label["accuracy"]
+    tracks, frames, test_per_class = DEMO_SIZE
+    counts = dict(re.findall(r"(\w+) (\d+)", by_label["data"].removeprefix("data")))
+    assert int(counts["test"]) == classes.GTSRB_NUM_CLASSES * test_per_class
+    assert int(counts["train"]) + int(counts["validation"]) <= classes.GTSRB_NUM_CLASSES * tracks * frames
+    assert re.findall(r"(\w+) [\d.…]+s", by_label["time"]) == steps
+    assert f"{graph.MODEL_PACKAGE_GROUP} version 1 ({graph.APPROVAL_STATUS})" in by_label["registry"]
+    assert by_label["browse"].startswith("browse      make ui WORK=runs/demo  (MLflow store sqlite:///")

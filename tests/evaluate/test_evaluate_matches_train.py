@@ -58,7 +58,7 @@ def test_train_logged_accuracy_equals_evaluated_accuracy(tmp_path: Path) -> None
     # Without early stopping (the CPU preset) the model is the last epoch's weights.
     history = json.loads((tmp_path / "model" / contract.HISTORY_FILE).read_text())
     best = history[-1]
-    logged = {int(m[1]): float(m[2]) for m in re.finditer(r"epoch=(\d+) .*?\bval_acc=(\S+)", stdout)}
+    logged = {int(m[1]): float(m[2]) for m in re.finditer(r"epoch=(\d+)/\d+ .*?\bval_acc=(\S+)", stdout)}
     assert logged[best["epoch"]] == pytest.approx(best["val_acc"], rel=1e-5)  # the line shows 6 digits
 
     doc = evaluate(tmp_path / "model", as_test_split(val_files, tmp_path / "as-test"), tmp_path / "out", batch_size=128)

@@ -190,7 +190,9 @@ def test_register_step(offline_definition: dict) -> None:
 def test_metric_regexes_match_the_train_steps_epoch_line() -> None:
     values = {"epoch": 3, "train_loss": 0.4123, "train_acc": 0.8765, "val_acc": 0.9321, "lr": 0.0125,
               "img_per_s": 951.5, "seconds": 12.25}
-    line = f"INFO gtsrb.train {epoch_line(values)}"
+    line = f"INFO gtsrb.train {epoch_line(values, epochs=9, eta_s=75.0, val_on_training_data=True)}"
+    assert line.startswith("INFO gtsrb.train epoch=3/9 train_loss=0.4123 ")
+    assert line.endswith("val_acc=0.9321 val_on=training_data lr=0.0125 img_per_s=951.5 seconds=12.25 eta=1m15s")
     by_field = {"train:loss": "train_loss", "train:accuracy": "train_acc", "validation:accuracy": "val_acc",
                 "train:learning_rate": "lr", "train:images_per_second": "img_per_s", "train:epoch_seconds": "seconds"}
     assert set(by_field.values()) <= set(EPOCH_FIELDS)
@@ -203,7 +205,7 @@ def test_metric_regexes_match_the_train_steps_epoch_line() -> None:
 def test_metric_regexes_match_nothing_but_epoch_lines() -> None:
     # The lines a run logs besides epoch lines: the hyperparameters (lr=...), batch lines (batch_lr=...).
     hp_line = hyperparameters_line(Hyperparameters.from_mapping({}).to_dict())
-    batch_line = "epoch=1 batch=10/50 batch_lr=0.05"
+    batch_line = "epoch=1/9 batch=10/50 batch_lr=0.05"
     assert " lr=" in hp_line
     for metric in METRIC_DEFINITIONS:
         assert not re.search(metric["Regex"], hp_line) and not re.search(metric["Regex"], batch_line), metric

@@ -135,6 +135,15 @@ def test_failed_smoke_test_of_a_new_endpoint_removes_it(moto_server: Moto, deplo
     assert not moto_server.client("cloudwatch").describe_alarms(AlarmNamePrefix=group)["MetricAlarms"]
 
 
+def test_a_wrong_class_for_the_stop_sign_fails_the_smoke_test(moto_server: Moto, deploy, capsys) -> None:
+    sm, group = moto_server.client("sagemaker"), "gtsrb-oneclass"
+    register(sm, group, APPROVED)
+    answer_next(moto_server, prediction_body(class_id=3))  # well formed, but not the stop sign's class 14
+    assert deploy(group) == errors.EXIT_SMOKE_FAILED
+    assert "answered class_14.png wrongly: class 3 (Speed limit (60km/h)) first, not class 14" in capsys.readouterr().err
+    assert not sm.list_endpoints(NameContains=group)["Endpoints"]
+
+
 def serving_v1_with_v2_approved(moto_server: Moto, deploy, group: str) -> tuple[str, str]:
     """Version 1 deployed to staging and a newer version approved: (endpoint, v1's endpoint config)."""
     sm, endpoint = moto_server.client("sagemaker"), f"{group}-staging"

@@ -44,13 +44,13 @@ def two_pending_versions(work: Path) -> Path:
 @pytest.fixture
 def registry_with_two_versions(tmp_path: Path) -> Path:
     """A fresh registry for a test that approves and promotes."""
-    return two_pending_versions(tmp_path)
+    return two_pending_versions(tmp_path / "work")
 
 
 @pytest.fixture(scope="module")
 def untouched_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One registry shared by the tests that must not change it (an MLflow store takes seconds to create)."""
-    return two_pending_versions(tmp_path_factory.mktemp("registry"))
+    return two_pending_versions(tmp_path_factory.mktemp("registry") / "work")
 
 
 def test_approve_then_promote_points_the_stage_alias_at_the_newest_approved(registry_with_two_versions: Path, capsys) -> None:
@@ -83,8 +83,8 @@ def test_bad_local_input_says_so(untouched_registry: Path, capsys, argv, code, m
 
 
 def test_no_registry_yet_says_run_make_demo(tmp_path: Path, capsys) -> None:
-    assert twin(tmp_path, "approve", "--version", "1") == errors.EXIT_NO_VERSION
-    assert "no local registry; run make demo first" in capsys.readouterr().err
+    assert twin(tmp_path / "work", "approve", "--version", "1") == errors.EXIT_NO_VERSION
+    assert "no MLflow store yet; run make demo first" in capsys.readouterr().err
 
 
 def test_make_serve_stage_serves_the_stage_alias() -> None:
@@ -95,6 +95,10 @@ def test_make_serve_stage_serves_the_stage_alias() -> None:
 
     assert model_of("STAGE=prod") == local_twin.model_uri("prod") == f"models:/{NAME}@prod"
     assert model_of("STAGE=prod", "MODEL=runs/x/model") == "runs/x/model"  # an explicit MODEL wins
+    wrong = subprocess.run(["make", "-s", "serve", "STAGE=production"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "STAGE=production is not a stage: use one of prod staging" in wrong.stderr
+    with pytest.raises(errors.DeployError, match="no such stage config"):
+        local_twin.parse_args(["uri", "--stage", "production"])
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from gtsrb.common import contract, sagemaker_job
-from pipelines import emulated_job, graph, registry
+from pipelines import emulated_job, graph, registry, run_record
 from pipelines.local import cli, layout
 from pipelines.local_cache import Marker, StepCache, hash_tree, step_key
+from pipelines_helpers import evaluation_report, fake_submission
 
 
 def test_processing_outputs_follow_the_readme_layout(tmp_path: Path) -> None:
@@ -97,24 +99,13 @@ def test_hash_tree_sees_content_and_names(tmp_path: Path) -> None:
     assert len({first, second, hash_tree(tmp_path / "d")}) == 3
 
 
-def _report(accuracy: float) -> dict:
-    return {
-        "multiclass_classification_metrics": {
-            "accuracy": {"value": accuracy, "standard_deviation": 0.01},
-            "accuracy_best_constant_classifier": {"value": 0.05, "standard_deviation": 0.01},
-            "weighted_f1": {"value": 0.9, "standard_deviation": 0.02},
-            "confusion_matrix": {"0": {"0": 3}},
-        },
-        "evaluation_details": {"macro_f1": 0.85, "records": 120, "top_confused_pairs": []},
-    }
-
-
 def test_evaluation_metrics_flattens_the_report() -> None:
-    metrics = registry.evaluation_metrics(_report(0.93))
+    metrics = registry.evaluation_metrics(evaluation_report(0.93))
     assert metrics["test_accuracy"] == 0.93 and metrics["test_accuracy_std"] == 0.01
     assert metrics["test_weighted_f1"] == 0.9 and metrics["test_macro_f1"] == 0.85 and metrics["test_records"] == 120
     assert not [k for k in metrics if "best_constant" in k or "confusion" in k]
-    assert registry.evaluation_metrics(_report(0.93))["test_accuracy"] == contract.json_get(_report(0.93), contract.ACCURACY_JSON_PATH)
+    report = evaluation_report(0.93)
+    assert registry.evaluation_metrics(report)["test_accuracy"] == contract.json_get(report, contract.ACCURACY_JSON_PATH)
 
 
 def test_history_metrics_use_the_epoch_as_step() -> None:
@@ -124,29 +115,38 @@ def test_history_metrics_use_the_epoch_as_step() -> None:
 
 @pytest.mark.slow  # MLflow's import and SQLite schema creation take ~4 s
 def test_register_creates_a_pending_version_with_metrics_and_artifacts(tmp_path: Path) -> None:
-    model_dir, evaluation = tmp_path / "model", tmp_path / "evaluation"
-    model_dir.mkdir()
-    evaluation.mkdir()
-    (model_dir / contract.HISTORY_FILE).write_text(json.dumps([{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.8}]))
-    (evaluation / contract.EVALUATION_FILE).write_text(json.dumps(_report(0.93)))
-    (evaluation / contract.PER_CLASS_FILE).write_text("class_id\n0\n")
-    (tmp_path / "manifest.json").write_text(json.dumps({"class_names": ["cat", "dog", "fox"]}))
-    (tmp_path / contract.MODEL_ARCHIVE).write_bytes(b"not really a tar")
-    submission = registry.Submission(tmp_path / contract.MODEL_ARCHIVE, model_dir, evaluation, tmp_path / "manifest.json", {"epochs": "2"})
+    submission = fake_submission(tmp_path, accuracy=0.93, seconds=42.5)
+    model_dir = submission.model_dir
     work = tmp_path / "work"
     first, second = registry.register(work, submission), registry.register(work, submission)
     assert (first.version, second.version) == ("1", "2")
+    assert registry.TRACKING_URI_ENV not in os.environ  # MLflow's global URI was set for a while, and put back
     client = registry.open_client(work)
     version = client.get_model_version(graph.MODEL_PACKAGE_GROUP, "1")
     assert version.tags[registry.APPROVAL_TAG] == graph.PENDING == "PendingManualApproval"
     assert float(version.tags["test_accuracy"]) == 0.93
     assert (version.tags["num_classes"], version.tags["class_names"]) == ("3", "cat, dog, fox")  # the data's classes
     run = client.get_run(first.run_id)
-    assert run.data.metrics["test_accuracy"] == 0.93 and run.data.params["epochs"] == "2"
+    assert run.data.metrics["test_accuracy"] == 0.93
+    # every resolved hyperparameter (the model's hyperparameters.json), not only the overrides
+    assert {k: run.data.params[k] for k in ("epochs", "lr", "warmup_epochs", "threshold")} == {
+        "epochs": "2", "lr": "0.1", "warmup_epochs": "1.0", "threshold": "0.9"}
+    assert run.data.tags[registry.DATA_HASH_TAG] == "feed" * 16
+    assert len(run.data.tags[run_record.GIT_COMMIT_TAG]) == 40 and run.data.tags[run_record.GIT_DIRTY_TAG] in ("true", "false")
+    assert run.info.end_time - run.info.start_time == 42500 and run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(first.run_id, "val_acc")] == [1, 2]
-    artifacts = {a.path for folder in ("model", "evaluation", "data") for a in client.list_artifacts(first.run_id, folder)}
-    assert {"model/model.tar.gz", "evaluation/evaluation.json", "evaluation/per_class.csv", "data/manifest.json"} <= artifacts
-    assert (work / registry.DB_FILE).is_file() and (work / registry.ARTIFACTS_DIR).is_dir()
+    # listed by a client of the store alone (MLflow's global tracking URI is not this store's)
+    artifacts = {a.path for folder in ("model", "evaluation", "data", "training") for a in client.list_artifacts(first.run_id, folder)}
+    assert {"model/model.tar.gz", "evaluation/evaluation.json", "evaluation/per_class.csv", "data/manifest.json",
+            f"training/{run_record.CURVES_PNG}"} <= artifacts
+    # the model is an MLflow (pyfunc) model of the run, and the version points at it
+    (logged,) = client.search_logged_models(experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{first.run_id}'")
+    assert version.source == first.source == f"models:/{logged.model_id}" and version.tags[registry.WORK_TAG] == str(work.resolve())
+    served = Path(registry.version_source(work, graph.MODEL_PACKAGE_GROUP, "1", None))
+    assert (served / contract.HISTORY_FILE).read_text() == (model_dir / contract.HISTORY_FILE).read_text()
+    assert str(registry.newest_registered(work).version) == "2" and registry.newest_registered(tmp_path / "other") is None
+    assert registry.default_db(work) == tmp_path / registry.DB_FILE  # beside WORK: one store for runs/<name>
+    assert (tmp_path / registry.DB_FILE).is_file() and (tmp_path / registry.ARTIFACTS_DIR).is_dir()
     assert len(registry.find_versions(work)) == 2
 
 
@@ -170,3 +170,22 @@ def test_a_failing_step_stops_the_run_with_its_reason_and_log(tmp_path: Path) ->
     assert str(tmp_path / "empty") in result.stderr and str(log) in result.stderr
     assert log.is_file() and not (tmp_path / "work" / "steps" / f"{graph.PREPARE.name}.json").exists()
     assert f"==> {graph.TRAIN.name}" not in result.stdout
+    sentence = emulated_job.failure_reason(tmp_path / "work" / "steps" / graph.PREPARE.name / "output" / "message")
+    assert sentence and (result.stdout + result.stderr).count(sentence) == 1  # once on the console ...
+    assert log.read_text().count(sentence) == 1  # ... and once in the step's log
+
+
+def test_the_store_is_mlflow_tracking_uri_else_beside_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "runs" / "demo"
+    assert registry.tracking_uri(work) == f"sqlite:///{tmp_path / 'runs' / registry.DB_FILE}"
+    assert registry.tracking_uri(tmp_path / "runs" / "other") == registry.tracking_uri(work)  # one store for runs/*
+    assert not registry.store_exists(work)
+    monkeypatch.setenv(registry.TRACKING_URI_ENV, "http://127.0.0.1:5000")
+    assert registry.tracking_uri(work) == "http://127.0.0.1:5000" and registry.store_exists(work)
+
+
+def test_make_demo_says_the_pipelines_exit_code(tmp_path: Path) -> None:
+    done = subprocess.run(["make", "-o", ".venv/.installed", "demo", f"WORK={tmp_path / 'work'}", "HP=epoch=3"],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2  # GNU make's own code for any failed recipe
+    assert "make demo: the pipeline exited 1 (1 a step failed, 3 accuracy below the threshold" in done.stderr

@@ -19,8 +19,10 @@ import pytest
 
 from gtsrb.common import contract
 from pipelines import graph, registry
+from pipelines.deploy import local_twin
 from pipelines.local import cli
 from pipelines.local.options import DEMO_STEP
+from pipelines.local_cache import hash_tree
 
 pytestmark = pytest.mark.slow
 
@@ -43,11 +45,10 @@ def run_local(work: Path, *args: str, timeout: float = 420) -> subprocess.Comple
 
 
 def copy_work(work: Path, target: Path, drop_registry: bool = True) -> Path:
-    """A copy of a finished WORK folder, optionally without its registry and registration marker."""
+    """A copy of a finished WORK folder (its store beside it is not copied), optionally without its
+    registration marker."""
     shutil.copytree(work, target)
     if drop_registry:
-        (target / registry.DB_FILE).unlink()
-        shutil.rmtree(target / registry.ARTIFACTS_DIR)
         (target / "steps" / f"{graph.REGISTER}.json").unlink()
     return target
 
@@ -93,14 +94,16 @@ def test_the_model_is_registered_with_its_metrics(first_run) -> None:
     assert [str(v.version) for v in versions] == ["1"]
     version = versions[0]
     assert version.tags[registry.APPROVAL_TAG] == graph.APPROVAL_STATUS == "PendingManualApproval"
-    assert version.source.endswith(f"model/{contract.MODEL_ARCHIVE}")
+    assert version.source.startswith("models:/m-")  # the logged pyfunc model
     client = registry.open_client(work)
     run = client.get_run(version.run_id)
     assert run.data.metrics["test_accuracy"] == pytest.approx(contract.json_get(report, contract.ACCURACY_JSON_PATH))
     assert run.data.metrics["test_macro_f1"] == pytest.approx(report[contract.EVALUATION_DETAILS_KEY]["macro_f1"])
     assert run.data.params["epochs"] == str(EPOCHS) and run.data.params["preset"] == "cpu"
+    assert run.data.params["model"] == "gtsrb_cnn" and "label_smoothing" in run.data.params  # resolved, not only HP=
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == list(range(1, EPOCHS + 1))
-    artifacts = {a.path for d in ("model", "evaluation", "data") for a in client.list_artifacts(run.info.run_id, d)}
+    artifacts = {a.path for d in ("model", "evaluation", "data", "training") for a in client.list_artifacts(run.info.run_id, d)}
+    assert "training/training_curves.png" in artifacts
     assert f"model/{contract.MODEL_ARCHIVE}" in artifacts and "data/manifest.json" in artifacts
     assert {f"evaluation/{n}" for n in (contract.EVALUATION_FILE, contract.PER_CLASS_FILE, contract.CONFUSION_PNG)} <= artifacts
     # the summary: data counts, accuracy, macro-F1, time per step, the registration outcome
@@ -119,15 +122,21 @@ def test_a_rerun_reuses_every_step_and_registers_nothing_new(first_run) -> None:
     assert result.stdout.count("reusing the finished step") == 5  # demo data, prepare, train, evaluate, register
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert len(registry.find_versions(work)) == 1
+    # the summary of a reused registration shows the version's approval status now, not at registration
+    local_twin.approve(work, "1")
+    again = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    assert f"{graph.MODEL_PACKAGE_GROUP} version 1 ({graph.APPROVED})" in again.stdout
 
 
 def test_an_impossible_threshold_fails_and_registers_nothing(first_run, tmp_path: Path) -> None:
     work = copy_work(first_run[0], tmp_path / "work")
     result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(IMPOSSIBLE), "--hp", *FAST_HP)
     assert result.returncode == cli.EXIT_BELOW_THRESHOLD
-    assert "the model was not registered" in result.stdout and f"threshold {IMPOSSIBLE}" in result.stdout
+    assert f"threshold {IMPOSSIBLE}" in result.stdout and "NOT registered (accuracy below the threshold)" in result.stdout
+    assert result.stderr.count("the model was not registered") == 1  # the message once, with the exit code
+    assert f"Exit code {cli.EXIT_BELOW_THRESHOLD}." in result.stderr
     assert result.stdout.count("reusing the finished step") == 4  # the copied WORK is reused as is
-    assert registry.find_versions(work) == [] and not (work / registry.DB_FILE).exists()
+    assert registry.find_versions(work) == [] and not registry.default_db(work).exists()
 
 
 def test_an_interrupted_training_resumes_from_its_checkpoints(first_run, tmp_path: Path) -> None:
@@ -149,9 +158,41 @@ def test_an_interrupted_training_resumes_from_its_checkpoints(first_run, tmp_pat
     result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
     assert result.returncode == 0, result.stderr
     assert "resuming from the checkpoints" in result.stdout and "event=resume" in result.stdout
-    assert "epoch=1 " not in result.stdout  # the finished epoch is not trained again
+    assert "epoch=1/" not in result.stdout  # the finished epoch is not trained again
     assert len(json.loads((work / "train" / "model" / contract.HISTORY_FILE).read_text())) == EPOCHS
     assert [str(v.version) for v in registry.find_versions(work)] == ["1"]
+
+
+def test_a_wrong_data_folder_keeps_the_earlier_work(first_run, tmp_path: Path) -> None:
+    work = copy_work(first_run[0], tmp_path / "work", drop_registry=False)
+    before = {name: hash_tree(work / name) for name in ("data", "prepare")}
+    wrong = tmp_path / "not-gtsrb"
+    (wrong / "photos").mkdir(parents=True)
+    (wrong / "photos" / "holiday.txt").write_text("not a data set")
+    result = run_local(work, "--data", str(wrong), "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    assert result.returncode == 1 and graph.PREPARE.name in result.stdout + result.stderr
+    assert {name: hash_tree(work / name) for name in before} == before  # the earlier prepare output is back
+    assert not list(work.glob("*.previous"))
+    result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    assert result.returncode == 0 and result.stdout.count("reusing the finished step") == 5
+
+
+def test_a_registration_interrupted_before_its_record_is_not_repeated(first_run, tmp_path: Path) -> None:
+    work = copy_work(first_run[0], tmp_path / "work", drop_registry=False)
+    (work / "steps" / f"{graph.REGISTER}.json").unlink()  # killed right after RegisterModel, before the marker
+    result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    assert result.returncode == 0, result.stderr
+    assert [str(v.version) for v in registry.find_versions(work)] == ["1"]
+    assert f"{graph.MODEL_PACKAGE_GROUP} version 1 " in result.stdout
+
+
+def test_a_registered_version_deleted_in_the_ui_is_registered_again(first_run, tmp_path: Path) -> None:
+    work = copy_work(first_run[0], tmp_path / "work", drop_registry=False)
+    registry.open_client(work).delete_model_version(graph.MODEL_PACKAGE_GROUP, "1")
+    result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    assert result.returncode == 0, result.stderr
+    assert "version 1 is no longer in the registry (deleted?); registering the model again" in result.stdout
+    assert [str(v.version) for v in registry.find_versions(work)] == ["2"]
 
 
 @pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"the real GTSRB sample is not at {SAMPLE}")

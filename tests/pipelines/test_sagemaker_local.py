@@ -61,8 +61,9 @@ def test_the_model_step_serves_the_trained_archive_with_the_cpu_image(both: tupl
 def test_fixed_hyperparameters_are_passed_and_set_the_parameter_defaults(no_network: None) -> None:
     built = definition(local_mode=True, hyperparameters={"preset": "cpu", "max_train_images": 500})
     hps = steps_by_name(built)[graph.TRAIN.name]["Arguments"]["HyperParameters"]
-    assert (hps["preset"], hps["max_train_images"]) == ("cpu", "500")
+    assert hps["preset"] == {"Get": "Parameters.Preset"}
     defaults = {p["Name"]: p.get("DefaultValue") for p in built["Parameters"]}
+    assert (defaults["Preset"], defaults["MaxTrainImages"]) == ("cpu", 500)
     assert (defaults["Model"], defaults["ImageSize"], defaults["Epochs"]) == ("gtsrb_cnn", 32, 24)  # the CPU preset
 
 
@@ -72,9 +73,9 @@ def test_a_bad_fixed_hyperparameter_is_refused_when_building(no_network: None) -
 
 
 def test_hyperparameters_split_into_start_parameters_and_fixed_ones() -> None:
-    parameters, fixed = runner.split_hyperparameters({"epochs": "2", "lr": "0.05", "max_train_images": "900"})
+    parameters, fixed = runner.split_hyperparameters({"epochs": "2", "lr": "0.05", "min_class_share": "0.3"})
     assert parameters == {"Epochs": "2", "LearningRate": "0.05"}
-    assert fixed == {"preset": "cpu", "max_train_images": "900"}
+    assert fixed == {"preset": "cpu", "min_class_share": "0.3"}
     assert runner.split_hyperparameters({"preset": "gpu"})[1] == {"preset": "gpu"}
 
 
@@ -93,13 +94,14 @@ def test_the_run_overrides_instances_data_threshold_and_hyperparameters(no_netwo
     from pipelines.definition import get_pipeline
 
     run = runner.SageMakerLocalRun(runner.Options(work=tmp_path, data=tmp_path, threshold=0.5, instances=2, image_tag=IMAGE_TAG,
-                                                  hyperparameters={"epochs": "3", "max_train_images": "100"}))
+                                                  hyperparameters={"epochs": "3", "min_class_share": "0.3"}))
     pipeline = get_pipeline(**run.pipeline_kwargs())
     assert run.start_parameters(pipeline) == {
         "InputDataUrl": tmp_path.resolve().as_uri(), "ProcessingInstanceType": "local", "TrainingInstanceType": "local",
         "TrainingInstanceCount": 2, "AccuracyThreshold": 0.5, "Epochs": 3}
     hps = steps_by_name(json.loads(pipeline.definition()))[graph.TRAIN.name]["Arguments"]["HyperParameters"]
-    assert (hps["preset"], hps["max_train_images"]) == ("cpu", "100")
+    assert hps["min_class_share"] == "0.3"  # fixed when built; the preset names the parameters' defaults
+    assert {p.name: p.default_value for p in pipeline.parameters}["Preset"] == "cpu"
 
 
 def test_no_docker_on_path_is_one_sentence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

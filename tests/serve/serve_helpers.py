@@ -7,7 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,3 +104,73 @@ def running_server(model: Path | str, log: Path, *args: str, **env: str):
     finally:
         if server.proc.poll() is None:
             server.stop()
+
+
+def recordio_body(images: list[bytes]) -> bytes:
+    """A batch transform request body: the images as RecordIO records (SplitType=RecordIO)."""
+    from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rec = Path(tmp) / "batch.rec"
+        writer = IndexedRecordWriter(Path(tmp) / "batch.idx", rec)
+        for i, image in enumerate(images):
+            writer.write_idx(i, image_record(0, i, image))
+        writer.close()
+        return rec.read_bytes()
+
+
+def hdr_bomb(side: int) -> bytes:
+    """A valid Radiance HDR file of side x side pixels, run-length encoded: ~64 bytes per row."""
+    runs = [127] * (side // 127) + ([side % 127] if side % 127 else [])
+    component = b"".join(bytes([128 + n, 7]) for n in runs)
+    row = bytes([2, 2, side >> 8, side & 255]) + component * 4  # a new-style RLE scanline, R G B E
+    return b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y %d +X %d\n" % (side, side) + row * side
+
+
+@contextmanager
+def slow_clients(url: str) -> Iterator[None]:
+    """Six idle connections, one client trickling its headers and four trickling bodies, for the block."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    stop, sockets, threads = threading.Event(), [], []
+
+    def trickle(sock: socket.socket, piece: bytes) -> None:
+        while not stop.is_set():
+            try:
+                sock.sendall(piece)
+            except OSError:
+                return
+            stop.wait(0.3)
+
+    def connect(first: bytes, piece: bytes | None) -> None:
+        sock = socket.create_connection((host, int(port)))
+        sockets.append(sock)
+        sock.sendall(first)
+        if piece is not None:
+            threads.append(threading.Thread(target=trickle, args=(sock, piece), daemon=True))
+
+    try:
+        for _ in range(6):
+            connect(b"", None)
+        connect(b"POST /invocations HTTP/1.1\r\nHost: x\r\n", b"X-Slow: 1\r\n")
+        for _ in range(4):
+            connect(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n",
+                    b"\0" * 10)
+        for thread in threads:
+            thread.start()
+        time.sleep(1)
+        yield
+    finally:
+        stop.set()
+        for sock in sockets:
+            sock.close()
+
+
+def pings_within_2_s(url: str, count: int) -> list[int | str]:
+    """SageMaker's health check `count` times: each status, or the error when no answer came in 2 s."""
+    answers: list[int | str] = []
+    for _ in range(count):
+        try:
+            answers.append(requests.get(f"{url}{protocol.PING_PATH}", timeout=2).status_code)
+        except requests.RequestException as err:
+            answers.append(type(err).__name__)
+    return answers

@@ -17,7 +17,7 @@ import requests
 from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
-from serve_helpers import free_port, launch
+from serve_helpers import START_SECONDS, free_port, launch
 
 pytestmark = pytest.mark.slow  # a server start imports MXNet in each worker (seconds)
 
@@ -146,10 +146,10 @@ def test_a_crashed_worker_is_replaced(server, sample_images: list[bytes]) -> Non
     assert codes == {200}
 
 
-def test_ping_answers_at_once_and_200_only_with_the_model(tiny_model: Path, tmp_path: Path) -> None:
+def test_ping_is_503_while_the_workers_load_and_200_with_the_model(tiny_model: Path, tmp_path: Path) -> None:
     server = launch(tiny_model, tmp_path / "server.log")
     try:
-        deadline, first = time.monotonic() + 10, None
+        deadline, first = time.monotonic() + START_SECONDS, None  # the port opens once the model passed its check
         while first is None and time.monotonic() < deadline:
             try:
                 first = requests.get(f"{server.url}/ping", timeout=2).status_code
@@ -173,15 +173,3 @@ def test_sagemaker_environment_sets_port_payload_and_batch(tiny_model: Path, tmp
         assert "batch=True" in server.log.read_text()
     finally:
         server.stop()
-
-
-def test_a_broken_model_stops_the_server_with_one_sentence(tiny_model: Path, tmp_path: Path) -> None:
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for path in tiny_model.iterdir():
-        (broken / path.name).write_bytes(path.read_bytes())
-    (broken / "model-0000.params").write_bytes(b"garbage")
-    server = launch(broken, tmp_path / "server.log")
-    code = server.proc.wait(60)
-    assert code != 0
-    assert "event=model_load_failed" in server.log.read_text() and "corrupt" in server.log.read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from gtsrb.common.failure import StepError
 from gtsrb.common.images import decode_checked
 from gtsrb.common.model_io import archive_model
 from gtsrb.prepare.recordio import MAGIC, RecordIOError, image_of, split_records
-from gtsrb.serve import protocol, sources
+from gtsrb.serve import labels, protocol, sources
 from serve_helpers import REPO
 
 
@@ -67,8 +68,8 @@ def test_sources_resolve_paths_and_refuse_bad_uris(tmp_path: Path) -> None:
     assert sources.resolve(tmp_path / "m", tmp_path) == tmp_path / "m"
     with pytest.raises(StepError, match="not a registry URI"):
         sources.resolve("models:/only-a-name", tmp_path)
-    with pytest.raises(StepError, match="no local registry"):
-        sources.resolve("models:/gtsrb-traffic-signs/1", tmp_path)
+    with pytest.raises(StepError, match="no MLflow store at sqlite:///.*run `make demo`"):
+        sources.resolve("models:/gtsrb-traffic-signs/1", tmp_path / "work")
 
 
 @pytest.mark.slow
@@ -107,6 +108,78 @@ def test_predict_writes_one_row_per_file(tiny_model: Path, sample_images: list[b
     assert "not a decodable image" in rows[0]["error"] and "No such file" in rows[4]["error"]
     assert all(0 <= int(r["class_id"]) < GTSRB_NUM_CLASSES and not r["error"] for r in rows[1:4])
     assert "predicted 3 of 5 images" in result.stdout
+
+
+def test_true_classes_from_a_csv_or_the_folder_name(tmp_path: Path) -> None:
+    names = [f"class {i}" for i in range(GTSRB_NUM_CLASSES)]
+    gtsrb_test, per_class = tmp_path / "Final_Test" / "Images", tmp_path / "train"
+    gtsrb_test.mkdir(parents=True)
+    (gtsrb_test / "GT-final_test.csv").write_text("Filename;Width;Height;ClassId\n00000.ppm;30;30;13\n00001.ppm;30;30;99\n")
+    files = [gtsrb_test / "00000.ppm", gtsrb_test / "00001.ppm", per_class / "00014" / "a.png", per_class / "Class 2" / "b.png",
+             per_class / "unknown" / "c.png"]
+    found = labels.true_classes([gtsrb_test, per_class], files, names)
+    assert found == {files[0]: 13, files[2]: 14, files[3]: 2}  # class 99 and folder "unknown" name no class of the model
+    kaggle = tmp_path / "Test.csv"
+    kaggle.write_text("Width,Height,ClassId,Path\n30,30,7,Test/00000.png\n")
+    assert labels.read_csv(kaggle) == {(tmp_path / "Test" / "00000.png").resolve(): "7"}
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    assert labels.read_csv(tmp_path / "other.csv") is None
+
+
+@pytest.mark.slow
+def test_predict_a_labelled_csv_with_top_k_adds_the_truth_and_prints_accuracy(tiny_model: Path, sample_images: list[bytes],
+                                                                               tmp_path: Path) -> None:
+    folder = tmp_path / "Test"
+    folder.mkdir()
+    for i, image in enumerate(sample_images[:4]):
+        (folder / f"{i}.png").write_bytes(image)
+    probe = run_cli("gtsrb.serve.predict", str(folder), "--model", str(tiny_model), "--out", str(tmp_path / "probe.csv"))
+    assert probe.returncode == 0, probe.stderr
+    predicted = [row["class_id"] for row in csv.DictReader((tmp_path / "probe.csv").open())]
+    truth = [predicted[0], predicted[1], predicted[2], str((int(predicted[3]) + 1) % GTSRB_NUM_CLASSES)]  # 3 of 4 right
+    table = tmp_path / "Test.csv"
+    table.write_text("Path,ClassId\n" + "".join(f"Test/{i}.png,{c}\n" for i, c in enumerate(truth)))
+    out = tmp_path / "out.csv"
+    result = run_cli("gtsrb.serve.predict", str(table), "--model", str(tiny_model), "--out", str(out), "--top-k", "3")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [r["true_class_id"] for r in rows] == truth and [r["correct"] for r in rows] == ["1", "1", "1", "0"]
+    assert all(float(r["probability"]) >= float(r["probability_2"]) >= float(r["probability_3"]) for r in rows)
+    assert "accuracy 0.7500 (3 of 4 images with a known true class)" in result.stdout
+    bad = run_cli("gtsrb.serve.predict", str(table), "--model", str(tiny_model), "--top-k", "44", "--out", str(out))
+    assert bad.returncode == 2 and "--top-k 44: must be from 1 to 43" in bad.stderr
+
+
+@pytest.mark.slow
+def test_serve_and_predict_default_to_the_newest_version_registered_by_work(tiny_model: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines import registry
+    from pipelines_helpers import fake_submission
+
+    work, other = tmp_path / "runs" / "demo", tmp_path / "runs" / "other"
+    with pytest.raises(StepError, match=r"no model version registered by .*demo.*MODEL=.*train/model"):
+        sources.newest_registered(work)
+    submission = fake_submission(tmp_path)
+    shutil.rmtree(submission.model_dir)
+    shutil.copytree(tiny_model, submission.model_dir)
+    registry.register(work, submission)  # version 1
+    registry.register(work, submission)  # version 2: the newest of WORK
+    registry.register(other, submission)  # version 3, same store, another WORK
+    uri, note = sources.newest_registered(work)
+    assert uri == "models:/gtsrb-traffic-signs/2" and "PendingManualApproval" in note
+    (tmp_path / "a.png").write_bytes((REPO / "tests" / "data" / "signs" / "class_14.png").read_bytes())
+    result = run_cli("gtsrb.serve.predict", str(tmp_path / "a.png"), "--registry", str(work), "--out", str(work / "p.csv"))
+    assert result.returncode == 0, result.stderr
+    assert "model models:/gtsrb-traffic-signs/2: the newest version registered by" in result.stdout
+    # MLflow itself loads the registered version (a pyfunc) and predicts with it
+    import mlflow
+    import pandas as pd
+
+    monkeypatch.setenv(registry.TRACKING_URI_ENV, registry.tracking_uri(work))  # as a user points MLflow at the store
+    model = mlflow.pyfunc.load_model("models:/gtsrb-traffic-signs/2")
+    answer = model.predict(pd.DataFrame({"path": [str(tmp_path / "a.png")]}))
+    ours = next(csv.DictReader((work / "p.csv").open()))
+    assert int(answer["class_id"][0]) == int(ours["class_id"]) and answer["error"][0] == ""
 
 
 @pytest.mark.parametrize("module", ["gtsrb.serve", "gtsrb.serve.predict"])

@@ -98,7 +98,7 @@ def test_two_hosts_train_on_disjoint_records_and_one_speaks(tmp_path: Path, chan
     assert (hosts[0].job.model_dir / "model-symbol.json").is_file()  # the first host speaks
     assert not hosts[1].job.model_dir.exists() or not any(hosts[1].job.model_dir.iterdir())
     first_log, second_log = (log_of(tmp_path, h).read_text() for h in ("algo-1", "algo-2"))
-    assert len(re.findall(r"^epoch=\d+ ", first_log, re.M)) == 2 and not re.search(r"^epoch=\d+ ", second_log, re.M)
+    assert len(re.findall(r"^epoch=\d+/", first_log, re.M)) == 2 and not re.search(r"^epoch=\d+/", second_log, re.M)
     history = json.loads((hosts[0].job.model_dir / "history.json").read_text())
     steps = total // int(HPS["batch_size"])
     assert history[0]["train_acc"] > 0 and all(h["val_acc"] >= 0 for h in history)
@@ -108,7 +108,7 @@ def test_two_hosts_train_on_disjoint_records_and_one_speaks(tmp_path: Path, chan
 
 def test_a_killed_worker_fails_the_job_naming_its_host(tmp_path: Path, channels: dict[str, Path]) -> None:
     hosts, procs = start(tmp_path, channels, LONG)
-    wait_for(log_of(tmp_path, "algo-1"), r"^epoch=1 ")  # training under way on both
+    wait_for(log_of(tmp_path, "algo-1"), r"^epoch=1/")  # training under way on both
     os.kill(role_pids(tmp_path, "algo-2")["worker"], signal.SIGKILL)
     killed = time.monotonic()
     codes = wait_all(procs, PEER_TIMEOUT + 30)
@@ -131,7 +131,7 @@ def test_a_host_that_never_connects_fails_the_job_in_bounded_time(tmp_path: Path
 
 def test_sigterm_on_one_host_stops_every_host_and_the_job_resumes(tmp_path: Path, channels: dict[str, Path]) -> None:
     hosts, procs = start(tmp_path, channels, LONG)
-    wait_for(log_of(tmp_path, "algo-1"), r"^epoch=1 ")
+    wait_for(log_of(tmp_path, "algo-1"), r"^epoch=1/")
     procs[1].send_signal(signal.SIGTERM)  # SIGTERM on algo-2 only
     assert wait_all(procs, PEER_TIMEOUT + 60) == [0, 0]
     assert re.search(r"event=interrupted epoch=\d+ batch=\d+ checkpoint=", log_of(tmp_path, "algo-1").read_text())

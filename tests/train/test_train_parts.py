@@ -15,7 +15,7 @@ from gtsrb.common.classes import GTSRB_CLASS_NAMES, GTSRB_NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import DEFAULT_IMAGE_SIZE
 from gtsrb.train import devices, pretrained
-from gtsrb.train.hyperparameters import CPU_PRESET, Hyperparameters
+from gtsrb.train.hyperparameters import CPU_PRESET, SHORT_RUN_WARMUP_SHARE, Hyperparameters
 from gtsrb.train.model import classifier, create_network, initialise, load_backbone, set_multipliers
 from gtsrb.train.schedule import learning_rate
 
@@ -46,6 +46,14 @@ def test_cpu_preset_and_explicit_values_win() -> None:
 def test_invalid_values_name_the_key(raw: dict[str, str]) -> None:
     with pytest.raises(StepError, match=f"hyperparameter {next(iter(raw))}="):
         Hyperparameters.from_mapping(raw)
+
+
+def test_a_run_shorter_than_the_warmup_warms_up_less_unless_told() -> None:
+    one = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "1"})  # HP='epochs=1': the preset warms up 1 epoch
+    assert (one.epochs, one.warmup_epochs) == (1, 1 * SHORT_RUN_WARMUP_SHARE)
+    assert Hyperparameters.from_mapping({"epochs": "3"}).warmup_epochs == Hyperparameters.warmup_epochs  # long enough: kept
+    with pytest.raises(StepError, match=r"warmup_epochs=1\.0 is invalid: it must be in \[0, epochs=1\), e\.g\. warmup_epochs=0"):
+        Hyperparameters.from_mapping({"epochs": "1", "warmup_epochs": "1"})  # asked for: an error that says what works
 
 
 # --- GPU capability ----------------------------------------------------------------------------

@@ -41,8 +41,8 @@ def run_until(process: subprocess.Popen, marker: str, sig: int) -> str:
 
 def epoch_values(output: str, epoch: int) -> dict[str, float]:
     """The key=value fields of one epoch line of the output."""
-    line = next(row for row in output.splitlines() if row.startswith(f"epoch={epoch} train_loss="))
-    return {k: float(v) for k, v in (item.split("=") for item in line.split())}
+    line = next(row for row in output.splitlines() if re.match(rf"epoch={epoch}/\d+ train_loss=", row))
+    return {k: float(v) for k, v in (item.split("=") for item in line.split()[1:]) if re.fullmatch(r"[-+.eE0-9]+", v)}
 
 
 def finish(base: Path, argv: list[str]) -> str:
@@ -59,7 +59,7 @@ def test_sigterm_then_kill_then_resume_finishes_every_epoch_once(tmp_path: Path,
 
     # 1. SIGTERM during epoch 2: a checkpoint, exit 0, no failure file and no model yet.
     first = run_module(args(channels, model_dir), base)
-    output = run_until(first, "epoch=2 batch=5/30", signal.SIGTERM)
+    output = run_until(first, f"epoch=2/{HPS['epochs']} batch=5/30", signal.SIGTERM)
     first_epoch = epoch_values(output, 1)
     assert first.returncode == 0, output[-3000:]
     assert "event=stopped reason=SIGTERM" in output

@@ -47,7 +47,7 @@ def test_toolkit_trains_and_writes_the_model(tmp_path: Path, channels: dict[str,
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     # One epoch line per epoch on stdout, parsed by the SageMaker metric regexes.
-    lines = [row for row in done.stdout.splitlines() if re.search(r"\bepoch=\d+ train_loss=", row)]
+    lines = [row for row in done.stdout.splitlines() if re.search(r"\bepoch=\d+/3 train_loss=", row)]
     assert len(lines) == 3
     for definition in METRIC_DEFINITIONS:
         assert re.search(definition["Regex"], lines[-1]), definition["Name"]
