@@ -104,6 +104,8 @@ class Launcher:
             self._check_stop()
             code = self.roles["worker"].poll()
             if code is not None:
+                if code == -signal.SIGTERM and self.stop_deadline is not None:
+                    return  # the SIGTERM we passed on found the worker before or after its handler: stopped as asked
                 if code != 0:
                     raise StepError(self._worker_failure(code))
                 return
