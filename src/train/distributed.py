@@ -159,7 +159,9 @@ def connect(num_devices: int, peer_timeout: float) -> Workers:
     kind = kvstore_type("auto", num_devices, distributed=True)
     job = cluster.Cluster.from_environment()
     host = job.current
-    timer = threading.Timer(peer_timeout, _never_connected, args=(peer_timeout, host))
+    # twice the watch's bound: a host that never came is named by the watch first; this catches
+    # ps-lite alone failing to come together (blocked ports) while every host is there
+    timer = threading.Timer(2 * peer_timeout, _never_connected, args=(2 * peer_timeout, host))
     timer.daemon = True
     timer.start()
     try:
@@ -173,7 +175,7 @@ def connect(num_devices: int, peer_timeout: float) -> Workers:
 
 def _never_connected(peer_timeout: float, host: str) -> None:
     """The parameter server never came together: fail instead of waiting forever inside ps-lite."""
-    sentence = (f"the parameter server's scheduler, servers and workers did not all connect within peer_timeout="
+    sentence = (f"the parameter server's scheduler, servers and workers did not all connect within 2 x peer_timeout="
                 f"{peer_timeout:g} s (seen from host {host}); is the port range open between the instances?")
     write_failure(sentence, sagemaker_job.TRAINING_FAILURE_FILE)
     log.error("%s", sentence)

@@ -175,10 +175,15 @@ class Launcher:
             self.watch.tell(line)
 
     def _end_roles(self) -> None:
-        """Give the scheduler and server a moment to leave after the workers, then kill what is left."""
-        deadline = time.monotonic() + min(10.0, self.peer_timeout)
+        """After a good end, let the scheduler and server leave by themselves (ps-lite ends them once
+        every worker has left: a server killed early could leave another host's worker waiting); kill
+        what is left after stop_grace seconds, or at once after a failure."""
+        deadline = time.monotonic() + self.stop_grace
+        worker = self.roles.get("worker")
         for proc in self.roles.values():
-            while proc.poll() is None and time.monotonic() < deadline and self.roles["worker"].returncode == 0:
+            while proc.poll() is None and time.monotonic() < deadline and worker is not None and worker.returncode in (0, -signal.SIGTERM):
+                if self.watch is not None and self.watch.problem():
+                    break
                 time.sleep(POLL)
             if proc.poll() is None:
                 proc.kill()
