@@ -175,8 +175,8 @@ def connect(num_devices: int, peer_timeout: float) -> Workers:
 
 def _never_connected(peer_timeout: float, host: str) -> None:
     """The parameter server never came together: fail instead of waiting forever inside ps-lite."""
-    sentence = (f"the parameter server's scheduler, servers and workers did not all connect within 2 x peer_timeout="
-                f"{peer_timeout:g} s (seen from host {host}); is the port range open between the instances?")
+    sentence = (f"the parameter server's scheduler, servers and workers did not all connect within "
+                f"{peer_timeout:g} s (2 x peer_timeout; seen from host {host}); is the port range open between the instances?")
     write_failure(sentence, sagemaker_job.TRAINING_FAILURE_FILE)
     log.error("%s", sentence)
     os._exit(1)  # the main thread is blocked inside ps-lite: nothing else can end it
