@@ -51,8 +51,8 @@ install: $(STAMP) ## Create .venv with everything the demo and the tests need (f
 demo-data: $(STAMP) ## Write the synthetic GTSRB-like demo set (DEMO_DATA=dir, SEED=, TRACKS=)
 	$(PY) -m gtsrb.demo_data --output $(or $(DEMO_DATA),data/demo) $(if $(SEED),--seed $(SEED)) $(if $(TRACKS),--tracks-per-class $(TRACKS))
 
-demo: $(STAMP) ## Run prepare -> train -> evaluate -> register on this machine (DATA=, WORK=, THRESHOLD=, RECIPE=file, HP='k=v ...')
-	@$(PY) -m pipelines.local --work $(WORK) $(if $(DATA),--data $(DATA)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(HP),--hp $(HP)) \
+demo: $(STAMP) ## Run prepare -> train -> evaluate -> register on this machine (DATA=, WORK=, THRESHOLD=, RECIPE=file, HP='k=v ...', INSTANCES=2)
+	@$(PY) -m pipelines.local --work $(WORK) $(if $(DATA),--data $(DATA)) $(if $(THRESHOLD),--threshold $(THRESHOLD)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(HP),--hp $(HP)) $(if $(INSTANCES),--instances $(INSTANCES)) \
 	  || { code=$$?; echo "make demo: the pipeline exited $$code ($(DEMO_EXIT_CODES)); make itself exits 2 on any failure: scripts run $(PY) -m pipelines.local for the code" >&2; exit $$code; }
 
 recipes: $(STAMP) ## Rewrite recipes/cpu.yaml and recipes/gpu.yaml from the presets in src/train/hyperparameters.py

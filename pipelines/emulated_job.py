@@ -130,15 +130,15 @@ def training_env(job: JobDirs, channels: dict[str, Path], hps: dict[str, str], n
 
 
 def write_job_config(job: JobDirs, channels: dict[str, Path], hps: dict[str, str], host: str = HOST,
-                     interface: str = "eth0") -> None:
+                     interface: str = "eth0", hosts: list[str] | None = None) -> None:
     """The three JSON files the toolkit reads from /opt/ml/input/config (all values strings).
 
     The toolkit resolves every host by DNS before it runs the script: a job run without
-    SageMaker's name service passes host="localhost".
+    SageMaker's name service passes host="localhost". `hosts`: every instance of the job (default: this one).
     """
     job.config.mkdir(parents=True, exist_ok=True)
     (job.config / "hyperparameters.json").write_text(json.dumps(hps, indent=2))
-    resources = {"current_host": host, "hosts": [host], "network_interface_name": interface}
+    resources = {"current_host": host, "hosts": hosts or [host], "network_interface_name": interface}
     (job.config / "resourceconfig.json").write_text(json.dumps(resources, indent=2))
     data = {name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
                    "RecordWrapperType": "None"} for name in channels}

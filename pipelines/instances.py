@@ -54,6 +54,26 @@ def check_training_instance_type(instance_type: str) -> str:
     )
 
 
+# Training instances one job may use: ps-lite runs a server per host and every worker talks to
+# every server, so traffic grows with the square of the count; 8 is what the docs estimate for.
+MAX_TRAINING_INSTANCES = 8
+
+
+def check_training_instance_count(count: int, batch_size: int) -> int:
+    """Return `count` if the train step can split its global batch over that many instances, else StepError.
+
+    batch_size is the global batch (every instance reads batch_size / count images per update, and
+    every instance's worker trains on every count-th record, so the data never has fewer parts than
+    hosts: a split with fewer records than one batch already fails in the train step)."""
+    if not 1 <= count <= MAX_TRAINING_INSTANCES:
+        raise StepError(f"TrainingInstanceCount={count} must be between 1 and {MAX_TRAINING_INSTANCES} "
+                        "(MXNet's parameter server, docs/training.md).")
+    if batch_size % count:
+        raise StepError(f"TrainingInstanceCount={count} cannot split BatchSize={batch_size} (the global batch) "
+                        f"evenly; use a BatchSize that is a multiple of {count}.")
+    return count
+
+
 def has_instance_storage(instance_type: str) -> bool:
     """True for types with local NVMe instance storage (g4dn/g5/g6, p3dn/p4d, any `d` type: m5d, c6id ...)."""
     size_free = family(instance_type).removeprefix("ml.")

@@ -26,7 +26,12 @@ from gtsrb.common.failure import StepError, run_tool
 from gtsrb.train.hyperparameters import Hyperparameters
 from pipelines import preflight, recipes
 from pipelines.cli_args import add_pipeline_args, build_pipeline, parse_json, quiet_sdk
-from pipelines.instances import check_training_instance_type, check_volume_kms_key, has_instance_storage
+from pipelines.instances import (
+    check_training_instance_count,
+    check_training_instance_type,
+    check_volume_kms_key,
+    has_instance_storage,
+)
 from pipelines.settings import HYPERPARAMETER_OF, as_number
 
 EXIT_EXECUTION_FAILED, EXIT_STILL_RUNNING = 2, 3
@@ -64,7 +69,10 @@ def check_overrides(pipeline, overrides: dict) -> None:
                         "storage, which refuses the pipeline's volume_kms_key; choose an EBS type (e.g. ml.m5.xlarge).")
     if "AccuracyThreshold" in overrides and not 0 <= as_number("AccuracyThreshold", overrides["AccuracyThreshold"]) <= 1:
         raise StepError(f"--parameters: AccuracyThreshold={overrides['AccuracyThreshold']!r} must be between 0 and 1.")
-    Hyperparameters.from_mapping(hyperparameter_values(pipeline, overrides))  # raises StepError naming the key
+    typed = Hyperparameters.from_mapping(hyperparameter_values(pipeline, overrides))  # raises StepError naming the key
+    defaults = {p.name: p.default_value for p in pipeline.parameters}
+    count = overrides.get("TrainingInstanceCount", defaults.get("TrainingInstanceCount", 1))
+    check_training_instance_count(int(as_number("TrainingInstanceCount", count)), typed.batch_size)
 
 
 def hyperparameter_values(pipeline, overrides: dict) -> dict[str, str]:

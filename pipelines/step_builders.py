@@ -60,7 +60,6 @@ class PipelineParameters:
     input_data_url: ParameterString
     data_version: ParameterString
     processing_instance_type: ParameterString
-    processing_instance_count: ParameterInteger
     training_instance_type: ParameterString
     training_instance_count: ParameterInteger
     epochs: ParameterInteger
@@ -89,7 +88,6 @@ def make_parameters(settings: Settings, threshold: float) -> PipelineParameters:
         # its content, so data re-uploaded under the same InputDataUrl needs a new DataVersion.
         data_version=ParameterString("DataVersion", default_value=settings.data_version),
         processing_instance_type=ParameterString("ProcessingInstanceType", default_value=settings.processing_instance_type),
-        processing_instance_count=ParameterInteger("ProcessingInstanceCount", default_value=1),
         training_instance_type=ParameterString("TrainingInstanceType", default_value=settings.training_instance_type),
         training_instance_count=ParameterInteger("TrainingInstanceCount", default_value=1),
         epochs=ParameterInteger("Epochs", default_value=hp.epochs),
@@ -188,7 +186,7 @@ def processing_step(
         image_uri=settings.image("cpu"),
         entrypoint=spec.command(),
         instance_type=params.processing_instance_type,
-        instance_count=params.processing_instance_count,
+        instance_count=1,  # prepare and evaluate do not shard their work: a second instance would repeat it
         volume_size_in_gb=PROCESSING_VOLUME_GB,
         volume_kms_key=processing_volume_kms_key(settings.processing_instance_type, settings.volume_kms_key),
         output_kms_key=settings.output_kms_key,

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="The SageMaker pipeline's steps, run on this machine.")
     add_run_flags(parser, Path("runs/demo"))
     parser.add_argument("--no-cache", action="store_true", help="run every step again instead of reusing finished ones")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="training instances, emulated as processes on 127.0.0.1 with MXNet's parameter server (default 1)")
     return parser
 
 
@@ -73,8 +75,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser = build_parser()
     args = parser.parse_args(argv)
     hps = checked_hyperparameters(parser, args)
+    if args.instances < 1:
+        parser.error(f"--instances {args.instances}: must be at least 1")
     return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps,
-                   use_cache=not args.no_cache, demo_size=tuple(args.demo_size))
+                   use_cache=not args.no_cache, demo_size=tuple(args.demo_size), instances=args.instances)
 
 
 def _terminate(signum: int, frame: object) -> None:

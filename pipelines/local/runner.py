@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError
-from pipelines import emulated_job, graph
+from pipelines import emulated_hosts, emulated_job, graph
 from pipelines.local import aside, console, layout
 from pipelines.local.options import DEMO_STEP, Options, demo_data_args, resolve_hyperparameters, visible_gpus
 from pipelines.local_cache import Marker, StepCache, hash_code, hash_tree, step_key
@@ -114,7 +114,8 @@ class LocalPipeline:
         """The training job: the toolkit's environment, checkpoints kept for a resumed run."""
         channels = {ch: layout.local_source(src, self.work, self.data) for ch, src in graph.TRAIN.channels.items()}
         inputs = {ch: self.source_hash(src) for ch, src in graph.TRAIN.channels.items()}
-        key = step_key(graph.TRAIN.name, code=hash_code("gtsrb.train", COMMON_CODE), hps=self.hps, inputs=inputs)
+        instances = {"instances": self.options.instances} if self.options.instances > 1 else {}  # one host: the key as before
+        key = step_key(graph.TRAIN.name, code=hash_code("gtsrb.train", COMMON_CODE), hps=self.hps, inputs=inputs, **instances)
         outputs = layout.step_outputs(graph.TRAIN.name, self.work)
         return self.cached_step(graph.TRAIN.name, key, outputs, partial(self._train, key, channels),
                                 replaces=[self.job.model_dir, self.job.archive])
@@ -122,8 +123,12 @@ class LocalPipeline:
     def _train(self, key: str, channels: dict[str, Path]) -> None:
         argv = [sys.executable, "-m", "gtsrb.train", *emulated_job.hyperparameters_to_args(self.hps)]
         self.keep_or_clear_checkpoints(key)
-        env = emulated_job.start_training_job(self.job, channels, self.hps, self.num_gpus)
-        emulated_job.run_step_job(graph.TRAIN.name, argv, self.log_file(graph.TRAIN.name), self.job.failure_file, env)
+        if self.options.instances > 1:
+            hosts = emulated_hosts.prepare_hosts(self.job, self.options.instances, channels, self.hps, self.num_gpus)
+            emulated_hosts.run_hosts(graph.TRAIN.name, hosts, argv, self.log_file(graph.TRAIN.name))
+        else:
+            env = emulated_job.start_training_job(self.job, channels, self.hps, self.num_gpus)
+            emulated_job.run_step_job(graph.TRAIN.name, argv, self.log_file(graph.TRAIN.name), self.job.failure_file, env)
         self.job.archive_model()
 
     def keep_or_clear_checkpoints(self, key: str) -> None:

@@ -8,6 +8,7 @@ plus the traceback to /opt/ml/output/failure and exits 1 (gtsrb.common.failure.r
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import sys
 import tempfile
@@ -18,11 +19,12 @@ import mxnet as mx
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError, run_step
 from gtsrb.common.preprocessing import Preprocessing
-from gtsrb.common.records import record_count
-from gtsrb.train import checkpoint, devices, metrics, mixed_precision, pretrained
+from gtsrb.train import checkpoint, devices, distributed, launcher, metrics, mixed_precision, pretrained
 from gtsrb.train.checkpoint import TrainingState
-from gtsrb.train.combine import combine_splits
+from gtsrb.train.cluster import Cluster, is_worker
+from gtsrb.train.combine import worker_split
 from gtsrb.train.data import channel_split, check_batch_size, split_class_names, validate_split
+from gtsrb.train.distributed import Workers
 from gtsrb.train.ema import EMA_FILE, WeightAverage
 from gtsrb.train.environment import Environment, parse_args
 from gtsrb.train.export import export, export_in_fresh_process
@@ -51,49 +53,84 @@ def weights_file(env: Environment, hp: Hyperparameters) -> Path | None:
     return None
 
 
-def training_data(
-    env: Environment, hp: Hyperparameters, prep: Preprocessing
-) -> tuple[contract.RecordFiles, contract.RecordFiles, int, list[str]]:
-    """The checked train and validation splits (train + validation with fit_on_validation), the
-    train count and the class names (the data's, from prepare)."""
+def checked_splits(env: Environment, prep: Preprocessing) -> tuple[contract.RecordFiles, contract.RecordFiles, int, list[str]]:
+    """The checked train and validation channels, the train count and the class names (the data's, from prepare)."""
     train_files = channel_split(env.train, contract.TRAIN_CHANNEL)
     val_files = channel_split(env.validation, contract.VALIDATION_CHANNEL)
     class_names = split_class_names(train_files, val_files)
     train_count = validate_split(train_files, prep, len(class_names))
-    check_batch_size(train_count, hp.batch_size, train_files)  # a batch larger than the split
     validate_split(val_files, prep, len(class_names))
-    if hp.fit_on_validation or hp.min_class_share:
-        if hp.fit_on_validation:
-            log.info("event=fit_on_validation note=val_acc_is_measured_on_training_data")
-        parts = [train_files, val_files] if hp.fit_on_validation else [train_files]
-        # a temp folder, not the checkpoint folder: SageMaker would upload it with the checkpoints;
-        # removed when the process ends (a resume rebuilds it identically)
-        scratch = tempfile.TemporaryDirectory(prefix="gtsrb-train-")
-        atexit.register(scratch.cleanup)
-        train_files = combine_splits(parts, Path(scratch.name), hp.min_class_share)
-        train_count = record_count(train_files)
     return train_files, val_files, train_count, class_names
+
+
+def training_split(train_files: contract.RecordFiles, val_files: contract.RecordFiles, train_count: int,
+                   hp: Hyperparameters, workers: Workers) -> tuple[contract.RecordFiles, int]:
+    """What this worker trains on (train + validation with fit_on_validation, rare classes repeated,
+    every count-th record with several workers) and the count of the whole training sequence."""
+    check_batch_size(train_count, hp.batch_size, train_files)  # a batch larger than the split
+    if not (hp.fit_on_validation or hp.min_class_share or workers.count > 1):
+        return train_files, train_count
+    if hp.fit_on_validation:
+        log.info("event=fit_on_validation note=val_acc_is_measured_on_training_data")
+    parts = [train_files, val_files] if hp.fit_on_validation else [train_files]
+    # a temp folder, not the checkpoint folder: SageMaker would upload it with the checkpoints;
+    # removed when the process ends (a resume rebuilds it identically)
+    scratch = tempfile.TemporaryDirectory(prefix="gtsrb-train-")
+    atexit.register(scratch.cleanup)
+    files, kept, total = worker_split(parts, Path(scratch.name), hp.min_class_share, (workers.rank, workers.count))
+    if workers.count > 1:
+        write_part_report(workers, kept, total)
+    return files, total
+
+
+def write_part_report(workers: Workers, positions: list[int], total: int) -> Path:
+    """SM_OUTPUT_DATA_DIR/records-HOST.json: which records of the training sequence this worker trains on
+    (SageMaker uploads it with the job's output; the tests count the workers' records with it)."""
+    folder = sagemaker_job.base_dir() / sagemaker_job.OUTPUT_DIR / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"records-{workers.host or workers.rank}.json"
+    path.write_text(json.dumps({"host": workers.host, "rank": workers.rank, "workers": workers.count,
+                                "total": total, "positions": positions}))
+    return path
+
+
+def check_worker_batch(hp: Hyperparameters, workers: Workers, num_devices: int) -> None:
+    """The global batch must split evenly over the workers, with an image for every device."""
+    if hp.batch_size % workers.count or hp.batch_size // workers.count < num_devices:
+        raise StepError(f"batch_size={hp.batch_size} cannot be split over {workers.count} instances with "
+                        f"{num_devices} device(s) each; use a multiple of {workers.count * num_devices}.")
 
 
 def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
     """Check the data, fit the epochs to it, choose devices, build the network and the optimiser."""
     prep = Preprocessing.for_hyperparameters(hp.to_dict())
-    train_files, val_files, train_count, class_names = training_data(env, hp, prep)
+    train_files, val_files, train_count, class_names = checked_splits(env, prep)
+    ctx = devices.training_contexts(env.num_gpus, hp.devices)
+    distributed.check_kvstore(hp.kvstore, ctx)
+    workers = distributed.connect(len(ctx), hp.peer_timeout)  # one host: nothing to connect
+    hp = hp.scaled_to(len(ctx), workers.count)
+    check_worker_batch(hp, workers, len(ctx))
+    channels_key = checkpoint.data_key(train_files, val_files)  # the same on every host
+    train_files, train_count = training_split(train_files, val_files, train_count, hp, workers)
+    # one host: the key of what it trains on, as before; several: of the channels (the parts differ per host)
+    key = channels_key if workers.count > 1 else checkpoint.data_key(train_files, val_files)
     fitted = hp.fitted_to(train_count)
     if fitted.epochs != hp.epochs:
         log.info("event=epochs_fitted epochs=%d train_records=%d max_train_images=%d", fitted.epochs, train_count, hp.max_train_images)
     hp = fitted
     create_network(hp.model, len(class_names))  # fail on an unknown model before touching GPUs or weights
     weights = weights_file(env, hp)
-    ctx = devices.training_contexts(env.num_gpus, hp.devices)
     amp_dtype = mixed_precision.init(ctx) if hp.amp else "off"  # before the network is built: it patches the operators
     mx.random.seed(hp.seed)  # the initialisation of a fresh run; epochs reseed from (seed, epoch)
     net = build_network(hp.model, len(class_names), hp.image_size, ctx, weights, hp.head_lr_mult, hp.input_norm)
-    trainer = make_trainer(net, hp, ctx, hp.amp)
-    log.info("event=start model=%s train_records=%d classes=%d devices=%s amp=%s weights=%s",
-             hp.model, train_count, len(class_names), ",".join(str(x) for x in ctx), amp_dtype, weights)
+    trainer = make_trainer(net, hp, ctx, hp.amp, workers.kv or distributed.kvstore_type(hp.kvstore, len(ctx), False))
+    workers.use_trainer(trainer)
+    log.info("event=start model=%s train_records=%d classes=%d devices=%s amp=%s weights=%s batch=%d lr=%.5g workers=%d",
+             hp.model, train_count, len(class_names), ",".join(str(x) for x in ctx), amp_dtype, weights, hp.batch_size,
+             hp.lr, workers.count)
     ema = WeightAverage(net, hp.ema_decay) if hp.ema_decay else None
-    return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, class_names, amp=hp.amp, ema=ema)
+    return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, class_names,
+               amp=hp.amp, workers=workers, data_key=key, ema=ema)
 
 
 def ensure_writable(folder: Path, flag: str) -> None:
@@ -107,7 +144,7 @@ def ensure_writable(folder: Path, flag: str) -> None:
 
 
 # Hyperparameters that may change between a run and its resumption.
-RESUMABLE_CHANGES = frozenset({"log_interval", "devices"})
+RESUMABLE_CHANGES = frozenset({"log_interval", "devices", "kvstore", "peer_timeout"})
 
 
 def resume_or_start(run: Run) -> TrainingState:
@@ -117,7 +154,7 @@ def resume_or_start(run: Run) -> TrainingState:
     training data starts a fresh run; one made with other hyperparameters is refused.
     """
     fresh = TrainingState(seed=run.hp.seed, hyperparameters=run.hp.to_dict(),
-                          data_key=checkpoint.data_key(run.train_files, run.val_files))
+                          data_key=run.data_key or checkpoint.data_key(run.train_files, run.val_files))
     for path in checkpoint.complete(run.checkpoint_dir):
         try:
             saved = checkpoint.load_state(path)
@@ -171,18 +208,32 @@ def train(argv: list[str]) -> None:
     log.info("%s", metrics.hyperparameters_line(hp.to_dict()))
     run = prepare_run(env, hp)
     state = resume_or_start(run)
+    distributed.check_same_checkpoint(run.workers, state.epochs_done, state.step_in_epoch)
     previous = run.stop.install()
     try:
         state = fit(run, state)
     except Interrupted as stopped:
-        log.info("event=stopped reason=%s checkpoint=%s note=run_again_to_resume", run.stop.reason, stopped)
+        log.info("event=stopped reason=%s checkpoint=%s note=run_again_to_resume", run.stop.reason or "another_host", stopped)
         return
     finally:
         StopFlag.uninstall(previous)
-    save_best(run, state, env.model_dir)
+    if run.workers.is_first:  # one host speaks: the others' weights are the same
+        save_best(run, state, env.model_dir)
+
+
+def launch_or_train(argv: list[str]) -> None:
+    """One host: train here. Several: this process is the host's launcher (gtsrb.train.launcher),
+    unless it is the worker a launcher started."""
+    cluster = Cluster.from_environment()
+    if not cluster.is_distributed or is_worker():
+        train(argv)
+        return
+    _, raw = parse_args(argv)
+    hp = Hyperparameters.from_mapping(raw)  # a bad value fails here, before any role starts
+    launcher.run(cluster, argv, hp.peer_timeout)
 
 
 def main() -> None:
     """Console entry point: exit 0 on success (or a clean SIGTERM stop), 1 with a failure file."""
     configure_logging()
-    sys.exit(run_step(lambda: train(sys.argv[1:]), sagemaker_job.TRAINING_FAILURE_FILE))
+    sys.exit(run_step(lambda: launch_or_train(sys.argv[1:]), sagemaker_job.TRAINING_FAILURE_FILE))

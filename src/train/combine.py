@@ -49,19 +49,32 @@ def copies_per_class(labels: list[int], min_class_share: float) -> dict[int, int
 def combine_splits(parts: list[contract.RecordFiles], folder: Path, min_class_share: float = 0.0) -> contract.RecordFiles:
     """Write every record of `parts` (packed bytes as they are) into one indexed split in `folder`,
     rare classes repeated up to `min_class_share` of the largest (augmentation varies the copies)."""
+    return worker_split(parts, folder, min_class_share)[0]
+
+
+def worker_split(parts: list[contract.RecordFiles], folder: Path, min_class_share: float = 0.0,
+                 worker: tuple[int, int] = (0, 1)) -> tuple[contract.RecordFiles, list[int], int]:
+    """combine_splits for one worker of several (`worker=(rank, count)`): only every count-th
+    record from `rank` on is written, that worker's part (a stride, not a block: packed splits are sorted by class, and a block would give
+    each worker other classes). Returns the split, the positions in the whole sequence of the
+    records it holds (what the worker trains on, reported in its records file) and the whole count.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     out = contract.record_files(folder, COMBINED)
     records = read_records(parts)
     copies = copies_per_class([label for label, _ in records], min_class_share)
+    rank, count = worker
     writer = mx.recordio.MXIndexedRecordIO(str(out.idx), str(out.rec), "w")
-    count = 0
+    position, kept = 0, []
     try:
         for label, record in records:
             for _ in range(copies[label]):
-                writer.write_idx(count, record)
-                count += 1
+                if position % count == rank:
+                    writer.write_idx(len(kept), record)
+                    kept.append(position)
+                position += 1
     finally:
         writer.close()
-    log.info("event=training_split parts=%d records=%d repeated_classes=%d",
-             len(parts), count, sum(1 for n in copies.values() if n > 1))
-    return out
+    log.info("event=training_split parts=%d records=%d repeated_classes=%d worker=%d/%d worker_records=%d",
+             len(parts), position, sum(1 for n in copies.values() if n > 1), rank + 1, count, len(kept))
+    return out, kept, position

@@ -61,8 +61,10 @@ def check_batch_size(count: int, batch_size: int, files: contract.RecordFiles) -
         )
 
 
-def train_iter(files: contract.RecordFiles, prep: Preprocessing, hp: Hyperparameters, batch_size: int, epoch: int) -> mx.io.ImageRecordIter:
-    """Augmented batches of one epoch, shuffled and augmented with seeds of (hp.seed, epoch) for exact resume."""
+def train_iter(files: contract.RecordFiles, prep: Preprocessing, hp: Hyperparameters, batch_size: int, epoch: int,
+               seed_offset: int = 0) -> mx.io.ImageRecordIter:
+    """Augmented batches of one epoch, shuffled and augmented with seeds of (hp.seed + seed_offset, epoch) for
+    exact resume (seed_offset: the worker's, so that workers draw different augmentations)."""
     jitter = hp.color_jitter
     return mx.io.ImageRecordIter(
         path_imgrec=str(files.rec),
@@ -70,8 +72,8 @@ def train_iter(files: contract.RecordFiles, prep: Preprocessing, hp: Hyperparame
         data_shape=prep.data_shape,
         batch_size=batch_size,
         shuffle=True,
-        seed=epoch_seed(hp.seed, epoch),  # the shuffle
-        seed_aug=epoch_seed(hp.seed, epoch),  # the augmentation: `seed` does not reach it
+        seed=epoch_seed(hp.seed + seed_offset, epoch),  # the shuffle
+        seed_aug=epoch_seed(hp.seed + seed_offset, epoch),  # the augmentation: `seed` does not reach it
         rand_crop=True,
         rand_mirror=False,  # never: 19/20, 33/34, 36/37, 38/39 are mirror images of each other
         max_rotate_angle=int(hp.max_rotate_deg),

@@ -8,13 +8,14 @@ overridden by CLI flags so that the same script runs by hand.
 | weights file    | SM_CHANNEL_PRETRAINED (optional) | --pretrained-dir DIR   |
 | model output    | SM_MODEL_DIR                     | --model-dir DIR        |
 | checkpoints     | $SAGEMAKER_BASE_DIR/checkpoints  | --checkpoint-dir DIR   |
-| GPUs / hosts    | SM_NUM_GPUS / SM_HOSTS           | all MXNet sees / one   |
+| GPUs            | SM_NUM_GPUS                      | all MXNet sees         |
+
+The job's hosts (resourceconfig.json, SM_HOSTS) are read by gtsrb.train.cluster.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,6 @@ def parse_args(argv: list[str]) -> tuple[Environment, dict[str, str]]:
     known, rest = parser.parse_known_args(argv)
     if known.model_dir is None:
         raise StepError("no model directory: SM_MODEL_DIR is not set; pass --model-dir DIR when running by hand.")
-    _check_single_host()
     env = Environment(known.train, known.validation, known.pretrained_dir, known.model_dir,
                       known.checkpoint_dir, _num_gpus(known.num_gpus))
     try:
@@ -80,10 +80,3 @@ def _num_gpus(flag: int | None) -> int:
     if os.environ.get("SM_NUM_GPUS"):
         return int(os.environ["SM_NUM_GPUS"])
     return cuda.gpu_count()
-
-
-def _check_single_host() -> None:
-    """Data parallel on one machine only: fail clearly when the job has several instances."""
-    hosts = json.loads(os.environ.get("SM_HOSTS", '["localhost"]'))
-    if len(hosts) > 1:
-        raise StepError(f"the job has {len(hosts)} instances but training uses the GPUs of one: set instance_count=1.")

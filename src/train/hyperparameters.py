@@ -19,6 +19,7 @@ from gtsrb.common.preprocessing import DEFAULT_IMAGE_SIZE, TTA_MODES
 from gtsrb.common.sagemaker_job import parse_bool
 
 PRESETS: tuple[str, ...] = ("gpu", "cpu")
+KVSTORES: tuple[str, ...] = ("auto", "device", "nccl")
 # MXNet 1.9.1's optimizers the train step accepts (it has no AdamW; tests build a Trainer for each).
 OPTIMIZERS: tuple[str, ...] = ("sgd", "nag", "adam")
 # A run shorter than its preset's warm-up (e.g. epochs=1) warms up for this share of its epochs.
@@ -37,7 +38,10 @@ class Hyperparameters:
     image_size: int = DEFAULT_IMAGE_SIZE  # 96: must equal what prepare packed for (stored side 108 allows random crops)
     epochs: int = 15  # fine-tuning converges in ~10 epochs; ~4.5 min on one A10G (estimate in docs/training.md)
     max_train_images: int = 0  # cap on epochs x training records (0 = none): a budget that fits big data sets, deterministic unlike a clock
-    batch_size: int = 128  # total over all GPUs; fits a 24 GB A10G at 96 px with AMP many times over
+    batch_size: int = 128  # the global batch of one update: over all GPUs and all instances; fits a 24 GB A10G at 96 px with AMP
+    # N > 0: N images per device on every instance instead (global batch = N x devices x instances) and lr
+    # scaled linearly, lr x global / batch_size (Goyal et al. 2017; warmup keeps large batches stable)
+    batch_per_device: int = 0
     # SGD with momentum: MXNet's aggregated multi-tensor update (one call per 60 parameters, not one per parameter:
     # NAG has no aggregated kernel in 1.9.1 and kept the GPU waiting for the host, docs/gpu-runbook.md)
     optimizer: str = "sgd"
@@ -63,6 +67,8 @@ class Hyperparameters:
     fit_on_validation: bool = False  # also train on the validation split (then val_acc is on seen data); needs early_stopping_patience=0
     tta: str = "none"  # test-time augmentation saved into preprocessing.json; validation, evaluate and serving apply it
     amp: bool = True  # mixed precision: float16 on GPU (~2x faster on tensor cores), bfloat16 on CPU contexts
+    kvstore: str = "auto"  # how several devices of one instance sum gradients: auto (= device) | device | nccl (GPUs only)
+    peer_timeout: float = 300.0  # several instances: seconds a host may take to connect or stay silent before the job fails
     devices: str = "auto"  # auto = every GPU (SM_NUM_GPUS), else one CPU; cpu:N = N CPU contexts (the multi-GPU code path on CPU)
     seed: int = 42  # every RNG is seeded from this and the epoch number, so a resumed run is reproducible
     log_interval: int = 0  # also log every N batches (0 = epoch lines only)
@@ -110,6 +116,9 @@ class Hyperparameters:
             ("image_size", self.image_size >= 16, "at least 16"),
             ("epochs", self.epochs >= 1, "at least 1"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("batch_per_device", self.batch_per_device >= 0, "zero (batch_size is the global batch) or positive"),
+            ("kvstore", self.kvstore in KVSTORES, f"one of {', '.join(KVSTORES)}"),
+            ("peer_timeout", self.peer_timeout >= 1, "at least 1 (seconds)"),
             ("lr", self.lr > 0, "positive"),
             ("head_lr_mult", self.head_lr_mult > 0, "positive"),
             ("wd", self.wd >= 0, "zero or positive"),
@@ -145,6 +154,14 @@ class Hyperparameters:
             return self
         floor = int(self.warmup_epochs) + 1
         return dataclasses.replace(self, epochs=max(floor, self.max_train_images // max(1, train_count)))
+
+    def scaled_to(self, devices: int, hosts: int) -> Hyperparameters:
+        """These values for `devices` per host on `hosts` hosts: batch_size becomes the global batch
+        and lr follows it linearly when batch_per_device is set; else both stay as given."""
+        if not self.batch_per_device:
+            return self
+        batch = self.batch_per_device * devices * hosts
+        return dataclasses.replace(self, batch_size=batch, lr=self.lr * batch / self.batch_size)
 
     def to_dict(self) -> dict[str, object]:
         """Plain values, as saved into the model directory and checkpoints."""

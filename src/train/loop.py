@@ -28,6 +28,7 @@ from gtsrb.common.records import predict
 from gtsrb.train import checkpoint
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.data import train_iter
+from gtsrb.train.distributed import EARLY_STOP_KEY, EPOCH_KEY, Workers
 from gtsrb.train.ema import WeightAverage
 from gtsrb.train.hyperparameters import Hyperparameters, epoch_seed
 from gtsrb.train.metrics import epoch_line
@@ -84,6 +85,9 @@ class Run:
     checkpoint_dir: Path
     class_names: list[str]  # from the training data (classes.json beside the split)
     amp: bool = False
+    workers: Workers = field(default_factory=Workers.single)  # one host: no kvstore between workers
+    data_key: str = ""  # checkpoint.data_key of the training data ("" = of train_files and val_files)
+    stop_agreed: bool = False  # several hosts: every worker's stop request as agreed at the last epoch end
     stop: StopFlag = field(default_factory=StopFlag)
     ema: WeightAverage | None = None  # the weight average validated and exported (hp.ema_decay > 0)
 
@@ -97,8 +101,20 @@ class Run:
 
     @property
     def steps_per_epoch(self) -> int:
-        """Full batches per epoch (the partial last batch is dropped; shuffling varies it)."""
+        """Full global batches per epoch (the partial last batch is dropped; shuffling varies it);
+        the same on every worker, which each read batch_size / workers of their own part."""
         return max(1, self.train_count // self.hp.batch_size)
+
+    @property
+    def stops_after_epoch(self) -> bool:
+        """Stop now, between epochs? One host: whenever SIGTERM came; several: only as every
+        worker agreed at the end of the epoch (a signal that came later stops them all one batch on)."""
+        return self.stop_agreed if self.workers.kv is not None else self.stop.requested
+
+    @property
+    def worker_batch(self) -> int:
+        """The images this worker reads per update (batch_size is the global batch)."""
+        return self.hp.batch_size // self.workers.count
 
 
 def seed_everything(seed: int, epoch: int) -> None:
@@ -133,7 +149,7 @@ def train_batch(run: Run, batch: mx.io.DataBatch, loss_fn: gluon.loss.Loss) -> t
                 autograd.backward(scaled)
     if not run.amp:
         autograd.backward(losses)
-    run.trainer.step(batch.data[0].shape[0])
+    run.trainer.step(batch.data[0].shape[0] * run.workers.count)  # the kvstore sums every worker's gradients
     correct = [(o.argmax(axis=1).astype("float32") == y.astype("float32")).sum() for o, y in zip(outputs, labels, strict=True)]
     return [loss.sum() for loss in losses], correct
 
@@ -148,7 +164,7 @@ def train_epoch(run: Run, state: TrainingState, epoch: int) -> dict[str, float]:
     sums = dict(state.partial) or {"loss": 0.0, "correct": 0.0, "images": 0, "seconds": 0.0}
     pending: list = []  # device-side results of the last batches, read a few batches later
     tick = time.time()
-    for i, batch in enumerate(train_iter(run.train_files, run.prep, run.hp, run.hp.batch_size, epoch)):
+    for i, batch in enumerate(train_iter(run.train_files, run.prep, run.hp, run.worker_batch, epoch, run.workers.seed_offset)):
         if i >= steps:
             break
         if i < start:
@@ -159,12 +175,13 @@ def train_epoch(run: Run, state: TrainingState, epoch: int) -> dict[str, float]:
             run.ema.update(epoch * steps + i)
         _fold(sums, pending, keep=IN_FLIGHT)  # bound the engine's queue (and device memory)
         sums["images"] += batch.data[0].shape[0]
-        if run.hp.log_interval and (i + 1) % run.hp.log_interval == 0:
+        if run.hp.log_interval and (i + 1) % run.hp.log_interval == 0 and run.workers.is_first:
             log.info("epoch=%d/%d batch=%d/%d batch_lr=%.5g", epoch + 1, run.hp.epochs, i + 1, steps, run.trainer.learning_rate)
-        if run.stop.requested and i + 1 < steps:
+        if run.workers.stop_agreed(run.stop.requested) and i + 1 < steps:  # every worker stops at this batch
             _add_pending(sums, pending, tick)
             _save_interrupted(run, state, epoch, i + 1, sums)
     _add_pending(sums, pending, tick)
+    run.workers.end_epoch()
     return sums
 
 
@@ -191,13 +208,21 @@ def _add_pending(sums: dict, pending: list, tick: float) -> None:
 def _save_interrupted(run: Run, state: TrainingState, epoch: int, step: int, sums: dict) -> None:
     """Write a mid-epoch checkpoint after SIGTERM/SIGINT and stop the run."""
     state.epochs_done, state.step_in_epoch, state.partial = epoch, step, sums
+    run.workers.drain()
+    if not run.workers.is_first:  # same weights everywhere: the first host writes the checkpoint
+        raise Interrupted(f"the first host's checkpoint of epoch {epoch + 1} batch {step}")
     path = checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state, run.ema)
     log.info("event=interrupted epoch=%d batch=%d checkpoint=%s", epoch + 1, step, path)
     raise Interrupted(str(path))
 
 
-def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started: float) -> dict:
-    """Validate, log the epoch line, update early stopping and write the checkpoint."""
+def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started: float) -> dict | None:
+    """Validate, log the epoch line, update early stopping and write the checkpoint (the first
+    worker; every worker agrees on the sums, the statistics and whether to go on)."""
+    agreed = run.workers.all_sum(EPOCH_KEY, [sums["loss"], sums["correct"], sums["images"], float(run.stop.requested)])
+    seconds = sums["seconds"]
+    sums = {"loss": float(agreed[0]), "correct": float(agreed[1]), "images": int(agreed[2]), "seconds": seconds}
+    run.stop_agreed = bool(agreed[3])  # a stop on any host during the last batch stops every host
     train_loss = sums["loss"] / max(1, sums["images"])
     if not math.isfinite(train_loss):
         raise StepError(
@@ -205,6 +230,11 @@ def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started
             f"or check the data; the last good checkpoint is kept in {run.checkpoint_dir}."
         )
     sync_running_stats(run.net)  # validate with the statistics the checkpoint and the model get
+    run.workers.average_running_stats(run.net, run.trainer)
+    state.epochs_done, state.step_in_epoch, state.partial = epoch + 1, 0, {}
+    if not run.workers.is_first:
+        state.stopped_early = bool(run.workers.all_sum(EARLY_STOP_KEY, [0.0])[0])
+        return None
     labels, probs = validate(run)
     values = {
         "epoch": epoch + 1,
@@ -219,9 +249,9 @@ def finish_epoch(run: Run, state: TrainingState, epoch: int, sums: dict, started
     remaining = run.hp.epochs - (epoch + 1)
     eta = remaining * sum(row["seconds"] for row in state.history) / len(state.history)
     log.info("%s", epoch_line(values, run.hp.epochs, eta, run.hp.fit_on_validation))
-    state.epochs_done, state.step_in_epoch, state.partial = epoch + 1, 0, {}
     _update_early_stopping(run.hp, state, values["val_acc"])
     checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state, run.ema)
+    run.workers.all_sum(EARLY_STOP_KEY, [float(state.stopped_early)])  # tell the other workers
     return values
 
 
@@ -267,9 +297,11 @@ def fit(run: Run, state: TrainingState) -> TrainingState:
         if state.stopped_early:
             break
         started = time.time()
-        seed_everything(run.hp.seed, epoch)
+        seed_everything(run.hp.seed + run.workers.seed_offset, epoch)  # dropout masks differ between workers
         sums = train_epoch(run, state, epoch)
         finish_epoch(run, state, epoch, sums, started - state.partial.get("seconds", 0.0))
-        if run.stop.requested and epoch + 1 < run.hp.epochs and not state.stopped_early:
+        if run.stops_after_epoch and epoch + 1 < run.hp.epochs and not state.stopped_early:
+            run.workers.drain()
             raise Interrupted(str(run.checkpoint_dir / state.name))  # else: done, save the model
+    run.workers.drain()  # no worker leaves ps-lite with a round in flight
     return state

@@ -28,13 +28,16 @@ from gtsrb.train.hyperparameters import Hyperparameters
 AGGREGATION_SIZE = 60
 
 
-def make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, ctx: list[mx.Context], amp: bool) -> gluon.Trainer:
-    """The optimiser; kvstore `device` sums gradients on the devices when there are several."""
+def make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, ctx: list[mx.Context], amp: bool,
+                 kvstore: str | mx.kvstore.KVStore | None = None) -> gluon.Trainer:
+    """The optimiser; `kvstore` sums the gradients (gtsrb.train.distributed.kvstore_type: by default
+    `device` when there are several devices, the dist kvstore of a multi-host job)."""
     os.environ.setdefault("MXNET_OPTIMIZER_AGGREGATION_SIZE", str(AGGREGATION_SIZE))  # read by SGD's constructor
     params: dict[str, object] = {"learning_rate": hp.lr, "wd": hp.wd}
     if hp.optimizer in ("nag", "sgd"):
         params["momentum"] = hp.momentum
-    kvstore = "device" if len(ctx) > 1 else "local"
+    if kvstore is None:
+        kvstore = "device" if len(ctx) > 1 else "local"
     trainer = gluon.Trainer(net.collect_params(), hp.optimizer, params, kvstore=kvstore, update_on_kvstore=False)
     if amp:
         mixed_precision.attach(trainer)  # dynamic loss scaling, overflow checked on every device

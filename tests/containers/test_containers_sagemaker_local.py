@@ -171,3 +171,15 @@ def test_an_image_tag_not_in_the_engine_is_one_sentence(tmp_path: Path) -> None:
     errors = [line for line in run.output.splitlines() if line.startswith("ERROR:")]
     assert errors == [errors[0]] and "gtsrb-mxnet-cpu:no-such-tag is not in the local Docker engine" in errors[0]
     assert "Traceback" not in run.output and "Pulling" not in run.output
+
+
+def test_two_instances_train_with_the_parameter_server(image: str, tmp_path: Path) -> None:
+    """make sagemaker-local INSTANCES=2: the SDK starts algo-1 and algo-2 from the cpu image on one
+    compose network (SageMaker's multi-host contract: resourceconfig.json, algo-N by DNS); their
+    launchers start ps-lite, both workers train, the first host's model is registered."""
+    run = run_local(image, tmp_path / "work", "--threshold", "0.01", "--instances", "2",
+                    "--hp", f"epochs={EPOCHS}", *FIXED_HPS)
+    assert run.code == EXIT_REGISTERED, run.output[-4000:]
+    for host in ("algo-1", "algo-2"):
+        assert f"event=kvstore type=dist_sync host={host}" in run.output, run.output[-4000:]
+    assert model_archive(run).stat().st_size > 0

@@ -81,3 +81,15 @@ def test_overrides_are_rechecked_against_the_volume_key(no_network: None, overri
     with pytest.raises(StepError, match=message):
         run_pipeline.check_overrides(pipeline, override)
     run_pipeline.check_overrides(pipeline, {"TrainingInstanceType": "ml.p3.8xlarge"})  # EBS: fine
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"TrainingInstanceCount": 3}, "TrainingInstanceCount=3 cannot split BatchSize=128"),
+    ({"TrainingInstanceCount": 2, "BatchSize": 63}, "TrainingInstanceCount=2 cannot split BatchSize=63"),
+    ({"TrainingInstanceCount": 9}, "TrainingInstanceCount=9 must be between 1 and 8"),
+])
+def test_training_instance_count_is_checked_before_anything_is_paid(no_network: None, override: dict, message: str) -> None:
+    pipeline, _ = definition()
+    with pytest.raises(StepError, match=message):
+        run_pipeline.check_overrides(pipeline, override)
+    run_pipeline.check_overrides(pipeline, {"TrainingInstanceCount": 2})  # 128 / 2: fine

@@ -122,7 +122,7 @@ def test_instance_parameters_reach_the_steps(offline_definition: dict) -> None:
     for name in (graph.PREPARE.name, graph.EVALUATE.name):
         cluster = steps[name]["Arguments"]["ProcessingResources"]["ClusterConfig"]
         assert cluster["InstanceType"] == {"Get": "Parameters.ProcessingInstanceType"}
-        assert cluster["InstanceCount"] == {"Get": "Parameters.ProcessingInstanceCount"}
+        assert cluster["InstanceCount"] == 1  # prepare and evaluate do not shard: no ProcessingInstanceCount
     resources = steps[graph.TRAIN.name]["Arguments"]["ResourceConfig"]
     assert resources["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
     assert resources["InstanceCount"] == {"Get": "Parameters.TrainingInstanceCount"}

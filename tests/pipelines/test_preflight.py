@@ -25,9 +25,9 @@ def test_the_default_pipeline_needs_a_spot_g5_and_a_processing_m5(offline_defini
 
 
 def test_execution_overrides_change_the_quotas(offline_definition: dict) -> None:
-    overrides = {"TrainingInstanceType": "ml.p3.2xlarge", "ProcessingInstanceCount": 2}
+    overrides = {"TrainingInstanceType": "ml.p3.2xlarge", "TrainingInstanceCount": 2}  # processing: always one instance
     assert preflight.pipeline_needs(offline_definition, overrides) == {
-        "ml.p3.2xlarge for spot training job usage": 1, PROCESSING_M5: 2}
+        "ml.p3.2xlarge for spot training job usage": 2, PROCESSING_M5: 1}
 
 
 def test_without_spot_the_on_demand_training_quota_counts(offline_definition: dict) -> None:

@@ -13,7 +13,7 @@ from gtsrb.common.failure import run_step
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train import devices
-from gtsrb.train.cli import train
+from gtsrb.train.cli import launch_or_train, train
 from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, run_module, write_split
 
 
@@ -100,9 +100,14 @@ def test_imagenet_weights_absent_fail_without_download(base_dir: Path, channels:
     assert_fails(result, "ImageNet weights for resnet18_v1b are not in the image", "resnet18_v1b-2d9d980c.params is missing")
 
 
-def test_several_hosts(base_dir: Path, channels: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_several_hosts_check_the_hyperparameters_before_starting_any_role(
+        base_dir: Path, channels: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("SM_HOSTS", '["algo-1", "algo-2"]')
-    assert_fails(run_train(base_dir, channels, FAST_HPS), "set instance_count=1")
+    monkeypatch.setenv("SM_CURRENT_HOST", "algo-1")
+    argv = [*hyperparameters_to_args({**FAST_HPS, "peer_timeout": "0"}), "--model-dir", str(base_dir / "model")]
+    assert run_step(lambda: launch_or_train(argv), "failure") == 1
+    assert "hyperparameter peer_timeout=0.0 is invalid" in (base_dir / "output" / "failure").read_text()
+    assert "event=role" not in caplog.text  # nothing was started
 
 
 def test_unsupported_gpu(base_dir: Path, channels: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
