@@ -31,7 +31,7 @@ def parse_hp(items: list[str]) -> dict[str, str]:
 
 
 def add_run_flags(parser: argparse.ArgumentParser, work: Path) -> None:
-    """--work, --data, --threshold, --recipe, --hp, --demo-size: the flags of both local runners (make demo,
+    """--work, --data, --threshold, --recipe, --hp, --instances, --demo-size: the flags of both local runners (make demo,
     make sagemaker-local)."""
     parser.add_argument("--work", type=Path, default=work, help=f"folder for every output (default {work})")
     parser.add_argument("--data", type=Path, help="data folder: GTSRB (official or Kaggle layout) or your own "
@@ -41,6 +41,9 @@ def add_run_flags(parser: argparse.ArgumentParser, work: Path) -> None:
     parser.add_argument("--recipe", type=Path, help="hyperparameters from a YAML/JSON file (recipes/cpu.yaml); --hp wins")
     parser.add_argument("--hp", nargs="+", default=[], metavar="KEY=VALUE",
                         help="training hyperparameters, e.g. epochs=3 image_size=32")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="training instances with MXNet's parameter server (TrainingInstanceCount; make demo "
+                        "emulates them as processes on 127.0.0.1; default 1)")
     parser.add_argument("--demo-size", type=int, nargs=3, default=DEMO_SIZE, metavar=("TRACKS", "FRAMES", "TEST"),
                         help="generated demo set: tracks per class, frames per track, test images per class "
                         f"(default {' '.join(map(str, DEMO_SIZE))})")
@@ -54,6 +57,8 @@ def checked_hyperparameters(parser: argparse.ArgumentParser, args: argparse.Name
         parser.error(str(err))
     if args.data is not None and not args.data.is_dir():
         parser.error(f"--data {args.data}: no such folder")
+    if args.instances < 1:
+        parser.error(f"--instances {args.instances}: must be at least 1")
     if not math.isfinite(args.threshold):  # NaN compares false with every accuracy
         parser.error(f"--threshold {args.threshold}: must be a number (an accuracy, e.g. 0.9)")
     return hps
@@ -65,8 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="The SageMaker pipeline's steps, run on this machine.")
     add_run_flags(parser, Path("runs/demo"))
     parser.add_argument("--no-cache", action="store_true", help="run every step again instead of reusing finished ones")
-    parser.add_argument("--instances", type=int, default=1,
-                        help="training instances, emulated as processes on 127.0.0.1 with MXNet's parameter server (default 1)")
     return parser
 
 
@@ -75,8 +78,6 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser = build_parser()
     args = parser.parse_args(argv)
     hps = checked_hyperparameters(parser, args)
-    if args.instances < 1:
-        parser.error(f"--instances {args.instances}: must be at least 1")
     return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps,
                    use_cache=not args.no_cache, demo_size=tuple(args.demo_size), instances=args.instances)
 

@@ -23,7 +23,6 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="The SageMaker pipeline executed by the SageMaker SDK's local mode.")
     add_run_flags(parser, Path("runs/sagemaker-local"))  # --hp: epochs, lr, batch_size, model, image_size are
     # start parameters (Epochs, ...); any other key is fixed in the built pipeline (preset=cpu by default)
-    parser.add_argument("--instances", type=int, default=1, help="TrainingInstanceCount (containers algo-1..N)")
     parser.add_argument("--tag", required=True, help="tag of the cpu image (gtsrb-mxnet-cpu:<tag>; make passes the git SHA)")
     parser.add_argument("--registry", default="", help="registry host of the image (default: a local name)")
     return parser
@@ -34,8 +33,6 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser = build_parser()
     args = parser.parse_args(argv)
     hps = checked_hyperparameters(parser, args)
-    if args.instances < 1:
-        parser.error(f"--instances {args.instances}: must be at least 1")
     return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps,
                    instances=args.instances, image_tag=args.tag, image_registry=args.registry,
                    demo_size=tuple(args.demo_size))
