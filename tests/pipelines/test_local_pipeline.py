@@ -44,13 +44,21 @@ def run_local(work: Path, *args: str, timeout: float = 420) -> subprocess.Comple
     return result
 
 
-def copy_work(work: Path, target: Path, drop_registry: bool = True) -> Path:
-    """A copy of a finished WORK folder (its store beside it is not copied), optionally without its
-    registration marker."""
+def copy_work(work: Path, target: Path) -> Path:
+    """A copy of a finished WORK folder without its registration marker (its MLflow store lives
+    beside WORK and is not copied: a copy elsewhere is another store)."""
     shutil.copytree(work, target)
-    if drop_registry:
-        (target / "steps" / f"{graph.REGISTER}.json").unlink()
+    (target / "steps" / f"{graph.REGISTER}.json").unlink()
     return target
+
+
+def registered_work(tmp_path: Path) -> Path:
+    """A finished, registered run of its own (WORK and the store beside it), for tests that change
+    the registry: the step key names the store, so a copied WORK would register anew."""
+    work = tmp_path / "work"
+    result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
+    assert result.returncode == 0, result.stderr
+    return work
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +175,8 @@ def test_an_interrupted_training_resumes_from_its_checkpoints(first_run, tmp_pat
     assert [str(v.version) for v in registry.find_versions(work)] == ["1"]
 
 
-def test_a_wrong_data_folder_keeps_the_earlier_work(first_run, tmp_path: Path) -> None:
-    work = copy_work(first_run[0], tmp_path / "work", drop_registry=False)
+def test_a_wrong_data_folder_keeps_the_earlier_work(tmp_path: Path) -> None:
+    work = registered_work(tmp_path)
     before = {name: hash_tree(work / name) for name in ("data", "prepare")}
     wrong = tmp_path / "not-gtsrb"
     (wrong / "photos").mkdir(parents=True)
@@ -181,8 +189,8 @@ def test_a_wrong_data_folder_keeps_the_earlier_work(first_run, tmp_path: Path) -
     assert result.returncode == 0 and result.stdout.count("reusing the finished step") == 5
 
 
-def test_a_registration_interrupted_before_its_record_is_not_repeated(first_run, tmp_path: Path) -> None:
-    work = copy_work(first_run[0], tmp_path / "work", drop_registry=False)
+def test_a_registration_interrupted_before_its_record_is_not_repeated(tmp_path: Path) -> None:
+    work = registered_work(tmp_path)
     (work / "steps" / f"{graph.REGISTER}.json").unlink()  # killed right after RegisterModel, before the marker
     result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
     assert result.returncode == 0, result.stderr
@@ -190,8 +198,8 @@ def test_a_registration_interrupted_before_its_record_is_not_repeated(first_run,
     assert f"{graph.MODEL_PACKAGE_GROUP} version 1 " in result.stdout
 
 
-def test_a_registered_version_deleted_in_the_ui_is_registered_again(first_run, tmp_path: Path) -> None:
-    work = copy_work(first_run[0], tmp_path / "work", drop_registry=False)
+def test_a_registered_version_deleted_in_the_ui_is_registered_again(tmp_path: Path) -> None:
+    work = registered_work(tmp_path)
     registry.open_client(work).delete_model_version(graph.MODEL_PACKAGE_GROUP, "1")
     result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
     assert result.returncode == 0, result.stderr

@@ -32,7 +32,7 @@ def real_store(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_damaged_mlflow_db_is_one_sentence(real_store: Path, damage: str) -> None:
-    db = real_store / registry.DB_FILE
+    db = registry.default_db(real_store)
     if damage == "garbage":
         db.write_bytes(b"this is not a database" * 100)
     else:
