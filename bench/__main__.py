@@ -16,7 +16,7 @@ import sys
 import threading
 
 import bench
-from pipelines.emulated_job import MXNET_LOG_LINE, ConsoleFilter
+from gtsrb.common.log_filter import MXNET_LOG_LINE, ConsoleFilter
 
 
 def filtered_stderr() -> tuple[int, threading.Thread]:

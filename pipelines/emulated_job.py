@@ -22,21 +22,16 @@ from pathlib import Path
 
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError, failure_reason
+from gtsrb.common.log_filter import MXNET_LOG_LINE, ConsoleFilter
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 
-__all__ = ["HOST", "MXNET_LOG_LINE", "JobDirs", "failure_reason", "hyperparameters_to_args", "run_logged"]
+__all__ = ["HOST", "MXNET_LOG_LINE", "ConsoleFilter", "JobDirs", "failure_reason", "hyperparameters_to_args", "run_logged"]
 
 HOST = "algo-1"  # SageMaker's name for the first (here: only) instance
 TRAINING_MODULE = "train"  # SM_MODULE_NAME: the script the toolkit runs
-# MXNet's C++ log lines (`[23:18:27] ../src/io/iter_image_recordio_2.cc:178: ImageRecordIOParser2:
-# ... use 1 threads for decoding..`): kept in the job's log, hidden from the console.
-MXNET_LOG_LINE = re.compile(rb"\[\d\d:\d\d:\d\d\] [^\s:]+\.(?:cc|h):\d+: [^\n]*\n")
 # What of a step's output the local pipeline's console leaves out: MXNet's lines, and the step's
 # own `ERROR: <sentence>` (the runner prints it once, with the step's name and its log).
 STEP_CONSOLE_HIDE = re.compile(MXNET_LOG_LINE.pattern + rb"|(?m:^ERROR: [^\n]*\n)")
-# An unfinished line that may still become one of those (or a step's `ERROR: ...` line): held
-# back until its end arrives.
-_MAYBE_HIDDEN_START = re.compile(rb"\[[0-9:]*(?:\](?: [^\n]*)?)?\Z|\AE(?:R(?:R(?:O(?:R(?::(?: [^\n]*)?)?)?)?)?)?\Z")
 _CHUNK = 65536
 
 
@@ -159,31 +154,6 @@ def link_channels(job: JobDirs, channels: dict[str, Path]) -> None:
     job.data.mkdir(parents=True, exist_ok=True)
     for name, folder in channels.items():
         (job.data / name).symlink_to(folder, target_is_directory=True)
-
-
-class ConsoleFilter:
-    """What of a job's output reaches the console: everything as it comes (progress bars redraw
-    with carriage returns), except whole lines that match `hide`."""
-
-    def __init__(self, hide: re.Pattern[bytes] | None) -> None:
-        self.hide = hide
-        self.pending = b""
-
-    def feed(self, chunk: bytes) -> bytes:
-        """The part of `chunk` to show now."""
-        if self.hide is None:
-            return chunk
-        data = self.pending + chunk
-        cut = data.rfind(b"\n") + 1
-        complete, tail = data[:cut], data[cut:]
-        held = _MAYBE_HIDDEN_START.search(tail)
-        self.pending = tail[held.start():] if held else b""
-        return self.hide.sub(b"", complete) + (tail[: held.start()] if held else tail)
-
-    def flush(self) -> bytes:
-        """What is left when the job has ended."""
-        rest, self.pending = self.pending, b""
-        return rest
 
 
 def _show(data: bytes) -> None:

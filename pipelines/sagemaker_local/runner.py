@@ -266,7 +266,9 @@ class SageMakerLocalRun:
         accuracy = float(contract.json_get(console.read_json(evaluation_dir / contract.EVALUATION_FILE),
                                            graph.CONDITION.json_path))
         manifest = folder / graph.PREPARE.name / contract.MANIFEST_OUTPUT / contract.MANIFEST_FILE
-        summary = partial(console.Summary, manifest, evaluation_dir, self.work / "mlflow.db", accuracy,
+        from pipelines.registry import tracking_uri
+
+        summary = partial(console.Summary, manifest, evaluation_dir, self.work, tracking_uri(self.work), accuracy,
                           self.options.threshold, [console.StepReport(s.name, s.seconds) for s in steps])
         s3_model = execution.step_execution[graph.TRAIN.name].properties["ModelArtifacts"]["S3ModelArtifacts"]
         archive = self.local_path(s3_model, prefix, folder)
