@@ -206,14 +206,16 @@ def train(argv: list[str]) -> None:
     ensure_writable(env.model_dir, "--model-dir")
     ensure_writable(env.checkpoint_dir, "--checkpoint-dir")
     log.info("%s", metrics.hyperparameters_line(hp.to_dict()))
-    run = prepare_run(env, hp)
-    state = resume_or_start(run)
-    distributed.check_same_checkpoint(run.workers, state.epochs_done, state.step_in_epoch)
-    previous = run.stop.install()
+    stop = StopFlag()
+    previous = stop.install()  # first: a SIGTERM while connecting or resuming stops the run after its first batches
     try:
+        run = prepare_run(env, hp)
+        run.stop = stop
+        state = resume_or_start(run)
+        distributed.check_same_checkpoint(run.workers, state.epochs_done, state.step_in_epoch)
         state = fit(run, state)
     except Interrupted as stopped:
-        log.info("event=stopped reason=%s checkpoint=%s note=run_again_to_resume", run.stop.reason or "another_host", stopped)
+        log.info("event=stopped reason=%s checkpoint=%s note=run_again_to_resume", stop.reason or "another_host", stopped)
         return
     finally:
         StopFlag.uninstall(previous)

@@ -8,6 +8,7 @@ as sums of small arrays:
   after the same batch, so the checkpoint the first host writes is every worker's state;
 - the checkpoint each worker resumed from (a different one would train different weights);
 - BatchNorm running statistics, averaged over workers before validation, checkpoint and export.
+A stopping or finished worker leaves ps-lite explicitly, at the same point on every worker (`leave`).
 With one host `Workers.single()` does nothing and costs nothing.
 """
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
+from mxnet.base import _LIB, check_call
 
 from gtsrb.common import sagemaker_job
 from gtsrb.common.failure import StepError, write_failure
@@ -99,13 +101,24 @@ class Workers:
         self.kv.pushpull(self.key_base + STOP_KEY, self._pending_stop, out=self._pending_stop)
         return agreed
 
-    def drain(self) -> None:
-        """Before a stop: finish every pending push and pull on every worker, while all are alive
-        (a worker that leaves ps-lite with its last round in flight can leave another waiting)."""
+    def leave(self) -> None:
+        """Before a stop or the end: finish every pending push and pull, meet the other workers
+        once more, and leave ps-lite (a barrier of every worker, then the servers are told to stop).
+
+        All of it now, on every worker at the same point. A worker that leaves with its last round
+        in flight can leave another waiting; and MXNet leaves ps-lite in the KVStore's destructor,
+        which Python runs when its garbage collector reaches the Trainer's reference cycle: at
+        another moment on each host, or only during the interpreter's shutdown. One worker then
+        waited at that barrier for another that was gone (seen here as a stop that never ended, or
+        a host that did not finish within peer_timeout).
+        """
         if self.kv is None:
             return
         mx.nd.waitall()
         self.all_sum(DRAIN_KEY, [1.0])
+        kv, self.kv = self.kv, None
+        check_call(_LIB.MXKVStoreFree(kv.handle))
+        kv.handle = None  # its destructor has run: __del__ now frees nothing
 
     def end_epoch(self) -> None:
         """Read the flag in flight, so that the next epoch starts with none (every worker ends its

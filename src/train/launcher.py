@@ -38,9 +38,13 @@ ROLE_COMMAND = [sys.executable, "-c", "import mxnet"]  # MXNet runs the DMLC_ROL
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: its own session, and SIGKILL when the launcher dies."""
+    """In the child before exec: its own session, SIGKILL when the launcher dies, and SIGTERM
+    blocked: one that comes while the worker still imports waits (pending) until its handler is
+    there (gtsrb.train.loop.StopFlag.install unblocks it), instead of killing a worker that has
+    not left ps-lite. The mask survives exec; the scheduler and server never see a SIGTERM."""
     os.setsid()
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 
 def start_role(cluster: Cluster, role: str, argv: list[str]) -> subprocess.Popen:
@@ -177,11 +181,12 @@ class Launcher:
     def _end_roles(self) -> None:
         """After a good end, let the scheduler and server leave by themselves (ps-lite ends them once
         every worker has left: a server killed early could leave another host's worker waiting); kill
-        what is left after stop_grace seconds, or at once after a failure."""
+        what is left after stop_grace seconds, or at once after a failure or a worker that the
+        SIGTERM found before its handler (it never left ps-lite, so they would wait for it)."""
         deadline = time.monotonic() + self.stop_grace
         worker = self.roles.get("worker")
         for proc in self.roles.values():
-            while proc.poll() is None and time.monotonic() < deadline and worker is not None and worker.returncode in (0, -signal.SIGTERM):
+            while proc.poll() is None and time.monotonic() < deadline and worker is not None and worker.returncode == 0:
                 if self.watch is not None and self.watch.problem():
                     break
                 time.sleep(POLL)

@@ -55,8 +55,12 @@ class StopFlag:
         self.reason = ""  # the signal's name, e.g. SIGTERM
 
     def install(self) -> dict[int, object]:
-        """Handle the stop signals by setting the flag instead of dying mid-write; return the old handlers."""
-        return {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        """Handle the stop signals by setting the flag instead of dying mid-write; return the old handlers.
+        Then unblock them: a multi-host worker starts with SIGTERM blocked (gtsrb.train.launcher),
+        so one sent before this point is delivered now, to the handler."""
+        previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(STOP_SIGNALS))
+        return previous
 
     @staticmethod
     def uninstall(previous: dict[int, object]) -> None:
@@ -208,7 +212,7 @@ def _add_pending(sums: dict, pending: list, tick: float) -> None:
 def _save_interrupted(run: Run, state: TrainingState, epoch: int, step: int, sums: dict) -> None:
     """Write a mid-epoch checkpoint after SIGTERM/SIGINT and stop the run."""
     state.epochs_done, state.step_in_epoch, state.partial = epoch, step, sums
-    run.workers.drain()
+    run.workers.leave()
     if not run.workers.is_first:  # same weights everywhere: the first host writes the checkpoint
         raise Interrupted(f"the first host's checkpoint of epoch {epoch + 1} batch {step}")
     path = checkpoint.save(run.checkpoint_dir, run.net, run.trainer, state, run.ema)
@@ -301,7 +305,7 @@ def fit(run: Run, state: TrainingState) -> TrainingState:
         sums = train_epoch(run, state, epoch)
         finish_epoch(run, state, epoch, sums, started - state.partial.get("seconds", 0.0))
         if run.stops_after_epoch and epoch + 1 < run.hp.epochs and not state.stopped_early:
-            run.workers.drain()
+            run.workers.leave()
             raise Interrupted(str(run.checkpoint_dir / state.name))  # else: done, save the model
-    run.workers.drain()  # no worker leaves ps-lite with a round in flight
+    run.workers.leave()  # every worker together, no round in flight
     return state

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import mxnet as mx
@@ -108,3 +110,19 @@ def test_per_device_batch_on_four_cpu_contexts(tmp_path: Path, channels: dict[st
     sums = train_epoch(run, TrainingState(), epoch=0)
     assert sums["images"] == run.steps_per_epoch * 16 and sums["images"] > 0
     assert re.search(r"event=start .* batch=16 lr=0.05 workers=1", caplog.text)
+
+
+def test_a_sigterm_before_the_handler_waits_for_it() -> None:
+    """The launcher starts the worker with SIGTERM blocked: one sent while the worker still imports
+    stays pending and reaches StopFlag's handler once installed (without the mask it kills)."""
+    child = (
+        "import os, signal, sys\n"
+        "from gtsrb.train import launcher\n"
+        "launcher._die_with_parent()\n"  # what the launcher runs in the worker before exec
+        "os.kill(os.getpid(), signal.SIGTERM)\n"  # still importing: no handler yet
+        "from gtsrb.train.loop import StopFlag\n"
+        "flag = StopFlag(); flag.install()\n"
+        "sys.exit(0 if flag.requested and flag.reason == 'SIGTERM' else 5)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
