@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines import graph, registry
+from pipelines import graph
+from pipelines.local import mlflow_registry as registry
 from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_NO_VERSION, DeployError
 
 DEFAULT_WORK = Path("runs/demo")  # make demo's WORK

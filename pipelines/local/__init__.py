@@ -6,7 +6,7 @@ folders under WORK, and the training step runs `python -m gtsrb.train` with the 
 sagemaker-training toolkit gives it (SM_CHANNEL_*, SM_MODEL_DIR, SM_HPS, hyperparameters as
 `--key value`, SAGEMAKER_BASE_DIR so that /opt/ml/checkpoints is WORK/train/checkpoints). Then
 the condition reads the accuracy from evaluation.json, and RegisterModel records the model in
-MLflow's registry (pipelines.registry) or the run fails with graph.fail_message().
+MLflow's registry (pipelines.local.mlflow_registry) or the run fails with graph.fail_message().
 
 WORK layout:
     data/                       generated demo data (when --data is not given)

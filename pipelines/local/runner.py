@@ -22,7 +22,7 @@ from pipelines.local.options import DEMO_STEP, Options, demo_data_args, resolve_
 from pipelines.local_cache import Marker, StepCache, hash_code, hash_tree, step_key
 
 if TYPE_CHECKING:  # mlflow behind the registry takes ~2 s to import: only registering pays for it
-    from pipelines.registry import Submission
+    from pipelines.local.mlflow_registry import Submission
 
 COMMON_CODE = "gtsrb.common"
 EXIT_REGISTERED, EXIT_BELOW_THRESHOLD = 0, 3
@@ -155,14 +155,14 @@ class LocalPipeline:
 
     def register(self) -> Marker:
         """RegisterModel: a model version in MLflow's registry, pending manual approval."""
-        from pipelines import registry
+        from pipelines.local import mlflow_registry as registry
 
         inputs = {
             "model": self.hashes[(graph.TRAIN.name, graph.TRAIN.model_output)],
             "evaluation": self.hashes[(graph.CONDITION.source.step, graph.CONDITION.source.output)],
             contract.MANIFEST_OUTPUT: self.hashes[(graph.PREPARE.name, contract.MANIFEST_OUTPUT)],
         }
-        key = step_key(graph.REGISTER, code=hash_code("pipelines.registry"), group=graph.MODEL_PACKAGE_GROUP, inputs=inputs)
+        key = step_key(graph.REGISTER, code=hash_code("pipelines.local.mlflow_registry"), group=graph.MODEL_PACKAGE_GROUP, inputs=inputs)
         submission = registry.Submission(
             model_archive=self.job.archive,
             model_dir=self.job.model_dir,
@@ -176,7 +176,7 @@ class LocalPipeline:
         return self.cached_step(graph.REGISTER, key, outputs, partial(self._register, submission), hash_outputs=False)
 
     def _register(self, submission: Submission) -> dict:
-        from pipelines import registry
+        from pipelines.local import mlflow_registry as registry
 
         registered = registry.register(self.work, submission)
         return {"model_name": registered.model_name, "version": registered.version, "run_id": registered.run_id}
@@ -190,7 +190,7 @@ class LocalPipeline:
 
     def summary(self, accuracy: float, outcome: str) -> console.Summary:
         """What the run's last lines show."""
-        from pipelines.registry import DB_FILE
+        from pipelines.local.mlflow_registry import DB_FILE
 
         return console.Summary(self.manifest_file(), self.evaluation_dir(), self.work / DB_FILE, accuracy,
                                self.options.threshold, self.reports, outcome)

@@ -28,7 +28,7 @@ def resolve(source: str | Path, registry: str | Path) -> Path:
     if not match:
         raise StepError(f"{text}: not a registry URI; use models:/<name>/<version> or models:/<name>@<alias>.")
     try:
-        from pipelines.registry import version_source  # the CI/laptop side; images serve /opt/ml/model
+        from pipelines.local.mlflow_registry import version_source  # the CI/laptop side; images serve /opt/ml/model
     except ImportError as err:
         raise StepError(f"{text}: registry URIs need the project's pipelines package ({err}); pass a model path.") from err
     return Path(version_source(registry, match["name"], match["version"], match["alias"]))

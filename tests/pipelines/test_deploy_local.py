@@ -16,7 +16,8 @@ import requests
 
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.serve import protocol
-from pipelines import graph, registry
+from pipelines import graph
+from pipelines.local import mlflow_registry as registry
 from pipelines.deploy import errors, local_twin
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from gtsrb.common import contract
-from pipelines import graph, registry
+from pipelines import graph
+from pipelines.local import mlflow_registry as registry
 from pipelines.local import cli
 from pipelines.local.options import DEMO_STEP
 

@@ -73,7 +73,7 @@ def test_sources_resolve_paths_and_refuse_bad_uris(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_registry_uri_by_version_and_alias(tiny_model: Path, tmp_path: Path) -> None:
-    from pipelines.registry import open_client
+    from pipelines.local.mlflow_registry import open_client
 
     archive = archive_model(tiny_model, tmp_path / "model.tar.gz")
     client = open_client(tmp_path / "work")
