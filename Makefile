@@ -60,14 +60,17 @@ MODEL  ?= $(WORK)/train/model
 PORT   ?= 8080
 OUT    ?= predictions.csv
 IMAGES ?=
+# The server in the images knows model folders and tar.gz files only: a models:/ URI of the local
+# registry is resolved here, on the host (a path is printed as is).
+RESOLVE_MODEL = $(PY) -m pipelines.deploy.local_twin path --work $(WORK) --model '$(MODEL)'
 
 serve: $(STAMP) ## Serve MODEL= (dir, model.tar.gz or models:/gtsrb-traffic-signs/<version|@alias>; default WORK's) on PORT=8080
 	@echo ">> serving $(MODEL) on http://localhost:$(PORT) (SageMaker hosting contract; Ctrl-C stops)"
-	$(PY) -m gtsrb.serve --model '$(MODEL)' --registry $(WORK) --port $(PORT)
+	model=$$($(RESOLVE_MODEL)) && exec $(PY) -m gtsrb.serve --model "$$model" --port $(PORT)
 
 predict: $(STAMP) ## Predict IMAGES=<dir or files> with MODEL= into OUT=predictions.csv (one row per image)
 	@test -n "$(IMAGES)" || { echo "make predict: set IMAGES=<folder or image files>" >&2; exit 2; }
-	$(PY) -m gtsrb.serve.predict $(IMAGES) --model '$(MODEL)' --registry $(WORK) --out $(OUT)
+	model=$$($(RESOLVE_MODEL)) && $(PY) -m gtsrb.serve.predict $(IMAGES) --model "$$model" --out $(OUT)
 
 bench: $(STAMP) ## Benchmarks as ratios against a reference measured in the same run
 	$(PY) -m bench

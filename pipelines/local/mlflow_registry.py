@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ EXPERIMENT = "gtsrb-local-pipeline"
 DB_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 APPROVAL_TAG = "approval_status"  # SageMaker's ModelApprovalStatus
+# models:/<name>/<version> or models:/<name>@<alias>: MLflow's own URI form, built by model_uri().
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 # Offline and quiet: no telemetry, no "view run at http://..." chatter.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING"}
 
@@ -174,11 +177,16 @@ def find_versions(work: str | Path, model_name: str = graph.MODEL_PACKAGE_GROUP)
     return list(open_client(work).search_model_versions(f"name = '{model_name}'"))
 
 
+def model_uri(model_name: str, version: str | None = None, alias: str | None = None) -> str:
+    """The registry URI of a version: models:/<name>/<version>, or models:/<name>@<alias>."""
+    return f"models:/{model_name}/{version}" if version else f"models:/{model_name}@{alias}"
+
+
 def version_source(work: str | Path, model_name: str, version: str | None, alias: str | None) -> str:
     """The local model.tar.gz path of a registered version (by number or alias) in WORK's registry."""
     from mlflow.exceptions import MlflowException
 
-    label = f"models:/{model_name}/{version}" if version else f"models:/{model_name}@{alias}"
+    label = model_uri(model_name, version, alias)
     if not (Path(work) / DB_FILE).is_file():
         raise StepError(f"{label}: no local registry at {Path(work) / DB_FILE}; run `make demo` (or pass WORK=).")
     client = open_client(work)
@@ -187,3 +195,18 @@ def version_source(work: str | Path, model_name: str, version: str | None, alias
     except MlflowException as err:
         raise StepError(f"{label}: not in the registry at {work} ({err.message.splitlines()[0]}).") from None
     return found.source.removeprefix("file://")
+
+
+def resolve(source: str | Path, work: str | Path) -> Path:
+    """The local model directory or model.tar.gz of `source`: a path as is, a models:/ URI looked up in WORK.
+
+    The model server in the images knows paths only; `make serve` and `make predict` resolve
+    registry URIs here, on the host, and hand the server the path.
+    """
+    text = str(source)
+    if not text.startswith("models:/"):
+        return Path(text)
+    match = MODEL_URI.match(text)
+    if not match:
+        raise StepError(f"{text}: not a registry URI; use models:/<name>/<version> or models:/<name>@<alias>.")
+    return Path(version_source(work, match["name"], match["version"], match["alias"]))

@@ -16,7 +16,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gtsrb.common.failure import StepError
-from gtsrb.serve import sources
 from gtsrb.serve.predictor import MAX_BATCH, ImageError, Predictor
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pnm", ".bmp")
@@ -57,8 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command's flags."""
     parser = argparse.ArgumentParser(prog="python -m gtsrb.serve.predict", description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="+", type=Path, help="image files and/or folders (searched recursively)")
-    parser.add_argument("--model", required=True, help="model directory, model.tar.gz or models:/<name>/<version|@alias>")
-    parser.add_argument("--registry", type=Path, default=Path("runs/demo"), help="WORK folder of the local registry")
+    parser.add_argument("--model", required=True, help="model directory or model.tar.gz (make predict resolves models:/ URIs first)")
     parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help="the CSV to write")
     return parser.parse_args(argv)
 
@@ -70,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not files:
             raise StepError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, args.images))}.")
-        predictor = Predictor.load(sources.resolve(args.model, args.registry))
+        predictor = Predictor.load(Path(args.model))
     except StepError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -11,8 +11,8 @@ import pytest
 
 from gtsrb.common import contract, sagemaker_job
 from pipelines import emulated_job, graph
-from pipelines.local import mlflow_registry as registry
 from pipelines.local import cli, layout
+from pipelines.local import mlflow_registry as registry
 from pipelines.local_cache import Marker, StepCache, hash_tree, step_key
 
 

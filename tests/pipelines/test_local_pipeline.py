@@ -19,8 +19,8 @@ import pytest
 
 from gtsrb.common import contract
 from pipelines import graph
-from pipelines.local import mlflow_registry as registry
 from pipelines.local import cli
+from pipelines.local import mlflow_registry as registry
 from pipelines.local.options import DEMO_STEP
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,8 @@ from gtsrb.common.failure import StepError
 from gtsrb.common.images import decode_checked
 from gtsrb.common.model_io import archive_model
 from gtsrb.prepare.recordio import MAGIC, RecordIOError, image_of, split_records
-from gtsrb.serve import protocol, sources
+from gtsrb.serve import protocol
+from pipelines.local import mlflow_registry
 from serve_helpers import REPO
 
 
@@ -64,26 +65,24 @@ def test_absurd_header_sizes_are_refused_before_decoding() -> None:
 
 
 def test_sources_resolve_paths_and_refuse_bad_uris(tmp_path: Path) -> None:
-    assert sources.resolve(tmp_path / "m", tmp_path) == tmp_path / "m"
+    assert mlflow_registry.resolve(tmp_path / "m", tmp_path) == tmp_path / "m"
     with pytest.raises(StepError, match="not a registry URI"):
-        sources.resolve("models:/only-a-name", tmp_path)
+        mlflow_registry.resolve("models:/only-a-name", tmp_path)
     with pytest.raises(StepError, match="no local registry"):
-        sources.resolve("models:/gtsrb-traffic-signs/1", tmp_path)
+        mlflow_registry.resolve("models:/gtsrb-traffic-signs/1", tmp_path)
 
 
 @pytest.mark.slow
 def test_registry_uri_by_version_and_alias(tiny_model: Path, tmp_path: Path) -> None:
-    from pipelines.local.mlflow_registry import open_client
-
     archive = archive_model(tiny_model, tmp_path / "model.tar.gz")
-    client = open_client(tmp_path / "work")
+    client = mlflow_registry.open_client(tmp_path / "work")
     client.create_registered_model("gtsrb-traffic-signs")
     version = client.create_model_version("gtsrb-traffic-signs", source=str(archive), await_creation_for=0)
     client.set_registered_model_alias("gtsrb-traffic-signs", "staging", version.version)
     for uri in (f"models:/gtsrb-traffic-signs/{version.version}", "models:/gtsrb-traffic-signs@staging"):
-        assert sources.resolve(uri, tmp_path / "work") == archive
+        assert mlflow_registry.resolve(uri, tmp_path / "work") == archive
     with pytest.raises(StepError, match="not in the registry"):
-        sources.resolve("models:/gtsrb-traffic-signs@prod", tmp_path / "work")
+        mlflow_registry.resolve("models:/gtsrb-traffic-signs@prod", tmp_path / "work")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
