@@ -13,6 +13,9 @@ DATA      ?=
 THRESHOLD ?=
 HP        ?=
 # deployment (make deploy / undeploy / approve / deploy-local; pipelines/deploy, docs/deployment.md)
+# STAGE= is a deployment stage (staging|prod) everywhere: `deploy` points the stage's SageMaker
+# endpoint at a version; the local twin keeps the stage as the MLflow alias of the same name, which
+# `deploy-local` points and `serve STAGE=` serves.
 STAGE       ?=
 VERSION     ?=
 PACKAGE_ARN ?=
@@ -27,7 +30,7 @@ AWS_REGION ?= $(or $(REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install demo-data demo test test-fast bench lint lock clean \
+.PHONY: help install demo-data demo test test-fast bench lint ci lock clean distclean \
         build push train-local test-containers pin-base check-gpu-libs definition upsert serve predict gpu-target \
         deploy undeploy approve deploy-local
 
@@ -85,14 +88,26 @@ lint: $(STAMP) ## Lint Python (ruff), the Dockerfile (hadolint) and every shell 
 	@echo ">> shellcheck $(SHELL_SCRIPTS)"
 	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
 
+# The one CI entry: .ci/run, .github/workflows/pipeline.yml and codebuild-buildspec.yml call it.
+# A path that must run less narrows CI_TESTS and says why where it calls it.
+CI_TESTS ?= test test-containers
+
+ci: $(STAMP) ## The single CI entry: make lint, then each of CI_TESTS= (default: test test-containers)
+	@for target in lint $(CI_TESTS); do \
+	  echo ">> make $$target"; $(MAKE) --no-print-directory $$target || exit 1; \
+	done
+
 lock: ## Re-pin requirements/dev.txt from pyproject.toml (needs PyPI)
 	rm -rf /tmp/gtsrb-lock && $(PYTHON) -m venv /tmp/gtsrb-lock
 	/tmp/gtsrb-lock/bin/pip install --quiet -e '.[pipelines,dev]'
 	{ echo "# Fully pinned development environment (make install). Regenerate: make lock"; \
 	  /tmp/gtsrb-lock/bin/pip freeze --exclude-editable; } > requirements/dev.txt
 
-clean: ## Remove runs/, caches and the venv
-	rm -rf runs .pytest_cache $(VENV) data/demo
+clean: ## Remove runs/, caches and the demo data; keeps the venv (make distclean removes it too)
+	rm -rf runs .pytest_cache data/demo
+
+distclean: clean ## make clean, and remove the venv
+	rm -rf $(VENV)
 
 # --- images: containers/Dockerfile, one per VARIANT (gpu | cpu | "gpu cpu") --------------------
 DOCKER       ?= docker
@@ -147,17 +162,20 @@ pin-base: ## Pin the Dockerfile's dated base tag to the digest its registry serv
 check-gpu-libs: $(STAMP) build/wheelhouse/gpu/.stamp ## Check (no GPU needed) that the GPU wheels satisfy every NEEDED lib of libmxnet.so
 	$(PY) containers/check_gpu_libs.py --wheelhouse build/wheelhouse/gpu
 
-test-containers: $(STAMP) ## Start a Docker engine, build both images, run the steps + SIGTERM in the CPU one, GPU lib check, local registry (root)
-	containers/ci/engine.sh run -- $(MAKE) --no-print-directory container-tests
-
 # CI cannot download zoo weights: both images are built with BAKE_WEIGHTS=0, and a test bakes a
 # stand-in through the same code path. The GPU build is the slow part (several GB of wheels).
-.PHONY: container-tests
-container-tests: $(STAMP) build/wheelhouse/cpu/.stamp build/wheelhouse/gpu/.stamp
+# Without an engine it starts a private one (containers/ci/engine.sh, root) and runs itself again
+# inside it; in an engine set up already (DOCKER_HOST, REGISTRY and BASE_IMAGE set, as
+# `source <engine dir>/env` sets them) it builds and tests there and leaves the engine running.
+test-containers: $(STAMP) build/wheelhouse/cpu/.stamp build/wheelhouse/gpu/.stamp ## Build both images, run the steps, serve, docker stop and the GPU lib check in them, registry round trip (root: starts a Docker engine unless DOCKER_HOST+REGISTRY+BASE_IMAGE name one)
+ifeq ($(and $(DOCKER_HOST),$(REGISTRY),$(BASE_IMAGE)),)
+	containers/ci/engine.sh run -- $(MAKE) --no-print-directory test-containers
+else
 	$(MAKE) --no-print-directory build VARIANT="cpu gpu" BAKE_WEIGHTS=0
 	@echo ">> container tests: steps + SIGTERM in the CPU image, GPU image libraries, registry round trip, pin-base"
 	GTSRB_TEST_IMAGE=$(call image,cpu,$(TAG)) GTSRB_TEST_GPU_IMAGE=$(call image,gpu,$(TAG)) \
 	  $(PY) -m pytest -m containers tests/containers --durations=8 $(PYTEST_ARGS)
+endif
 
 # --- the SageMaker pipeline: make definition / upsert (pipelines/definition.py) ------------------
 ROLE_ARN      ?=

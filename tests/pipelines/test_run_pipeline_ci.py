@@ -62,5 +62,5 @@ def test_github_workflow_uses_oidc_and_the_make_targets() -> None:
     runs = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
     uses = [step.get("uses", "") for job in workflow["jobs"].values() for step in job["steps"]]
     assert any(u.startswith("aws-actions/configure-aws-credentials") for u in uses)
-    for target in ("make test", "make build push", "make upsert", "make definition"):
+    for target in ("make ci", "make build push", "make upsert", "make definition"):
         assert any(run.strip().startswith(target) for run in runs), target
