@@ -10,7 +10,6 @@ from pipelines.images; every hyperparameter name from the train step's Hyperpara
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, fields
 
 from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
@@ -73,6 +72,10 @@ class PipelineParameters:
     def all(self) -> list:
         """In declaration order, for Pipeline(parameters=...)."""
         return [getattr(self, f.name) for f in fields(self)]
+
+    def by_name(self) -> dict:
+        """Each parameter by its pipeline name (LearningRate -> the learning_rate parameter)."""
+        return {parameter.name: parameter for parameter in self.all()}
 
 
 def make_parameters(settings: Settings, threshold: float) -> PipelineParameters:
@@ -214,7 +217,7 @@ def training_step(ctx: BuildContext) -> TrainingStep:
         ),
         # Per execution: a spot restart resumes, a new execution never picks up another's state.
         checkpoint_config=CheckpointConfig(s3_uri=execution_uri(settings, spec.name, "checkpoints")),
-        hyperparameters={hp: getattr(params, _field_of(name)).to_string() for name, hp in HYPERPARAMETER_OF.items()},
+        hyperparameters={hp: params.by_name()[name].to_string() for name, hp in HYPERPARAMETER_OF.items()},
     ).with_metric_definitions([MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in METRIC_DEFINITIONS])
     channels = [
         InputData(channel_name=channel, data_source=source_uri(source, ctx.steps, params))
@@ -252,16 +255,7 @@ def register_step(ctx: BuildContext) -> ModelStep:
 
 def fail_message_expression(accuracy, threshold) -> Join:
     """graph.fail_message() with pipeline expressions in place of its two values."""
-    marks = ("\x00accuracy\x00", "\x00threshold\x00")
-    values: list = []
-    for part in re.split(r"(\x00\w+\x00)", graph.fail_message(*marks)):
-        if part == marks[0]:
-            values.append(accuracy)
-        elif part == marks[1]:
-            values.append(threshold)
-        elif part:
-            values.append(part)
-    return Join(on="", values=values)
+    return Join(on="", values=graph.fail_message_parts(accuracy, threshold))
 
 
 def condition_step(ctx: BuildContext, evaluation: ProcessingStep, report: PropertyFile) -> ConditionStep:
@@ -297,7 +291,3 @@ def build_pipeline(settings: Settings, threshold: float, boto_session) -> Pipeli
         sagemaker_session=ctx.session,
     )
 
-
-def _field_of(parameter_name: str) -> str:
-    """PipelineParameters field of a pipeline parameter name (LearningRate -> learning_rate)."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", parameter_name).lower()
