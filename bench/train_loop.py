@@ -26,7 +26,7 @@ from bench import report
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.train.checkpoint import TrainingState
-from gtsrb.train.cli import prepare_run
+from gtsrb.train.step import prepare_run
 from gtsrb.train.data import train_iter
 from gtsrb.train.environment import Environment
 from gtsrb.train.hyperparameters import Hyperparameters

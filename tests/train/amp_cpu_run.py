@@ -14,7 +14,7 @@ from gtsrb.common import contract
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.train import mixed_precision
 from gtsrb.train.checkpoint import TrainingState
-from gtsrb.train.cli import save_best
+from gtsrb.train.step import save_best
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import Run, fit
 from gtsrb.train.model import build_network

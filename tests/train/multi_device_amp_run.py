@@ -17,7 +17,7 @@ from mxnet import gluon
 
 from gtsrb.train import checkpoint
 from gtsrb.train.checkpoint import TrainingState
-from gtsrb.train.cli import prepare_run
+from gtsrb.train.step import prepare_run
 from gtsrb.train.data import train_iter
 from gtsrb.train.environment import Environment
 from gtsrb.train.hyperparameters import Hyperparameters

@@ -12,7 +12,7 @@ from gtsrb.common.failure import run_step
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train import devices
-from gtsrb.train.cli import train
+from gtsrb.train.step import train
 from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, run_module, write_split
 
 

@@ -17,7 +17,7 @@ from gtsrb.common.records import predict
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train import devices
 from gtsrb.train.checkpoint import TrainingState
-from gtsrb.train.cli import prepare_run, train
+from gtsrb.train.step import prepare_run, train
 from gtsrb.train.environment import Environment
 from gtsrb.train.export import export
 from gtsrb.train.hyperparameters import Hyperparameters

@@ -1,0 +1,182 @@
+"""The train step's entry point: `gtsrb-train`, `python -m gtsrb.train`, or SageMaker's
+/opt/ml/code/train.py (`from gtsrb.train.cli import main; main()`).
+
+parse -> check data -> build model -> resume -> fit -> export. Any failure writes one sentence
+plus the traceback to /opt/ml/output/failure and exits 1 (gtsrb.common.failure.run_step).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import mxnet as mx
+
+from gtsrb.common import contract, sagemaker_job
+from gtsrb.common.failure import StepError, run_step
+from gtsrb.common.preprocessing import Preprocessing
+from gtsrb.common.records import record_count
+from gtsrb.train import checkpoint, devices, metrics, mixed_precision, pretrained
+from gtsrb.train.checkpoint import TrainingState
+from gtsrb.train.combine import combine_splits
+from gtsrb.train.data import channel_split, check_batch_size, validate_split
+from gtsrb.train.environment import Environment, parse_args
+from gtsrb.train.export import export, export_in_fresh_process
+from gtsrb.train.hyperparameters import Hyperparameters
+from gtsrb.train.loop import Interrupted, Run, StopFlag, fit
+from gtsrb.train.model import build_network, create_network
+from gtsrb.train.optimizer import make_trainer
+
+log = logging.getLogger("gtsrb.train")
+
+
+def configure_logging() -> None:
+    """key=value lines on stdout: SageMaker's metric regexes read the job's stdout."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
+
+
+def weights_file(env: Environment, hp: Hyperparameters) -> Path | None:
+    """The pretrained weights to start from: the `pretrained` channel, the zoo cache, or none."""
+    if env.pretrained is not None:
+        found = sorted(env.pretrained.glob("*.params")) if env.pretrained.is_dir() else []
+        if len(found) != 1:
+            raise StepError(f"the `pretrained` channel {env.pretrained} must hold exactly one .params file, it holds {len(found)}.")
+        return found[0]
+    if hp.pretrained == "imagenet":
+        return pretrained.imagenet_params_path(hp.model)
+    return None
+
+
+def training_data(env: Environment, hp: Hyperparameters, prep: Preprocessing) -> tuple[contract.RecordFiles, contract.RecordFiles, int]:
+    """The checked train and validation splits (train + validation with fit_on_validation) and the train count."""
+    train_files = channel_split(env.train, contract.TRAIN_CHANNEL)
+    val_files = channel_split(env.validation, contract.VALIDATION_CHANNEL)
+    train_count = validate_split(train_files, prep)
+    check_batch_size(train_count, hp.batch_size, train_files)  # a batch larger than the split
+    validate_split(val_files, prep)
+    if hp.fit_on_validation or hp.min_class_share:
+        if hp.fit_on_validation:
+            log.info("event=fit_on_validation note=val_acc_is_measured_on_training_data")
+        parts = [train_files, val_files] if hp.fit_on_validation else [train_files]
+        # a temp folder, not the checkpoint folder: SageMaker would upload it with the checkpoints;
+        # removed when the process ends (a resume rebuilds it identically)
+        scratch = tempfile.TemporaryDirectory(prefix="gtsrb-train-")
+        atexit.register(scratch.cleanup)
+        train_files = combine_splits(parts, Path(scratch.name), hp.min_class_share)
+        train_count = record_count(train_files)
+    return train_files, val_files, train_count
+
+
+def prepare_run(env: Environment, hp: Hyperparameters) -> Run:
+    """Check the data, fit the epochs to it, choose devices, build the network and the optimiser."""
+    prep = Preprocessing.for_hyperparameters(hp.to_dict())
+    train_files, val_files, train_count = training_data(env, hp, prep)
+    fitted = hp.fitted_to(train_count)
+    if fitted.epochs != hp.epochs:
+        log.info("event=epochs_fitted epochs=%d train_records=%d max_train_images=%d", fitted.epochs, train_count, hp.max_train_images)
+    hp = fitted
+    create_network(hp.model)  # fail on an unknown model before touching GPUs or weights
+    weights = weights_file(env, hp)
+    ctx = devices.training_contexts(env.num_gpus, hp.devices)
+    amp_dtype = mixed_precision.init(ctx) if hp.amp else "off"  # before the network is built: it patches the operators
+    mx.random.seed(hp.seed)  # the initialisation of a fresh run; epochs reseed from (seed, epoch)
+    net = build_network(hp.model, hp.image_size, ctx, weights, hp.head_lr_mult)
+    trainer = make_trainer(net, hp, ctx, hp.amp)
+    log.info("event=start model=%s train_records=%d devices=%s amp=%s weights=%s",
+             hp.model, train_count, ",".join(str(x) for x in ctx), amp_dtype, weights)
+    return Run(net, trainer, ctx, train_files, val_files, prep, hp, train_count, env.checkpoint_dir, amp=hp.amp)
+
+
+def ensure_writable(folder: Path, flag: str) -> None:
+    """Create `folder` now, so that a bad output path fails before training, not after it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".write-test").touch()
+        (folder / ".write-test").unlink()
+    except OSError as err:
+        raise StepError(f"cannot write to {folder} ({err.strerror}); pass {flag} DIR when running by hand.") from err
+
+
+# Hyperparameters that may change between a run and its resumption.
+RESUMABLE_CHANGES = frozenset({"log_interval", "devices"})
+
+
+def resume_or_start(run: Run) -> TrainingState:
+    """Continue from the newest complete checkpoint of this run that loads, else a fresh state.
+
+    A damaged checkpoint is skipped with its reason (an older one is tried); one made on other
+    training data starts a fresh run; one made with other hyperparameters is refused.
+    """
+    fresh = TrainingState(seed=run.hp.seed, hyperparameters=run.hp.to_dict(),
+                          data_key=checkpoint.data_key(run.train_files, run.val_files))
+    for path in checkpoint.complete(run.checkpoint_dir):
+        try:
+            saved = checkpoint.load_state(path)
+        except StepError as err:
+            skip(path, err)
+            continue
+        if saved.data_key != fresh.data_key:
+            log.warning("event=fresh_start checkpoint=%s reason=other_data: it was made on other training data, so "
+                        "training starts from scratch (the old checkpoints are deleted at the first new one)", path)
+            return fresh
+        check_hyperparameters(run.hp, saved, path)
+        try:
+            state = checkpoint.restore(path, run.net, run.trainer)
+        except StepError as err:
+            skip(path, err)
+            continue
+        log.info("event=resume checkpoint=%s epochs_done=%d batch=%d", path, state.epochs_done, state.step_in_epoch)
+        return state
+    return fresh
+
+
+def skip(path: Path, err: StepError) -> None:
+    """Say which checkpoint is not used and why (S3 sync or a kill may leave a damaged one)."""
+    log.warning("event=checkpoint_skipped checkpoint=%s reason=%s; trying an older one", path, str(err).replace("\n", " "))
+
+
+def check_hyperparameters(hp: Hyperparameters, saved: TrainingState, path: Path) -> None:
+    """Refuse to resume a checkpoint written with other hyperparameters."""
+    changed = sorted(k for k, v in hp.to_dict().items() if saved.hyperparameters.get(k) != v and k not in RESUMABLE_CHANGES)
+    if changed:
+        raise StepError(
+            f"{path} was written with other hyperparameters ({', '.join(changed)}); use the same "
+            f"values to resume, or an empty checkpoint folder to start over."
+        )
+
+
+def save_best(run: Run, state: TrainingState, model_dir: Path) -> None:
+    """Export the best epoch's weights with everything evaluation and serving need."""
+    params = run.checkpoint_dir / state.best_checkpoint / checkpoint.NET_FILE
+    save = export_in_fresh_process if run.amp else export
+    save(params, model_dir, run.hp.to_dict(), state.history)
+    log.info("event=saved model_dir=%s best_val_acc=%.4f best=%s", model_dir, state.best_val_acc, state.best_checkpoint)
+
+
+def train(argv: list[str]) -> None:
+    """The whole step for an argument list (SageMaker's `--key value` hyperparameters and flags)."""
+    env, raw = parse_args(argv)
+    hp = Hyperparameters.from_mapping(raw)
+    ensure_writable(env.model_dir, "--model-dir")
+    ensure_writable(env.checkpoint_dir, "--checkpoint-dir")
+    log.info("%s", metrics.hyperparameters_line(hp.to_dict()))
+    run = prepare_run(env, hp)
+    state = resume_or_start(run)
+    previous = run.stop.install()
+    try:
+        state = fit(run, state)
+    except Interrupted as stopped:
+        log.info("event=stopped reason=%s checkpoint=%s note=run_again_to_resume", run.stop.reason, stopped)
+        return
+    finally:
+        StopFlag.uninstall(previous)
+    save_best(run, state, env.model_dir)
+
+
+def main() -> None:
+    """Console entry point: exit 0 on success (or a clean SIGTERM stop), 1 with a failure file."""
+    configure_logging()
+    sys.exit(run_step(lambda: train(sys.argv[1:]), sagemaker_job.TRAINING_FAILURE_FILE))
