@@ -26,11 +26,11 @@ from bench import report
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.train.checkpoint import TrainingState
-from gtsrb.train.step import prepare_run
 from gtsrb.train.data import train_iter
 from gtsrb.train.environment import Environment
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import Run, train_epoch
+from gtsrb.train.step import prepare_run
 
 RECORDS = 1536  # 24 batches of the CPU preset's 64
 ROUNDS = 5  # timed epochs of each loop (best of 5: the shared cores make single epochs vary +-25%)

@@ -1,22 +1,20 @@
-"""The train step's entry point: `gtsrb-train`, `python -m gtsrb.train`, or SageMaker's
-/opt/ml/code/train.py (`from gtsrb.train.cli import main; main()`).
+"""The train step: parse -> check data -> build model -> resume -> fit -> export.
 
-parse -> check data -> build model -> resume -> fit -> export. Any failure writes one sentence
-plus the traceback to /opt/ml/output/failure and exits 1 (gtsrb.common.failure.run_step).
+Its entry point is gtsrb.train.cli (`gtsrb-train`, `python -m gtsrb.train`, SageMaker's
+/opt/ml/code/train.py); failures are StepErrors that the entry point reports.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import sys
 import tempfile
 from pathlib import Path
 
 import mxnet as mx
 
-from gtsrb.common import contract, sagemaker_job
-from gtsrb.common.failure import StepError, run_step
+from gtsrb.common import contract
+from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.common.records import record_count
 from gtsrb.train import checkpoint, devices, metrics, mixed_precision, pretrained
@@ -31,11 +29,6 @@ from gtsrb.train.model import build_network, create_network
 from gtsrb.train.optimizer import make_trainer
 
 log = logging.getLogger("gtsrb.train")
-
-
-def configure_logging() -> None:
-    """key=value lines on stdout: SageMaker's metric regexes read the job's stdout."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s", force=True)
 
 
 def weights_file(env: Environment, hp: Hyperparameters) -> Path | None:
@@ -175,8 +168,3 @@ def train(argv: list[str]) -> None:
         StopFlag.uninstall(previous)
     save_best(run, state, env.model_dir)
 
-
-def main() -> None:
-    """Console entry point: exit 0 on success (or a clean SIGTERM stop), 1 with a failure file."""
-    configure_logging()
-    sys.exit(run_step(lambda: train(sys.argv[1:]), sagemaker_job.TRAINING_FAILURE_FILE))

@@ -12,8 +12,8 @@ from gluoncv.model_zoo import get_model
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import run_step
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
-from gtsrb.train.step import train
 from gtsrb.train.model import initialise
+from gtsrb.train.step import train
 from train_helpers import FAST_HPS
 
 MODEL = FAST_HPS.get("model", "cifar_resnet20_v2")
