@@ -24,8 +24,6 @@ from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError, failure_reason
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 
-__all__ = ["HOST", "MXNET_LOG_LINE", "JobDirs", "failure_reason", "hyperparameters_to_args", "run_logged"]
-
 HOST = "algo-1"  # SageMaker's name for the first (here: only) instance
 TRAINING_MODULE = "train"  # SM_MODULE_NAME: the script the toolkit runs
 # MXNet's C++ log lines (`[23:18:27] ../src/io/iter_image_recordio_2.cc:178: ImageRecordIOParser2:

@@ -117,7 +117,7 @@ class LocalPipeline:
         return self.cached_step(graph.TRAIN.name, key, outputs, partial(self._train, key, channels))
 
     def _train(self, key: str, channels: dict[str, Path]) -> None:
-        argv = [sys.executable, "-m", "gtsrb.train", *emulated_job.hyperparameters_to_args(self.hps)]
+        argv = [sys.executable, "-m", "gtsrb.train", *sagemaker_job.hyperparameters_to_args(self.hps)]
         env = emulated_job.training_env(self.job, channels, self.hps, self.num_gpus)
         self.keep_or_clear_checkpoints(key)
         self.job.start_fresh()
