@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError
+from gtsrb.evaluate.report import evaluation_metrics as report_metrics
 from pipelines import graph
 
 if TYPE_CHECKING:  # mlflow takes ~2 s to import: only the registering command pays for it
@@ -66,20 +66,6 @@ class Registered:
 def tracking_uri(work: str | Path) -> str:
     """The SQLite store under WORK, as an absolute URI (MLflow resolves relative ones from cwd)."""
     return f"sqlite:///{(Path(work) / DB_FILE).resolve()}"
-
-
-def evaluation_metrics(report: dict) -> dict[str, float]:
-    """Flat test metrics of an evaluation.json: test_accuracy, test_weighted_f1, test_macro_f1, ..."""
-    metrics: dict[str, float] = {}
-    for name, entry in report.get(contract.QUALITY_METRICS_KEY, {}).items():
-        if isinstance(entry, dict) and "value" in entry and not name.endswith("_best_constant_classifier"):
-            metrics[f"test_{name}"] = float(entry["value"])
-            if entry.get("standard_deviation") is not None:
-                metrics[f"test_{name}_std"] = float(entry["standard_deviation"])
-    for name, value in report.get(contract.EVALUATION_DETAILS_KEY, {}).items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            metrics[f"test_{name}"] = float(value)
-    return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
 def history_metrics(history: list[dict]) -> list[tuple[str, float, int]]:
@@ -135,7 +121,7 @@ def log_run(client: MlflowClient, work: str | Path, submission: Submission) -> s
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
     report = json.loads((submission.evaluation_dir / contract.EVALUATION_FILE).read_text())
     metrics = [Metric(k, v, now, e) for k, v, e in history_metrics(history)]
-    metrics += [Metric(k, v, now, 0) for k, v in evaluation_metrics(report).items()]
+    metrics += [Metric(k, v, now, 0) for k, v in report_metrics(report).items()]
     params = [Param(k, str(v)[:6000]) for k, v in sorted(submission.params.items())]
     tags = [RunTag(k, str(v)) for k, v in submission.tags.items()]
     for start in range(0, max(len(metrics), len(params), len(tags)), 500):  # log_batch's limits
@@ -165,7 +151,7 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
 def _version_tags(submission: Submission) -> dict[str, str]:
     """The headline test metrics as version tags, so the registry list shows them without the run."""
     report = json.loads((submission.evaluation_dir / contract.EVALUATION_FILE).read_text())
-    metrics = evaluation_metrics(report)
+    metrics = report_metrics(report)
     wanted = ("test_accuracy", "test_macro_f1", "test_weighted_f1", "test_records")
     return {name: f"{metrics[name]:.6g}" for name in wanted if name in metrics}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gtsrb.common import contract, sagemaker_job
+from gtsrb.evaluate import report
 from pipelines import emulated_job, graph
 from pipelines.local import cli, layout
 from pipelines.local import mlflow_registry as registry
@@ -111,11 +112,11 @@ def _report(accuracy: float) -> dict:
 
 
 def test_evaluation_metrics_flattens_the_report() -> None:
-    metrics = registry.evaluation_metrics(_report(0.93))
+    metrics = report.evaluation_metrics(_report(0.93))
     assert metrics["test_accuracy"] == 0.93 and metrics["test_accuracy_std"] == 0.01
     assert metrics["test_weighted_f1"] == 0.9 and metrics["test_macro_f1"] == 0.85 and metrics["test_records"] == 120
     assert not [k for k in metrics if "best_constant" in k or "confusion" in k]
-    assert registry.evaluation_metrics(_report(0.93))["test_accuracy"] == contract.json_get(_report(0.93), contract.ACCURACY_JSON_PATH)
+    assert report.evaluation_metrics(_report(0.93))["test_accuracy"] == contract.json_get(_report(0.93), contract.ACCURACY_JSON_PATH)
 
 
 def test_history_metrics_use_the_epoch_as_step() -> None:
