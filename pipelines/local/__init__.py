@@ -8,13 +8,8 @@ sagemaker-training toolkit gives it (SM_CHANNEL_*, SM_MODEL_DIR, SM_HPS, hyperpa
 the condition reads the accuracy from evaluation.json, and RegisterModel records the model in
 MLflow's registry (pipelines.local.mlflow_registry) or the run fails with graph.fail_message().
 
-WORK layout:
-    data/                       generated demo data (when --data is not given)
-    prepare/{train,validation,test,manifest}/   the PrepareData outputs
-    train/model/ train/model.tar.gz train/checkpoints/ train/output/   the TrainModel job
-    evaluation/                 evaluation.json, per_class.csv, confusion_matrix.png, misclassified.png
-    mlflow.db mlartifacts/      the MLflow tracking store and model registry
-    steps/<Step>.json|.log      done-markers (step reuse) and each step's full log
+WORK layout: the names are defined in `layout` (mlflow_registry: the store's two); the tree is
+drawn once, in docs/local-pipeline.md ("WORK layout"), and tests/docs checks it against them.
 
 Exit codes: 0 registered, 1 a step failed or bad input, 3 accuracy below the threshold,
 130 interrupted (run the same command again to resume).

@@ -34,7 +34,7 @@ class LocalPipeline:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.work = options.work.resolve()
-        self.data = (options.data or self.work / "data").resolve()
+        self.data = (options.data or self.work / layout.DATA_DIR).resolve()
         self.steps_dir = self.work / layout.STEPS_DIR
         self.cache = StepCache(self.steps_dir, enabled=options.use_cache)
         self.job = layout.training_job(self.work)

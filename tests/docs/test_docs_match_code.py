@@ -14,6 +14,7 @@ import pytest
 
 from gtsrb.train.gpu_families import SUPPORTED_FAMILIES
 from gtsrb.train.hyperparameters import Hyperparameters
+from pipelines.local import layout, mlflow_registry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,3 +81,13 @@ def test_readme_gpu_table_is_the_supported_family_list() -> None:
     documented = [(family, gpu, capability.split()[0]) for family, gpu, capability in rows]
     expected = [(f.family, f.gpu, f"{f.capability[0]}.{f.capability[1]}") for f in SUPPORTED_FAMILIES]
     assert documented == expected
+
+
+def test_the_work_layout_in_the_docs_names_the_codes_folders() -> None:
+    """docs/local-pipeline.md draws WORK once; each top-level name in it is the one the code uses."""
+    text = (REPO / "docs" / "local-pipeline.md").read_text(encoding="utf-8")
+    tree = text.split("## WORK layout", 1)[1].split("```", 2)[1]
+    names = [name for line in tree.splitlines()[2:] for name in line[:33].split()]  # the tree's first column
+    drawn = {name.split("/")[0] for name in names if not name.startswith("<")}
+    code = {layout.DATA_DIR, layout.STEPS_DIR, *layout.STEP_DIRS.values(), mlflow_registry.DB_FILE, mlflow_registry.ARTIFACTS_DIR}
+    assert drawn == code
