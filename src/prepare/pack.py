@@ -21,9 +21,9 @@ from tqdm import tqdm
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.contract import RecordFiles, record_files
 from gtsrb.common.failure import StepError
+from gtsrb.common.recordio_format import IndexedRecordWriter, image_record
 from gtsrb.prepare.images import ImageOptions, Packed, pack_image
 from gtsrb.prepare.layouts import Sample
-from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
 
 PARTIAL = ".partial"
 

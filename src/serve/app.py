@@ -143,7 +143,7 @@ def invoke(predictor: Predictor | None) -> tuple[Response, int]:
 
 def recordio_answer(predictor: Predictor, body: bytes, top_k: int) -> tuple[Response, int]:
     """JSON Lines, one prediction per RecordIO record, in order."""
-    from gtsrb.prepare.recordio import RecordIOError, image_of, split_records
+    from gtsrb.common.recordio_format import RecordIOError, image_of, split_records
     from gtsrb.serve.predictor import ImageError
 
     try:

@@ -15,7 +15,7 @@ import requests
 
 from containers_helpers import REPO, run
 from gtsrb.common.classes import NUM_CLASSES
-from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
+from gtsrb.common.recordio_format import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
 
 pytestmark = pytest.mark.containers

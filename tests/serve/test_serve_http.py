@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from gtsrb.common.classes import NUM_CLASSES
-from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
+from gtsrb.common.recordio_format import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
 from serve_helpers import free_port, launch
 

@@ -18,8 +18,8 @@ from evaluate_helpers import save_tiny_model, train_tiny_net
 from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.model_io import load_model
+from gtsrb.common.recordio_format import image_of, split_records
 from gtsrb.evaluate.step import predict_all
-from gtsrb.prepare.recordio import image_of, split_records
 from gtsrb.serve import protocol
 from gtsrb.serve.predictor import Predictor
 from serve_helpers import running_server

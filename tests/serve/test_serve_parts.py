@@ -14,7 +14,7 @@ from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.common.images import decode_checked
 from gtsrb.common.model_io import archive_model
-from gtsrb.prepare.recordio import MAGIC, RecordIOError, image_of, split_records
+from gtsrb.common.recordio_format import MAGIC, RecordIOError, image_of, split_records
 from gtsrb.serve import protocol
 from pipelines.local import mlflow_registry
 from serve_helpers import REPO
