@@ -12,7 +12,7 @@ import pytest
 
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.failure import StepError
-from gtsrb.common.images import decode_checked
+from gtsrb.common.image_input import decode_checked
 from gtsrb.common.model_io import archive_model
 from gtsrb.common.recordio_format import MAGIC, RecordIOError, image_of, split_records
 from gtsrb.serve import protocol
