@@ -39,8 +39,8 @@ from sagemaker.serve.model_builder import ModelBuilder
 from sagemaker.train import ModelTrainer
 
 from gtsrb.serve import protocol
+from gtsrb.train.epoch_log import METRIC_DEFINITIONS
 from gtsrb.train.hyperparameters import Hyperparameters
-from gtsrb.train.metrics import METRIC_DEFINITIONS
 from pipelines import graph, instances
 from pipelines.instances import processing_volume_kms_key
 from pipelines.settings import HYPERPARAMETER_OF, Settings

@@ -29,8 +29,8 @@ from gtsrb.common.records import predict
 from gtsrb.train import checkpoint
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.data import train_iter
+from gtsrb.train.epoch_log import epoch_line
 from gtsrb.train.hyperparameters import Hyperparameters, epoch_seed
-from gtsrb.train.metrics import epoch_line
 from gtsrb.train.model import has_input_batchnorm
 from gtsrb.train.schedule import learning_rate
 

@@ -17,7 +17,7 @@ from gtsrb.common import contract
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.common.records import record_count
-from gtsrb.train import checkpoint, devices, metrics, mixed_precision, pretrained
+from gtsrb.train import checkpoint, devices, epoch_log, mixed_precision, pretrained
 from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.combine import combine_splits
 from gtsrb.train.data import channel_split, check_batch_size, validate_split
@@ -155,7 +155,7 @@ def train(argv: list[str]) -> None:
     hp = Hyperparameters.from_mapping(raw)
     ensure_writable(env.model_dir, "--model-dir")
     ensure_writable(env.checkpoint_dir, "--checkpoint-dir")
-    log.info("%s", metrics.hyperparameters_line(hp.to_dict()))
+    log.info("%s", epoch_log.hyperparameters_line(hp.to_dict()))
     run = prepare_run(env, hp)
     state = resume_or_start(run)
     previous = run.stop.install()

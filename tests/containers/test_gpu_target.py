@@ -9,7 +9,7 @@ from pathlib import Path
 
 from containers_helpers import CONTAINERS
 from gtsrb.common import contract
-from gtsrb.train.metrics import epoch_line
+from gtsrb.train.epoch_log import epoch_line
 
 
 def load_gpu_target():

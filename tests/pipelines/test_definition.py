@@ -12,8 +12,8 @@ import pytest
 
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError
+from gtsrb.train.epoch_log import EPOCH_FIELDS, METRIC_DEFINITIONS, epoch_line, hyperparameters_line
 from gtsrb.train.hyperparameters import Hyperparameters
-from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS, epoch_line, hyperparameters_line
 from pipelines import graph, images
 from pipelines.settings import HYPERPARAMETER_OF
 from pipelines_helpers import IMAGE_TAG, REGION, REPO_ROOT, ROLE, steps_by_name

@@ -21,8 +21,8 @@ from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
+from gtsrb.train.epoch_log import EPOCH_FIELDS, METRIC_DEFINITIONS
 from gtsrb.train.hyperparameters import CPU_PRESET
-from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS
 from train_helpers import FAST_HPS, NUM_TOY_CLASSES, ROOT, write_job_config
 
 TOOLKIT = Path(sys.executable).parent / "train"  # the toolkit's console script, the image's ENTRYPOINT
