@@ -1,6 +1,6 @@
 """The local run of the step graph: each step reused when finished with the same key, else run.
 
-A step's key hashes its code, parameters and input contents (pipelines.local_cache); a finished
+A step's key hashes its code, parameters and input contents (pipelines.local.cache); a finished
 step leaves WORK/steps/<Step>.json. Each step's job is a named method handed to cached_step.
 """
 
@@ -18,8 +18,8 @@ from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError
 from pipelines import emulated_job, graph
 from pipelines.local import console, layout
+from pipelines.local.cache import Marker, StepCache, hash_code, hash_tree, step_key
 from pipelines.local.options import DEMO_STEP, Options, demo_data_args, resolve_hyperparameters, visible_gpus
-from pipelines.local_cache import Marker, StepCache, hash_code, hash_tree, step_key
 
 if TYPE_CHECKING:  # mlflow behind the registry takes ~2 s to import: only registering pays for it
     from pipelines.local.mlflow_registry import Submission

@@ -14,7 +14,7 @@ from gtsrb.evaluate import report
 from pipelines import emulated_job, graph
 from pipelines.local import cli, layout
 from pipelines.local import mlflow_registry as registry
-from pipelines.local_cache import Marker, StepCache, hash_tree, step_key
+from pipelines.local.cache import Marker, StepCache, hash_tree, step_key
 
 
 def test_processing_outputs_follow_the_readme_layout(tmp_path: Path) -> None:
