@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from gtsrb.common.failure import StepError
-from pipelines import work_lock
 from pipelines.local import cli as local
+from pipelines.local import work_lock
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD = (
