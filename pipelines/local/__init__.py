@@ -16,5 +16,5 @@ Exit codes: 0 registered, 1 a step failed or bad input, 3 accuracy below the thr
 
 Modules: options (the parsed command line, hyperparameters), layout (container paths mapped
 under WORK), runner (the steps in graph order, with step reuse), console (what is printed),
-cli (flags, signals, exit codes); pipelines.emulated_job runs each job as SageMaker would.
+cli (flags, signals, exit codes); pipelines.local.emulated_job runs each job as SageMaker would.
 """

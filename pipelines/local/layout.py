@@ -6,7 +6,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from pipelines import graph
-from pipelines.emulated_job import JobDirs
+from pipelines.local.emulated_job import JobDirs
 
 # Where each graph step's outputs live under WORK.
 STEP_DIRS: dict[str, str] = {graph.PREPARE.name: "prepare", graph.TRAIN.name: "train", graph.EVALUATE.name: "evaluation"}

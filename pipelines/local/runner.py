@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError
-from pipelines import emulated_job, graph
-from pipelines.local import console, layout
+from pipelines import graph
+from pipelines.local import console, emulated_job, layout
 from pipelines.local.cache import Marker, StepCache, hash_code, hash_tree, step_key
 from pipelines.local.options import DEMO_STEP, Options, demo_data_args, resolve_hyperparameters, visible_gpus
 
