@@ -177,7 +177,7 @@ else
 	  $(PY) -m pytest -m containers tests/containers --durations=8 $(PYTEST_ARGS)
 endif
 
-# --- the SageMaker pipeline: make definition / upsert (pipelines/definition.py) ------------------
+# --- the SageMaker pipeline: make definition / upsert (pipelines/sagemaker/definition.py) ------------------
 ROLE_ARN      ?=
 BUCKET        ?=
 PIPELINE_NAME ?=
@@ -193,12 +193,12 @@ PIPELINE_TAGS ?= [{"Key": "project", "Value": "gtsrb"}, {"Key": "git-sha", "Valu
 
 definition: $(STAMP) ## Write the SageMaker pipeline JSON offline to DEFINITION= (REGION=, ROLE_ARN=, BUCKET=, TAG=, SPOT=0)
 	@echo ">> rendering the SageMaker pipeline definition (no AWS call), images tagged $(TAG)"
-	$(PY) -m pipelines.get_pipeline_definition --kwargs '$(PIPELINE_KWARGS)' --file-name $(DEFINITION)
+	$(PY) -m pipelines.sagemaker.get_pipeline_definition --kwargs '$(PIPELINE_KWARGS)' --file-name $(DEFINITION)
 
 upsert: $(STAMP) ## Create/update the SageMaker pipeline, tagged (ROLE_ARN=, REGION=, BUCKET=, TAG=; START=1 WAIT_MINUTES=n runs it)
 	@test -n "$(ROLE_ARN)" || { echo "make upsert: set ROLE_ARN=arn:aws:iam::<account>:role/<SageMaker execution role>" >&2; exit 1; }
 	@echo ">> upserting the SageMaker pipeline in $(AWS_REGION), images tagged $(TAG)$(if $(START), and starting it)"
-	$(PY) -m pipelines.run_pipeline --role-arn '$(ROLE_ARN)' --kwargs '$(PIPELINE_KWARGS)' --tags '$(PIPELINE_TAGS)' \
+	$(PY) -m pipelines.sagemaker.run_pipeline --role-arn '$(ROLE_ARN)' --kwargs '$(PIPELINE_KWARGS)' --tags '$(PIPELINE_TAGS)' \
 	  $(if $(START),--start --wait-minutes $(WAIT_MINUTES))
 
 # --- deployment: an Approved version becomes a tested endpoint (pipelines/deploy, docs/deployment.md) --

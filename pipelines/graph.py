@@ -1,7 +1,7 @@
 """The step graph, defined once: what each step runs, what it reads and writes, and the condition.
 
-Two runners use it: `pipelines.local` (all steps on this machine) and `pipelines.definition`
-(the SageMaker Pipeline, built in `pipelines.step_builders`). Neither may name a step, a path
+Two runners use it: `pipelines.local` (all steps on this machine) and `pipelines.sagemaker.definition`
+(the SageMaker Pipeline, built in `pipelines.sagemaker.step_builders`). Neither may name a step, a path
 or a wire that is not here.
 """
 

@@ -48,7 +48,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def offline_definition(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The default pipeline's definition, rendered with the network blocked (built once per module)."""
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     with pytest.MonkeyPatch.context() as mp:
         isolate_from_aws(mp, tmp_path_factory.mktemp("home"))

@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from pipelines import graph, images, run_pipeline
+from pipelines import graph, images
+from pipelines.sagemaker import run_pipeline
 from pipelines_helpers import REGION, REPO_ROOT, Moto
 
 

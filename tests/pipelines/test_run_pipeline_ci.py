@@ -9,7 +9,7 @@ import shlex
 import pytest
 import yaml
 
-from pipelines import run_pipeline
+from pipelines.sagemaker import run_pipeline
 from pipelines_helpers import REGION, REPO_ROOT, Moto
 
 
@@ -31,7 +31,7 @@ def codebuild_env(role: str) -> dict[str, str]:
 
 
 def test_buildspec_passes_the_mlops_template_kwargs(no_network: None) -> None:
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     argv = buildspec_run_pipeline_argv(codebuild_env("arn:aws:iam::123456789012:role/Pipeline"))
     kwargs = json.loads(argv[argv.index("--kwargs") + 1])

@@ -14,7 +14,7 @@ from typing import Any
 
 from gtsrb.common.failure import StepError, failure_of, report_failure
 
-DEFAULT_MODULE = "pipelines.definition"
+DEFAULT_MODULE = "pipelines.sagemaker.definition"
 
 
 def add_pipeline_args(parser: argparse.ArgumentParser) -> None:

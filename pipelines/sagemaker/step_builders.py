@@ -1,6 +1,6 @@
 """The SageMaker steps, built from the shared step graph (pipelines.graph) with SDK v3.
 
-Import only through pipelines.definition.get_pipeline: the SDK creates a boto3 client when
+Import only through pipelines.sagemaker.definition.get_pipeline: the SDK creates a boto3 client when
 some of its modules are imported, so the region must be set first (definition.py does).
 
 Every name, container path and wire comes from graph.py and gtsrb.common.contract; every image
@@ -43,7 +43,7 @@ from gtsrb.train.epoch_log import METRIC_DEFINITIONS
 from gtsrb.train.hyperparameters import Hyperparameters
 from pipelines import graph, instances
 from pipelines.instances import processing_volume_kms_key
-from pipelines.settings import HYPERPARAMETER_OF, Settings
+from pipelines.sagemaker.settings import HYPERPARAMETER_OF, Settings
 
 PROPERTY_FILE = "EvaluationReport"  # the PropertyFile name the condition's JsonGet reads
 PREPARE_CACHE = CacheConfig(enable_caching=True, expire_after="P30D")  # same data + image + args: reuse

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from gtsrb.common.failure import StepError
-from pipelines.cli_args import add_pipeline_args, build_pipeline, quiet_sdk, run_tool
+from pipelines.sagemaker.cli_args import add_pipeline_args, build_pipeline, quiet_sdk, run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
