@@ -7,9 +7,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-from containers_helpers import CONTAINERS
 from gtsrb.common import contract
 from gtsrb.train.epoch_log import epoch_line
+from testkit.containers import CONTAINERS
 
 
 def load_gpu_target():

@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from evaluate_helpers import BATCH_SIZE, TEST_RECORDS, to_batch
 from gtsrb.common import contract
 from gtsrb.common.classes import CLASS_NAMES
 from gtsrb.common.failure import StepError
@@ -24,6 +23,7 @@ from gtsrb.common.records import eval_iter
 from gtsrb.evaluate import plots, report
 from gtsrb.evaluate.cli import main
 from gtsrb.evaluate.step import evaluate
+from testkit.evaluate import BATCH_SIZE, TEST_RECORDS, to_batch
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines_helpers import IMAGE_TAG, REGION, ROLE, Moto
+from testkit.pipelines import IMAGE_TAG, REGION, ROLE, Moto
 
 AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION",
            "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "SAGEMAKER_VALIDATE_ROLE")

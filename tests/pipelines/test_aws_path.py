@@ -11,7 +11,7 @@ from gtsrb.common.failure import StepError
 from pipelines import graph, images
 from pipelines.instances import has_instance_storage
 from pipelines.sagemaker import run_pipeline
-from pipelines_helpers import IMAGE_TAG, REGION, ROLE, steps_by_name
+from testkit.pipelines import IMAGE_TAG, REGION, ROLE, steps_by_name
 
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/volume"
 OTHER_ACCOUNT = "210987654321"

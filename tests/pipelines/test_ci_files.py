@@ -7,7 +7,7 @@ import subprocess
 
 import yaml
 
-from pipelines_helpers import REPO_ROOT
+from testkit.pipelines import REPO_ROOT
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 BUILDSPEC = REPO_ROOT / "codebuild-buildspec.yml"

@@ -16,7 +16,7 @@ from gtsrb.train.epoch_log import EPOCH_FIELDS, METRIC_DEFINITIONS, epoch_line, 
 from gtsrb.train.hyperparameters import Hyperparameters
 from pipelines import graph, images
 from pipelines.sagemaker.settings import HYPERPARAMETER_OF
-from pipelines_helpers import IMAGE_TAG, REGION, REPO_ROOT, ROLE, steps_by_name
+from testkit.pipelines import IMAGE_TAG, REGION, REPO_ROOT, ROLE, steps_by_name
 
 ACCOUNT = ROLE.split(":")[4]
 REGISTRY = images.ecr_registry(ACCOUNT, REGION)

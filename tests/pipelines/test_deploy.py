@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy_helpers import Recorder, UpdateEndpointStub, accept_binary_requests, answer_next, prediction_body, recorded_clients, register
 from pipelines.deploy import cli, errors, resources
 from pipelines.deploy.packages import APPROVED
-from pipelines_helpers import REGION, REPO_ROOT, Moto
+from testkit.deploy import Recorder, UpdateEndpointStub, accept_binary_requests, answer_next, prediction_body, recorded_clients, register
+from testkit.pipelines import REGION, REPO_ROOT, Moto
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from pipelines import graph, images
 from pipelines.sagemaker import run_pipeline
-from pipelines_helpers import REGION, REPO_ROOT, Moto
+from testkit.pipelines import REGION, REPO_ROOT, Moto
 
 
 def run_cli(argv: list[str]) -> int:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipelines.sagemaker import run_pipeline
-from pipelines_helpers import REGION, REPO_ROOT, Moto
+from testkit.pipelines import REGION, REPO_ROOT, Moto
 
 
 def buildspec_run_pipeline_argv(env: dict[str, str]) -> list[str]:

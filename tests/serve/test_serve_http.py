@@ -17,7 +17,7 @@ import requests
 from gtsrb.common.classes import NUM_CLASSES
 from gtsrb.common.recordio_format import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
-from serve_helpers import free_port, launch
+from testkit.serve import free_port, launch
 
 pytestmark = pytest.mark.slow  # a server start imports MXNet in each worker (seconds)
 

@@ -17,7 +17,7 @@ from gtsrb.common.model_io import archive_model
 from gtsrb.common.recordio_format import MAGIC, RecordIOError, image_of, split_records
 from gtsrb.serve import protocol
 from pipelines.local import mlflow_registry
-from serve_helpers import REPO
+from testkit.serve import REPO
 
 
 @pytest.mark.parametrize(("header", "top_k"), [(None, 5), ("top_k=3", 3), ("a=b; top_k=43", 43), ("x=1", 5)])

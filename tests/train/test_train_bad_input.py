@@ -13,7 +13,7 @@ from gtsrb.common.preprocessing import stored_size
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train import devices
 from gtsrb.train.step import train
-from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, run_module, write_split
+from testkit.train import FAST_HPS, IMAGE_SIZE, balanced_labels, run_module, write_split
 
 
 def run_train(base: Path, channels: dict[str, Path | None], hps: dict[str, str], extra: list[str] = ()) -> tuple[int, str]:

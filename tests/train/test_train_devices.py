@@ -22,7 +22,7 @@ from gtsrb.train.export import export
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import finish_epoch, train_epoch
 from gtsrb.train.step import prepare_run, train
-from train_helpers import FAST_HPS, run_json_script
+from testkit.train import FAST_HPS, run_json_script
 
 # The train data as packed and a net without dropout, whose random masks would differ with the
 # number of devices: what remains between one and two contexts is BatchNorm's per-device batches.

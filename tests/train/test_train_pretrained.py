@@ -14,7 +14,7 @@ from gtsrb.common.failure import run_step
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train.model import initialise
 from gtsrb.train.step import train
-from train_helpers import FAST_HPS
+from testkit.train import FAST_HPS
 
 MODEL = FAST_HPS.get("model", "cifar_resnet20_v2")
 
