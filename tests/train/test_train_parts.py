@@ -17,7 +17,7 @@ from gtsrb.common.preprocessing import DEFAULT_IMAGE_SIZE
 from gtsrb.train import devices, pretrained
 from gtsrb.train.hyperparameters import CPU_PRESET, Hyperparameters
 from gtsrb.train.model import classifier, create_network, initialise, load_backbone, set_multipliers
-from gtsrb.train.schedule import learning_rate
+from gtsrb.train.optimizer import learning_rate
 
 
 # --- hyperparameters ---------------------------------------------------------------------------
