@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from gtsrb.serve import protocol
-from pipelines import graph, instances
+from pipelines import aws, graph, instances
 from pipelines.deploy import packages
 from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError, as_bad_input, call, error_code, exit_code
-from pipelines.settings import account_of
 
 RECORDIO_SUFFIX = ".rec"
 MAX_NAME = 63  # SageMaker's limit on model and transform job names
@@ -132,7 +131,7 @@ def run(argv: list[str] | None = None) -> int:
     """Check the input, find the version, create its Model, start the job (and wait)."""
     args = parse_args(argv)
     source, output = s3_uri("--input", args.input), s3_uri("--output", args.output)
-    as_bad_input(account_of, args.role_arn)
+    as_bad_input(aws.account_of, args.role_arn)
     as_bad_input(instances.check_serving_instance_type, instances.SERVING_VARIANT, args.instance_type)
     if args.instance_count < 1:
         raise DeployError(EXIT_BAD_INPUT, f"--instance-count {args.instance_count}: must be at least 1.")

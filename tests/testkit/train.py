@@ -19,8 +19,8 @@ import numpy as np
 
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.classes import GTSRB_CLASS_NAMES, write_class_names
-from pipelines.emulated_job import JobDirs, link_channels
-from pipelines.emulated_job import write_job_config as write_job_config_files
+from pipelines.local.emulated_job import JobDirs, link_channels
+from pipelines.local.emulated_job import write_job_config as write_job_config_files
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 32  # the CPU preset's input size
