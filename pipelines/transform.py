@@ -18,7 +18,6 @@ or the job still runs when the wait ends.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -135,9 +134,7 @@ def run(argv: list[str] | None = None) -> int:
     as_bad_input(instances.check_serving_instance_type, instances.SERVING_VARIANT, args.instance_type)
     if args.instance_count < 1:
         raise DeployError(EXIT_BAD_INPUT, f"--instance-count {args.instance_count}: must be at least 1.")
-    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise DeployError(EXIT_BAD_INPUT, "no AWS region: pass --region (make: REGION=) or set AWS_DEFAULT_REGION.")
+    region = as_bad_input(aws.region, args.region, "--region (make: REGION=)")
     sm = make_client(region)
     package = (packages.by_arn(sm, args.model_package_arn) if args.model_package_arn
                else packages.newest_approved(sm, args.model_package_group))
