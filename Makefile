@@ -15,6 +15,9 @@ HP        ?=
 RECIPE    ?=
 DEMO_EXIT_CODES = 1 a step failed, 3 accuracy below the threshold, 130 interrupted
 # deployment (make deploy / undeploy / approve / deploy-local; pipelines/deploy, docs/deployment.md)
+# STAGE= is a deployment stage (staging|prod) everywhere: `deploy` points the stage's SageMaker
+# endpoint at a version; the local twin keeps the stage as the MLflow alias of the same name, which
+# `deploy-local` points and `serve STAGE=` serves.
 STAGE       ?=
 VERSION     ?=
 PACKAGE_ARN ?=
@@ -32,7 +35,7 @@ AWS_REGION ?= $(or $(REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install demo-data demo recipes test test-fast bench bench-real lint lock clean \
+.PHONY: help install demo-data demo recipes test test-fast bench bench-real lint ci lock clean distclean \
         build push train-local test-containers pin-base check-gpu-libs definition upsert preflight serve predict ui gpu-target bench-gpu \
         deploy undeploy approve deploy-local sagemaker-local transform
 
@@ -83,14 +86,18 @@ OUT    ?= $(WORK)/predictions.csv
 IMAGES ?=
 TOP_K  ?= 1
 UI_PORT ?= 5000
+# The server in the images knows model folders and tar.gz files only: a models:/ URI of the local
+# registry (without MODEL=, WORK's newest registered version) is resolved here, on the host (a
+# path is printed as is).
+RESOLVE_MODEL = $(PY) -m pipelines.deploy.local_twin path --work $(WORK) $(if $(MODEL),--model '$(MODEL)')
 
 serve: $(STAMP) ## Serve MODEL= (dir, model.tar.gz or models:/gtsrb-traffic-signs/<version|@alias>; default: WORK's newest registered version) on BIND=127.0.0.1 PORT=8080
 	@echo ">> serving $(or $(MODEL),the newest version registered by $(WORK)) on http://$(BIND):$(PORT) (SageMaker hosting contract; BIND=0.0.0.0 to serve other machines; Ctrl-C stops)"
-	$(PY) -m gtsrb.serve $(if $(MODEL),--model '$(MODEL)',--newest-registered) --registry $(WORK) --host $(BIND) --port $(PORT)
+	model=$$($(RESOLVE_MODEL)) && exec $(PY) -m gtsrb.serve --model "$$model" --host $(BIND) --port $(PORT)
 
 predict: $(STAMP) ## Predict IMAGES=<dir, files or labelled CSV> with MODEL= (default as serve) into OUT=WORK/predictions.csv (TOP_K=)
 	@test -n "$(IMAGES)" || { echo "make predict: set IMAGES=<folder, image files or a labelled CSV>" >&2; exit 2; }
-	$(PY) -m gtsrb.serve.predict $(IMAGES) $(if $(MODEL),--model '$(MODEL)') --registry $(WORK) --out $(OUT) --top-k $(TOP_K)
+	model=$$($(RESOLVE_MODEL)) && $(PY) -m gtsrb.serve.predict $(IMAGES) --model "$$model" --out $(OUT) --top-k $(TOP_K)
 
 ui: $(STAMP) ## Open MLflow's UI on the store of every run (MLFLOW_TRACKING_URI, else runs/mlflow.db beside WORK) on UI_PORT=5000
 	$(PY) -m pipelines.ui --work $(WORK) --port $(UI_PORT)
@@ -112,14 +119,26 @@ lint: $(STAMP) ## Lint Python (ruff), the Dockerfile (hadolint) and every shell 
 	@echo ">> shellcheck $(SHELL_SCRIPTS)"
 	$(VENV)/bin/shellcheck $(SHELL_SCRIPTS)
 
+# The one CI entry: .ci/run, .github/workflows/pipeline.yml and codebuild-buildspec.yml call it.
+# A path that must run less narrows CI_TESTS and says why where it calls it.
+CI_TESTS ?= test test-containers
+
+ci: $(STAMP) ## The single CI entry: make lint, then each of CI_TESTS= (default: test test-containers)
+	@for target in lint $(CI_TESTS); do \
+	  echo ">> make $$target"; $(MAKE) --no-print-directory $$target || exit 1; \
+	done
+
 lock: ## Re-pin requirements/dev.txt from pyproject.toml (needs PyPI)
 	rm -rf /tmp/gtsrb-lock && $(PYTHON) -m venv /tmp/gtsrb-lock
 	/tmp/gtsrb-lock/bin/pip install --quiet -e '.[pipelines,dev]'
 	{ echo "# Fully pinned development environment (make install). Regenerate: make lock"; \
 	  /tmp/gtsrb-lock/bin/pip freeze --exclude-editable; } > requirements/dev.txt
 
-clean: ## Remove runs/, caches and the venv
-	rm -rf runs .pytest_cache $(VENV) data/demo
+clean: ## Remove runs/, caches and the demo data; keeps the venv (make distclean removes it too)
+	rm -rf runs .pytest_cache data/demo
+
+distclean: clean ## make clean, and remove the venv
+	rm -rf $(VENV)
 
 # --- images: containers/Dockerfile, one per VARIANT (gpu | cpu | "gpu cpu") --------------------
 DOCKER       ?= docker
@@ -179,19 +198,22 @@ pin-base: ## Pin the Dockerfile's dated base tag to the digest its registry serv
 check-gpu-libs: $(STAMP) build/wheelhouse/gpu/.stamp ## Check (no GPU needed) that the GPU wheels satisfy every NEEDED lib of libmxnet.so
 	$(PY) containers/check_gpu_libs.py --wheelhouse build/wheelhouse/gpu
 
-test-containers: $(STAMP) ## Start a Docker engine, build both images, run the steps + SIGTERM in the CPU one, GPU lib check, local registry (root)
-	containers/ci/engine.sh run -- $(MAKE) --no-print-directory container-tests
-
 # CI cannot download zoo weights: both images are built with BAKE_WEIGHTS=0, and a test bakes a
 # stand-in through the same code path. The GPU build is the slow part (several GB of wheels).
-.PHONY: container-tests
-container-tests: $(STAMP) build/wheelhouse/cpu/.stamp build/wheelhouse/gpu/.stamp
+# Without an engine it starts a private one (containers/ci/engine.sh, root) and runs itself again
+# inside it; in an engine set up already (DOCKER_HOST, REGISTRY and BASE_IMAGE set, as
+# `source <engine dir>/env` sets them) it builds and tests there and leaves the engine running.
+test-containers: $(STAMP) build/wheelhouse/cpu/.stamp build/wheelhouse/gpu/.stamp ## Build both images, run the steps, serve, docker stop and the GPU lib check in them, registry round trip (root: starts a Docker engine unless DOCKER_HOST+REGISTRY+BASE_IMAGE name one)
+ifeq ($(and $(DOCKER_HOST),$(REGISTRY),$(BASE_IMAGE)),)
+	containers/ci/engine.sh run -- $(MAKE) --no-print-directory test-containers
+else
 	$(MAKE) --no-print-directory build VARIANT="cpu gpu" BAKE_WEIGHTS=0
 	@echo ">> container tests: steps + SIGTERM in the CPU image, the SDK's local-mode pipeline, GPU image libraries, registry round trip, pin-base"
 	GTSRB_TEST_IMAGE=$(call image,cpu,$(TAG)) GTSRB_TEST_GPU_IMAGE=$(call image,gpu,$(TAG)) \
 	  $(PY) -m pytest -m containers tests/containers --durations=8 $(PYTEST_ARGS)
+endif
 
-# --- the SageMaker pipeline: make definition / upsert (pipelines/definition.py) ------------------
+# --- the SageMaker pipeline: make definition / upsert (pipelines/sagemaker/definition.py) ------------------
 ROLE_ARN      ?=
 BUCKET        ?=
 PIPELINE_NAME ?=
@@ -207,12 +229,12 @@ PIPELINE_TAGS ?= [{"Key": "project", "Value": "gtsrb"}, {"Key": "git-sha", "Valu
 
 definition: $(STAMP) ## Write the SageMaker pipeline JSON offline to DEFINITION= (REGION=, ROLE_ARN=, BUCKET=, TAG=, SPOT=0)
 	@echo ">> rendering the SageMaker pipeline definition (no AWS call), images tagged $(TAG)"
-	$(PY) -m pipelines.get_pipeline_definition --kwargs '$(PIPELINE_KWARGS)' --file-name $(DEFINITION)
+	$(PY) -m pipelines.sagemaker.get_pipeline_definition --kwargs '$(PIPELINE_KWARGS)' --file-name $(DEFINITION)
 
 upsert: $(STAMP) ## Create/update the SageMaker pipeline, tagged (ROLE_ARN=, REGION=, BUCKET=, TAG=; START=1 WAIT_MINUTES=n RECIPE=file runs it)
 	@test -n "$(ROLE_ARN)" || { echo "make upsert: set ROLE_ARN=arn:aws:iam::<account>:role/<SageMaker execution role>" >&2; exit 1; }
 	@echo ">> upserting the SageMaker pipeline in $(AWS_REGION), images tagged $(TAG)$(if $(START), and starting it)"
-	$(PY) -m pipelines.run_pipeline --role-arn '$(ROLE_ARN)' --kwargs '$(PIPELINE_KWARGS)' --tags '$(PIPELINE_TAGS)' \
+	$(PY) -m pipelines.sagemaker.run_pipeline --role-arn '$(ROLE_ARN)' --kwargs '$(PIPELINE_KWARGS)' --tags '$(PIPELINE_TAGS)' \
 	  $(if $(START),--start --wait-minutes $(WAIT_MINUTES) $(if $(RECIPE),--recipe $(RECIPE)))
 
 transform: $(STAMP) ## Batch Transform: score INPUT=s3://.../ (images) or s3://.../x.rec into OUTPUT=s3://.../ with the newest Approved version (PACKAGE_ARN=, ROLE_ARN=, REGION=)

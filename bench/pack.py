@@ -32,7 +32,7 @@ def dataset(tmp: Path) -> Path:
     """The real sample replicated REPEAT times (so per-image work, not start-up, dominates as it
     does on the 51,839 real images), or generated demo data when the sample is absent."""
     if not SAMPLE.is_dir():
-        from gtsrb.demo_data import generate
+        from gtsrb.demo_data.writer import generate
 
         return generate(tmp / "demo", seed=0, tracks_per_class=8, frames_per_track=30)
     root = tmp / "sample-x4" / "GTSRB"

@@ -32,11 +32,11 @@ from gtsrb.common.classes import GTSRB_CLASS_NAMES, GTSRB_NUM_CLASSES, write_cla
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.demo_data.scene import photograph, physical_sign
 from gtsrb.train.checkpoint import TrainingState
-from gtsrb.train.cli import prepare_run
 from gtsrb.train.data import train_iter
 from gtsrb.train.environment import Environment
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import Run, train_epoch
+from gtsrb.train.step import prepare_run
 
 RECORDS = 1536  # 24 batches of the CPU preset's 64
 GPU_STEPS = 200  # steps per timed GPU epoch

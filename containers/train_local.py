@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 from gtsrb.common import sagemaker_job
-from gtsrb.common.failure import StepError
-from pipelines.emulated_job import HOST, JobDirs, failure_reason, run_logged, write_job_config
+from gtsrb.common.failure import StepError, failure_reason
+from pipelines.local.emulated_job import HOST, JobDirs, run_logged, write_job_config
 
 # Written by the job, read back on the host.
 MOUNTED = (sagemaker_job.MODEL_DIR, sagemaker_job.OUTPUT_DIR, sagemaker_job.CHECKPOINTS_DIR)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gtsrb.common.failure import StepError, failure_reason
-from pipelines.emulated_job import JobDirs, run_step_job, training_env, write_job_config
+from pipelines.local.emulated_job import JobDirs, run_step_job, training_env, write_job_config
 
 LOOPBACK = "127.0.0.1"
 PORT_RANGE = (20000, 32000)  # the scheduler's port, as SageMaker's 8000: outside the ephemeral range

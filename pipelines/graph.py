@@ -1,7 +1,7 @@
 """The step graph, defined once: what each step runs, what it reads and writes, and the condition.
 
-Two runners use it: `pipelines.local` (all steps on this machine) and `pipelines.definition`
-(the SageMaker Pipeline, built in `pipelines.step_builders`). Neither may name a step, a path
+Two runners use it: `pipelines.local` (all steps on this machine) and `pipelines.sagemaker.definition`
+(the SageMaker Pipeline, built in `pipelines.sagemaker.step_builders`). Neither may name a step, a path
 or a wire that is not here.
 """
 
@@ -118,6 +118,11 @@ CONDITION = ConditionSpec(
 STEP_ORDER: tuple[str, ...] = (PREPARE.name, TRAIN.name, EVALUATE.name, CONDITION.name)
 
 
+def fail_message_parts(accuracy: object, threshold: object) -> list[object]:
+    """The Fail step's message as text and values in order (the SageMaker side joins pipeline expressions)."""
+    return ["Test accuracy ", accuracy, " is below the registration threshold ", threshold, "; the model was not registered."]
+
+
 def fail_message(accuracy: object, threshold: object) -> str:
-    """The Fail step's message (values may be pipeline expressions rendered by the runner)."""
-    return f"Test accuracy {accuracy} is below the registration threshold {threshold}; the model was not registered."
+    """The Fail step's message with the values filled in (the local runner's)."""
+    return "".join(map(str, fail_message_parts(accuracy, threshold)))

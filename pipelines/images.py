@@ -15,6 +15,8 @@ import argparse
 import re
 import sys
 
+from pipelines import aws
+
 VARIANTS: tuple[str, ...] = ("gpu", "cpu")
 REPOSITORY_PREFIX = "gtsrb-mxnet"
 
@@ -27,7 +29,6 @@ def repository(variant: str) -> str:
 
 
 _ACCOUNT = re.compile(r"^\d{12}$")
-_ROLE_ACCOUNT = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/.+$")
 
 
 def image_account(role: str | None, account: str | None = None) -> str:
@@ -36,10 +37,10 @@ def image_account(role: str | None, account: str | None = None) -> str:
         if not _ACCOUNT.match(account):
             raise ValueError(f"image account {account!r} is not a 12-digit AWS account id")
         return account
-    match = _ROLE_ACCOUNT.match(role or "")
-    if not match:
+    role_account = aws.role_account(role)
+    if role_account is None:
         raise ValueError("no image account: set IMAGE_ACCOUNT=<12 digits> or ROLE_ARN=arn:aws:iam::<account>:role/<name>")
-    return match.group(1)
+    return role_account
 
 
 def ecr_registry(account: str, region: str) -> str:

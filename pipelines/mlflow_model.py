@@ -20,7 +20,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from pipelines.registry import TRACKING_URI_ENV
+from pipelines.local.mlflow_registry import TRACKING_URI_ENV
 
 MODEL_NAME = "classifier"  # the logged model's name in its run (not "model": the run's model/ folder holds model.tar.gz)
 MODEL_DIR_ARTIFACT = "model_dir"

@@ -146,11 +146,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import boto3
 
-        from pipelines.cli_args import build_pipeline, parse_json, quiet_sdk
         from pipelines.deploy import stage_config
+        from pipelines.sagemaker.cli_args import build_pipeline, parse_json, quiet_sdk
 
         quiet_sdk()
-        pipeline = build_pipeline("pipelines.definition", args.kwargs)
+        pipeline = build_pipeline("pipelines.sagemaker.definition", args.kwargs)
         region = pipeline.sagemaker_session.boto_region_name
         configs = [stage_config.load(stage_config.config_path(stage)) for stage in args.stage]
         overrides = parse_json("--parameters", args.parameters, dict)

@@ -18,7 +18,6 @@ or the job still runs when the wait ends.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -26,10 +25,9 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from gtsrb.serve import protocol
-from pipelines import graph, instances
+from pipelines import aws, graph, instances
 from pipelines.deploy import packages
 from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError, as_bad_input, call, error_code, exit_code
-from pipelines.settings import account_of
 
 RECORDIO_SUFFIX = ".rec"
 MAX_NAME = 63  # SageMaker's limit on model and transform job names
@@ -132,13 +130,11 @@ def run(argv: list[str] | None = None) -> int:
     """Check the input, find the version, create its Model, start the job (and wait)."""
     args = parse_args(argv)
     source, output = s3_uri("--input", args.input), s3_uri("--output", args.output)
-    as_bad_input(account_of, args.role_arn)
+    as_bad_input(aws.account_of, args.role_arn)
     as_bad_input(instances.check_serving_instance_type, instances.SERVING_VARIANT, args.instance_type)
     if args.instance_count < 1:
         raise DeployError(EXIT_BAD_INPUT, f"--instance-count {args.instance_count}: must be at least 1.")
-    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise DeployError(EXIT_BAD_INPUT, "no AWS region: pass --region (make: REGION=) or set AWS_DEFAULT_REGION.")
+    region = as_bad_input(aws.region, args.region, "--region (make: REGION=)")
     sm = make_client(region)
     package = (packages.by_arn(sm, args.model_package_arn) if args.model_package_arn
                else packages.newest_approved(sm, args.model_package_group))

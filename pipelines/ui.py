@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from pipelines import registry
+from pipelines.local import mlflow_registry as registry
 
 DEFAULT_PORT = 5000
 # MLflow's background job runner (GenAI evaluation jobs) would start several more processes.

@@ -5,6 +5,6 @@ import os
 # Largest image any step decodes (pixels). GTSRB photos are at most ~250x250; a header claiming
 # more is a corrupt or hostile file (a 1 KB PPM can claim 100000x100000). OpenCV reads its own cap
 # (default 2**30) once, when cv2 loads: set here, before any module of ours imports cv2, so it
-# holds for every format OpenCV decodes (gtsrb.common.images also checks headers with Pillow).
+# holds for every format OpenCV decodes (gtsrb.common.image_input also checks headers with Pillow).
 MAX_IMAGE_PIXELS = 40_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))

@@ -1,8 +1,8 @@
 """Session fixtures shared by every test area: real sample, generated demo sets, prepared data.
 
-Test helpers live in `tests/<area>/<area>_helpers.py` and are imported as `from <area>_helpers
-import ...`: the test folders are not packages, so pytest puts each on sys.path (which is why
-every test module and helper has a name unique across folders).
+Test helpers live in the package `tests/testkit/`, one module per area, imported as
+`from testkit.train import ...` (pyproject puts tests/ on pytest's pythonpath). The test folders
+are not packages, so every test module has a name unique across folders.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_official(tmp_path_factory) -> Path:
     """A small generated demo set in the official layout."""
-    from gtsrb.demo_data import generate
+    from gtsrb.demo_data.writer import generate
 
     return generate(tmp_path_factory.mktemp("demo-official"), layout="official", seed=1, tracks_per_class=3, frames_per_track=6,
                     test_per_class=4)
@@ -42,7 +42,7 @@ def demo_official(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_kaggle(tmp_path_factory) -> Path:
     """A small generated demo set in the Kaggle layout."""
-    from gtsrb.demo_data import generate
+    from gtsrb.demo_data.writer import generate
 
     return generate(tmp_path_factory.mktemp("demo-kaggle"), layout="kaggle", seed=2, tracks_per_class=2, frames_per_track=4,
                     test_per_class=2)
@@ -51,7 +51,7 @@ def demo_kaggle(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def prepared_demo(tmp_path_factory, demo_official) -> Path:
     """The prepare step's output folder (train/ validation/ test/ manifest/) of demo_official at 32 px."""
-    from gtsrb.prepare import PrepareOptions, prepare
+    from gtsrb.prepare.step import PrepareOptions, prepare
 
     out = tmp_path_factory.mktemp("prepared-demo")
     prepare(demo_official, out, PrepareOptions(image_size=32, validation_fraction=0.34))
@@ -61,7 +61,7 @@ def prepared_demo(tmp_path_factory, demo_official) -> Path:
 @pytest.fixture(scope="session")
 def prepared_sample(tmp_path_factory, sample_dir) -> Path:
     """The prepare step's output folder of the real GTSRB sample at 32 px (skips without it)."""
-    from gtsrb.prepare import PrepareOptions, prepare
+    from gtsrb.prepare.step import PrepareOptions, prepare
 
     out = tmp_path_factory.mktemp("prepared-sample")
     prepare(sample_dir, out, PrepareOptions(image_size=32))

@@ -19,10 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipelines import aws
 from pipelines.deploy import deployer, smoke, stage_config
 from pipelines.deploy.deployer import Clients, Request
 from pipelines.deploy.errors import EXIT_BAD_INPUT, DeployError, as_bad_input, exit_code
-from pipelines.settings import account_of
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,7 +66,7 @@ def request_of(args: argparse.Namespace, config: stage_config.StageConfig, regio
     role = args.role_arn or config.execution_role_arn
     if not role:
         raise DeployError(EXIT_BAD_INPUT, "no execution role: pass --role-arn or set execution_role_arn in the stage config.")
-    as_bad_input(account_of, role)
+    as_bad_input(aws.account_of, role)
     return Request(stage=args.stage, config=config, role=role, region=region, git_sha=git_sha(args.git_sha),
                    smoke_image=args.smoke_image, package_arn=args.model_package_arn, poll_s=args.poll_seconds)
 
@@ -75,9 +75,7 @@ def run(argv: list[str] | None = None) -> int:
     """Deploy or undeploy; raises DeployError on failure."""
     args = parse_args(argv)
     config = stage_config.load(args.config or stage_config.config_path(args.stage))
-    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise DeployError(EXIT_BAD_INPUT, "no AWS region: pass --region (make: REGION=) or set AWS_DEFAULT_REGION.")
+    region = as_bad_input(aws.region, args.region, "--region (make: REGION=)")
     if args.undeploy:
         deleted = deployer.undeploy(make_clients(region), args.stage, config)
         print(f"undeployed stage={args.stage}: " + (", ".join(deleted) if deleted else "nothing was deployed"))

@@ -8,6 +8,8 @@ fails, the endpoint goes back to the previous config and the new config and mode
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +21,10 @@ from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployEr
 from pipelines.deploy.packages import Package
 from pipelines.deploy.resources import Target
 from pipelines.deploy.stage_config import StageConfig
-from pipelines.deploy.waiting import TRANSITIONAL, wait_for_endpoint
 from pipelines.instances import check_serving_instance_type
+
+# Statuses SageMaker passes through on its way to InService / Failed.
+TRANSITIONAL = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 
 
 @dataclass(frozen=True)
@@ -192,3 +196,22 @@ def undeploy(clients: Clients, stage: str, config: StageConfig) -> list[str]:
         call("DeleteModel", sm.delete_model, ModelName=name)
         deleted.append(f"model {name}")
     return deleted
+
+
+def wait_for_endpoint(
+    sm,
+    endpoint: str,
+    limit_s: float,
+    poll_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict:
+    """Poll DescribeEndpoint until the status leaves TRANSITIONAL or `limit_s` passes; the last answer."""
+    start = clock()
+    while True:
+        described = call("DescribeEndpoint", sm.describe_endpoint, EndpointName=endpoint)
+        status, elapsed = described["EndpointStatus"], clock() - start
+        if status not in TRANSITIONAL or elapsed >= limit_s:
+            return described
+        print(f"endpoint={endpoint} status={status} elapsed={elapsed:.0f}s limit={limit_s:.0f}s", flush=True)
+        sleep(max(0.0, min(poll_s, limit_s - elapsed)))

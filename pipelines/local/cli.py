@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from gtsrb.common.failure import StepError
-from pipelines import recipes, work_lock
-from pipelines.local import layout
+from pipelines import recipes
+from pipelines.local import layout, work_lock
 from pipelines.local.options import DEMO_SIZE, DEMO_THRESHOLD, Options
 from pipelines.local.runner import EXIT_BELOW_THRESHOLD, EXIT_REGISTERED, LocalPipeline
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     pipeline_start = time.monotonic()
     try:
-        with work_lock.hold(options.work):  # one run per WORK (pipelines/work_lock.py)
+        with work_lock.hold(options.work):  # one run per WORK (pipelines/local/work_lock.py)
             code = LocalPipeline(options).run()
     except StepError as err:
         print(f"\nERROR: {err}", file=sys.stderr, flush=True)

@@ -89,7 +89,7 @@ def shown_path(path: Path) -> str:
 
 def print_summary(summary: Summary) -> None:
     """The end of every run: data counts, accuracy, macro-F1, time per step, registration outcome."""
-    from pipelines.registry import evaluation_metrics
+    from gtsrb.evaluate.report import evaluation_metrics
 
     metrics = evaluation_metrics(read_json(summary.report_dir / contract.EVALUATION_FILE))
     std = metrics.get("test_accuracy_std")

@@ -6,12 +6,13 @@ import os
 from pathlib import Path, PurePosixPath
 
 from pipelines import graph
-from pipelines.emulated_job import JobDirs
+from pipelines.local.emulated_job import JobDirs
 
 # Where each graph step's outputs live under WORK.
 STEP_DIRS: dict[str, str] = {graph.PREPARE.name: "prepare", graph.TRAIN.name: "train", graph.EVALUATE.name: "evaluation"}
 PROCESSING: dict[str, graph.ProcessingSpec] = {s.name: s for s in (graph.PREPARE, graph.EVALUATE)}
 STEPS_DIR = "steps"  # WORK/steps/<Step>.json|.log: done-markers and each step's full log
+DATA_DIR = "data"  # the generated demo set, when no --data is given
 
 
 def training_job(work: Path) -> JobDirs:

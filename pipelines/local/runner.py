@@ -1,6 +1,6 @@
 """The local run of the step graph: each step reused when finished with the same key, else run.
 
-A step's key hashes its code, parameters and input contents (pipelines.local_cache); a finished
+A step's key hashes its code, parameters and input contents (pipelines.local.cache); a finished
 step leaves WORK/steps/<Step>.json. Each step's job is a named method handed to cached_step.
 """
 
@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING
 
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError
-from pipelines import emulated_hosts, emulated_job, graph
-from pipelines.local import aside, console, layout
+from pipelines import emulated_hosts, graph
+from pipelines.local import aside, console, emulated_job, layout
+from pipelines.local.cache import Marker, StepCache, hash_code, hash_tree, step_key
 from pipelines.local.options import DEMO_STEP, Options, demo_data_args, resolve_hyperparameters, visible_gpus
-from pipelines.local_cache import Marker, StepCache, hash_code, hash_tree, step_key
 
 if TYPE_CHECKING:  # mlflow behind the registry takes ~2 s to import: only registering pays for it
-    from pipelines.registry import Submission
+    from pipelines.local.mlflow_registry import Submission
 
 COMMON_CODE = "gtsrb.common"
-REGISTER_CODE = ("pipelines.registry", "pipelines.run_record", "pipelines.mlflow_model")  # what a registration runs
+REGISTER_CODE = ("pipelines.local.mlflow_registry", "pipelines.run_record", "pipelines.mlflow_model")  # what a registration runs
 EXIT_REGISTERED, EXIT_BELOW_THRESHOLD = 0, 3
 
 
@@ -35,7 +35,7 @@ class LocalPipeline:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.work = options.work.resolve()
-        self.data = (options.data or self.work / "data").resolve()
+        self.data = (options.data or self.work / layout.DATA_DIR).resolve()
         self.steps_dir = self.work / layout.STEPS_DIR
         self.cache = StepCache(self.steps_dir, enabled=options.use_cache)
         self.job = layout.training_job(self.work)
@@ -121,7 +121,7 @@ class LocalPipeline:
                                 replaces=[self.job.model_dir, self.job.archive])
 
     def _train(self, key: str, channels: dict[str, Path]) -> None:
-        argv = [sys.executable, "-m", "gtsrb.train", *emulated_job.hyperparameters_to_args(self.hps)]
+        argv = [sys.executable, "-m", "gtsrb.train", *sagemaker_job.hyperparameters_to_args(self.hps)]
         self.keep_or_clear_checkpoints(key)
         if self.options.instances > 1:
             hosts = emulated_hosts.prepare_hosts(self.job, self.options.instances, channels, self.hps, self.num_gpus)
@@ -162,7 +162,7 @@ class LocalPipeline:
 
     def register(self) -> Marker:
         """RegisterModel: a model version in MLflow's registry, pending manual approval."""
-        from pipelines import registry
+        from pipelines.local import mlflow_registry as registry
 
         inputs = {
             "model": self.hashes[(graph.TRAIN.name, graph.TRAIN.model_output)],
@@ -191,7 +191,7 @@ class LocalPipeline:
         return self.cached_step(graph.REGISTER, key, {}, partial(self._register, submission, key), hash_outputs=False)
 
     def _register(self, submission: Submission, key: str) -> dict:
-        from pipelines import registry
+        from pipelines.local import mlflow_registry as registry
 
         registered = registry.register(self.work, submission, step_key=key)
         return {"model_name": registered.model_name, "version": registered.version, "run_id": registered.run_id}
@@ -205,7 +205,7 @@ class LocalPipeline:
 
     def approval_status(self, info: dict) -> str:
         """The version's approval status now (a reused registration may have been approved since)."""
-        from pipelines import registry
+        from pipelines.local import mlflow_registry as registry
 
         found = [v for v in registry.find_versions(self.work, info["model_name"]) if str(v.version) == str(info["version"])]
         return found[0].tags.get(registry.APPROVAL_TAG, graph.APPROVAL_STATUS) if found else graph.APPROVAL_STATUS
@@ -219,7 +219,7 @@ class LocalPipeline:
 
     def summary(self, accuracy: float, outcome: str) -> console.Summary:
         """What the run's last lines show."""
-        from pipelines.registry import store_exists, tracking_uri
+        from pipelines.local.mlflow_registry import store_exists, tracking_uri
 
         store = tracking_uri(self.work) if store_exists(self.work) else None
         return console.Summary(self.manifest_file(), self.evaluation_dir(), self.work, store, accuracy,

@@ -1,6 +1,6 @@
 """The SageMaker pipeline as SageMaker runs it, on this machine: `make sagemaker-local`.
 
-The definition `make upsert` sends (pipelines.definition, with its one `local_mode` switch) is
+The definition `make upsert` sends (pipelines.sagemaker.definition, with its one `local_mode` switch) is
 executed by the SageMaker SDK's own `LocalPipelineSession` (sagemaker.mlops.local): each step's job
 runs in our image under docker compose with the container contract SageMaker's launcher uses.
 Outputs live on a local S3 (a moto server, started and stopped here), because local mode reads the

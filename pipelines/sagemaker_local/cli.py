@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from gtsrb.common.failure import StepError
-from pipelines import work_lock
-from pipelines.cli_args import quiet_sdk
+from pipelines.local import work_lock
 from pipelines.local.cli import add_run_flags, checked_hyperparameters
+from pipelines.sagemaker.cli_args import quiet_sdk
 from pipelines.sagemaker_local.runner import EXIT_FAILED, Options, SageMakerLocalRun
 
 EXIT_INTERRUPTED = 130

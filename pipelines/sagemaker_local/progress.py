@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from pipelines.emulated_job import MXNET_LOG_LINE
+from gtsrb.common.log_filter import MXNET_LOG_LINE
 
 SDK_EXECUTION_LOGGER = "sagemaker.mlops.local.pipeline_entities"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

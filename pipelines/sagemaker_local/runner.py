@@ -1,6 +1,6 @@
 """One local-mode execution: build the pipeline, start it on LocalPipelineSession, collect, register.
 
-The pipeline is `pipelines.definition.get_pipeline(local_mode=True, ...)`: the definition `make
+The pipeline is `pipelines.sagemaker.definition.get_pipeline(local_mode=True, ...)`: the definition `make
 upsert` sends, with the cpu image for training and a CreateModel step in place of the registration.
 Everything else that differs from a SageMaker execution is a start parameter: instance types
 `local`, the instance count, the raw data as `file://`, the threshold and the hyperparameters.
@@ -22,11 +22,11 @@ from pathlib import Path
 
 from gtsrb.common import contract
 from gtsrb.common.failure import ERROR_PREFIX, REASON_SEPARATOR, StepError
-from pipelines import emulated_job, graph, images
-from pipelines.local import console
+from pipelines import graph, images
+from pipelines.local import console, emulated_job
 from pipelines.local.options import DEMO_SIZE, DEMO_STEP, DEMO_THRESHOLD, demo_data_args
+from pipelines.sagemaker.settings import DEFAULT_BASE_JOB_PREFIX, HYPERPARAMETER_OF
 from pipelines.sagemaker_local import local_s3, preflight, progress
-from pipelines.settings import DEFAULT_BASE_JOB_PREFIX, HYPERPARAMETER_OF
 
 BUCKET = "gtsrb-local"  # the moto server's one bucket
 ROLE = "arn:aws:iam::000000000000:role/SageMakerExecutionRole"  # never checked: local mode has no IAM
@@ -171,7 +171,7 @@ class SageMakerLocalRun:
         from botocore.exceptions import ClientError
         from sagemaker.mlops.local import LocalPipelineSession
 
-        from pipelines.definition import get_pipeline, offline_sdk
+        from pipelines.sagemaker.definition import get_pipeline, offline_sdk
 
         pipeline = get_pipeline(**self.pipeline_kwargs())
         parameters = self.start_parameters(pipeline)
@@ -214,7 +214,7 @@ class SageMakerLocalRun:
     # --- after the execution
     def register(self, archive: Path, evaluation_dir: Path, manifest: Path, execution_id: str):
         """Record the model in WORK's MLflow registry as make demo does (local mode cannot register)."""
-        from pipelines import registry
+        from pipelines.local import mlflow_registry as registry
 
         with tempfile.TemporaryDirectory() as model_dir:  # the registry reads history.json from it
             with tarfile.open(archive) as tar:
@@ -224,7 +224,7 @@ class SageMakerLocalRun:
 
     def submission(self, archive: Path, model_dir: Path, evaluation_dir: Path, manifest: Path, execution_id: str):
         """What the MLflow registry records: make demo's Submission, tagged with the execution."""
-        from pipelines import registry
+        from pipelines.local import mlflow_registry as registry
 
         return registry.Submission(
             model_archive=archive, model_dir=model_dir, evaluation_dir=evaluation_dir, manifest_file=manifest,
@@ -266,7 +266,7 @@ class SageMakerLocalRun:
         accuracy = float(contract.json_get(console.read_json(evaluation_dir / contract.EVALUATION_FILE),
                                            graph.CONDITION.json_path))
         manifest = folder / graph.PREPARE.name / contract.MANIFEST_OUTPUT / contract.MANIFEST_FILE
-        from pipelines.registry import tracking_uri
+        from pipelines.local.mlflow_registry import tracking_uri
 
         summary = partial(console.Summary, manifest, evaluation_dir, self.work, tracking_uri(self.work), accuracy,
                           self.options.threshold, [console.StepReport(s.name, s.seconds) for s in steps])

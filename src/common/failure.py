@@ -78,26 +78,16 @@ def run_step(main: Callable[[], None], failure_file: str = sagemaker_job.TRAININ
     A StepError's message is the sentence; anything else is reported as unexpected, with its
     type and traceback, so that a bug is never mistaken for bad input.
     """
-    failed = _failure_of(main)
+    failed = failure_of(main)
     if failed is None:
         return 0
     sentence, trace = failed
     write_failure(f"{sentence}{REASON_SEPARATOR}{trace}", failure_file)
-    _report(sentence)
+    report_failure(sentence)
     return 1
 
 
-def run_tool(main: Callable[[], None]) -> int:
-    """run_step for a command-line tool off SageMaker (the CI runner): the same sentence and exit
-    code 1, and no failure file (that file is for the steps in the images)."""
-    failed = _failure_of(main)
-    if failed is None:
-        return 0
-    _report(failed[0])
-    return 1
-
-
-def _failure_of(main: Callable[[], None]) -> tuple[str, str] | None:
+def failure_of(main: Callable[[], None]) -> tuple[str, str] | None:
     """Run `main`: None when it returns, else the one-sentence reason and the traceback."""
     try:
         main()
@@ -112,6 +102,6 @@ def _failure_of(main: Callable[[], None]) -> tuple[str, str] | None:
         return f"Unexpected error ({type(err).__name__}: {err}).", trace
 
 
-def _report(sentence: str) -> None:
+def report_failure(sentence: str) -> None:
     """The sentence once, on stderr (a logging record too would print it twice in the job's log)."""
     print(f"{ERROR_PREFIX}{sentence}", file=sys.stderr, flush=True)

@@ -112,21 +112,24 @@ def decode_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def eval_iter(files: RecordFiles, prep: Preprocessing, batch_size: int) -> mx.io.ImageRecordIter:
-    """Deterministic iterator over a split: file order, centre crop, normalised, no augmentation."""
-    check_split(files, prep)
+def record_iter(files: RecordFiles, prep: Preprocessing, batch_size: int, **options: object) -> mx.io.ImageRecordIter:
+    """ImageRecordIter over a split with what every reader shares (paths, input, normalisation, threads) + `options`."""
     return mx.io.ImageRecordIter(
         path_imgrec=str(files.rec),
         path_imgidx=str(files.idx),
         data_shape=prep.data_shape,
         batch_size=batch_size,
-        shuffle=False,
-        rand_crop=False,
-        rand_mirror=False,
-        round_batch=False,
+        rand_mirror=False,  # never: 19/20, 33/34, 36/37, 38/39 are mirror images of each other
         preprocess_threads=decode_threads(),
         **prep.normalize_kwargs(),
+        **options,
     )
+
+
+def eval_iter(files: RecordFiles, prep: Preprocessing, batch_size: int) -> mx.io.ImageRecordIter:
+    """Deterministic iterator over a split: file order, centre crop, normalised, no augmentation."""
+    check_split(files, prep)
+    return record_iter(files, prep, batch_size, shuffle=False, rand_crop=False, round_batch=False)
 
 
 def check_split(files: RecordFiles, prep: Preprocessing) -> int:

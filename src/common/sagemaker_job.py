@@ -1,7 +1,7 @@
 """What SageMaker gives a job, as the steps inside the images see it: the /opt/ml tree and the
 hyperparameters on the command line.
 
-Defined once here; the host-side emulator (pipelines.emulated_job) and the tests build the same
+Defined once here; the host-side emulator (pipelines.local.emulated_job) and the tests build the same
 tree from these names. SAGEMAKER_BASE_DIR moves /opt/ml, as the sagemaker-training toolkit does.
 """
 

@@ -3,7 +3,3 @@
 Modules: step (evaluate(): load, predict, write), metrics (numpy metrics), report
 (evaluation.json + per_class.csv), plots (the two PNGs), cli (the entry point).
 """
-
-from gtsrb.evaluate.step import evaluate
-
-__all__ = ["evaluate"]

@@ -142,3 +142,17 @@ def write_per_class(labels: np.ndarray, predicted: np.ndarray, class_names: list
             scores = [f"{stats[k][i]:.6f}" for k in ("precision", "recall", "f1")]
             writer.writerow([i, name, *counts, *scores])
     return path
+
+
+def evaluation_metrics(report: dict) -> dict[str, float]:
+    """Flat test metrics of an evaluation.json: test_accuracy, test_weighted_f1, test_macro_f1, ..."""
+    metrics: dict[str, float] = {}
+    for name, entry in report.get(contract.QUALITY_METRICS_KEY, {}).items():
+        if isinstance(entry, dict) and "value" in entry and not name.endswith("_best_constant_classifier"):
+            metrics[f"test_{name}"] = float(entry["value"])
+            if entry.get("standard_deviation") is not None:
+                metrics[f"test_{name}_std"] = float(entry["standard_deviation"])
+    for name, value in report.get(contract.EVALUATION_DETAILS_KEY, {}).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            metrics[f"test_{name}"] = float(value)
+    return {k: v for k, v in metrics.items() if math.isfinite(v)}

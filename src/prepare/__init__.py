@@ -1,5 +1,1 @@
 """Step 1: GTSRB (official or Kaggle layout) or folder-per-class data -> track-aware split -> RecordIO + manifest.json."""
-
-from gtsrb.prepare.step import PrepareOptions, prepare
-
-__all__ = ["PrepareOptions", "prepare"]

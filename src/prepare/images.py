@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import cv2
 
-from gtsrb.common.images import decode, to_square
+from gtsrb.common.image_input import decode, to_square
 from gtsrb.prepare.layouts import Sample
 
 

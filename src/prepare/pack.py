@@ -20,9 +20,9 @@ import cv2
 from gtsrb.common.contract import RecordFiles, record_files
 from gtsrb.common.failure import StepError
 from gtsrb.common.progress import progress
+from gtsrb.common.recordio_format import IndexedRecordWriter, image_record
 from gtsrb.prepare.images import ImageOptions, Packed, pack_image
 from gtsrb.prepare.layouts import Sample
-from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
 
 PARTIAL = ".partial"
 

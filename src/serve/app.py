@@ -166,7 +166,7 @@ def invoke(predictor: Predictor | None, settings: ServerSettings, deadline: floa
 
 def recordio_answer(predictor: Predictor, body: bytes, top_k: int, deadline: float) -> tuple[Response, int]:
     """JSON Lines, one prediction per RecordIO record, in order (decoded a batch at a time)."""
-    from gtsrb.prepare.recordio import RecordIOError, image_of, split_records
+    from gtsrb.common.recordio_format import RecordIOError, image_of, split_records
 
     try:
         records = split_records(body)

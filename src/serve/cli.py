@@ -1,8 +1,8 @@
 """`python -m gtsrb.serve` (and `serve` in the images): the model server.
 
 In a SageMaker hosting container it runs with no arguments: the model in /opt/ml/model, the port
-8080 or SAGEMAKER_BIND_TO_PORT. Locally: --model DIR | model.tar.gz | models:/<name>/<version> |
-models:/<name>@<alias> (the registry of --registry, `make demo`'s WORK), --port N.
+8080 or SAGEMAKER_BIND_TO_PORT. Locally: --model DIR | model.tar.gz, --port N (`make serve` resolves
+a registry URI, models:/..., to the registered model's path on the host first).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pathlib import Path
 
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError
-from gtsrb.serve import protocol, sources
+from gtsrb.serve import protocol
 from gtsrb.serve.server import LOG_FORMAT, serve, settings_from_env
 
-EXIT_BAD_MODEL = 2  # the model source does not exist or cannot be resolved
+EXIT_BAD_MODEL = 2  # the model source does not exist
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,11 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m gtsrb.serve", description=__doc__.splitlines()[0])
     parser.add_argument("command", nargs="?", choices=["serve"], help="accepted for `docker run IMAGE serve`")
     parser.add_argument("--model", default=protocol.MODEL_DIR,
-                        help="model directory, model.tar.gz, or models:/<name>/<version> | models:/<name>@<alias>")
-    parser.add_argument("--registry", type=Path, default=Path("runs/demo"),
-                        help="the local pipeline's WORK folder (its MLflow store resolves models:/ URIs)")
-    parser.add_argument("--newest-registered", action="store_true",
-                        help="serve the newest version registered by --registry's runs (make serve without MODEL=)")
+                        help="model directory or model.tar.gz")
     parser.add_argument("--port", type=int, default=int(os.environ.get(protocol.ENV_PORT) or protocol.DEFAULT_PORT))
     parser.add_argument("--host", default="0.0.0.0", help="all interfaces, as SageMaker needs (make serve: 127.0.0.1)")
     return parser.parse_args(argv)
@@ -68,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     args = parse_args(argv)
     try:
-        if args.newest_registered:
-            args.model, note = sources.newest_registered(args.registry)
-            print(f">> serving {note}", flush=True)
-        model = sources.resolve(args.model, args.registry)
+        model = Path(args.model)
         if not model.exists():
             raise StepError(f"{model}: no such model directory or model.tar.gz; pass --model (make serve MODEL=...).")
         settings = settings_from_env(str(model))

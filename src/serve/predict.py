@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gtsrb.common.failure import StepError
 from gtsrb.common.progress import progress
-from gtsrb.serve import labels, sources
+from gtsrb.serve import labels
 from gtsrb.serve.predictor import MAX_BATCH, ImageError, Predictor
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pnm", ".bmp")
@@ -72,9 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command's flags."""
     parser = argparse.ArgumentParser(prog="python -m gtsrb.serve.predict", description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="+", type=Path, help="image files, folders (searched recursively) and/or a labelled CSV")
-    parser.add_argument("--model", help="model directory, model.tar.gz or models:/<name>/<version|@alias> "
-                        "(default: the newest version registered by --registry's runs)")
-    parser.add_argument("--registry", type=Path, default=Path("runs/demo"), help="WORK folder of the local registry")
+    parser.add_argument("--model", required=True, help="model directory or model.tar.gz (make predict resolves models:/ URIs "
+                        "and, without MODEL=, WORK's newest registered version first)")
     parser.add_argument("--out", type=Path, default=Path("runs/demo/predictions.csv"), help="the CSV to write")
     parser.add_argument("--top-k", type=int, default=1, help="classes per image, most probable first (default 1)")
     return parser.parse_args(argv)
@@ -89,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             raise StepError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, args.images))}.")
         if args.out.is_dir():
             raise StepError(f"--out {args.out} is a folder; name the CSV file to write (make predict OUT={args.out / 'predictions.csv'}).")
-        if args.model is None:
-            args.model, note = sources.newest_registered(args.registry)
-            print(f"model {note}", flush=True)
-        predictor = Predictor.load(sources.resolve(args.model, args.registry))
+        predictor = Predictor.load(Path(args.model))
         if not 1 <= args.top_k <= len(predictor.class_names):
             raise StepError(f"--top-k {args.top_k}: must be from 1 to {len(predictor.class_names)} (the model's classes).")
     except StepError as err:

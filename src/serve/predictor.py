@@ -1,7 +1,7 @@
 """A loaded model that turns image files into top-k predictions (the server and `make predict`).
 
 The forward pass is gtsrb.common.inference's (the one evaluate uses) and the input transform is
-gtsrb.common.images.to_input (evaluate's centre crop and normalisation), so an image packed by
+gtsrb.common.image_input.to_input (evaluate's centre crop and normalisation), so an image packed by
 prepare gets the same class here as in the evaluation report.
 
 Images are decoded and predicted MAX_BATCH at a time, so a request's memory does not grow with its
@@ -25,7 +25,7 @@ import numpy as np
 
 from gtsrb.common import cuda
 from gtsrb.common.failure import StepError, first_line
-from gtsrb.common.images import decode_checked, to_input
+from gtsrb.common.image_input import decode_checked, to_input
 from gtsrb.common.inference import class_probabilities
 from gtsrb.common.model_io import LoadedModel, load_model
 from gtsrb.serve import protocol

@@ -15,7 +15,7 @@ from gtsrb.common import contract
 from gtsrb.common.classes import read_class_names
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import Preprocessing
-from gtsrb.common.records import check_records, check_split, decode_threads
+from gtsrb.common.records import check_records, check_split, record_iter
 from gtsrb.train.hyperparameters import Hyperparameters, epoch_seed
 
 
@@ -66,16 +66,14 @@ def train_iter(files: contract.RecordFiles, prep: Preprocessing, hp: Hyperparame
     """Augmented batches of one epoch, shuffled and augmented with seeds of (hp.seed + seed_offset, epoch) for
     exact resume (seed_offset: the worker's, so that workers draw different augmentations)."""
     jitter = hp.color_jitter
-    return mx.io.ImageRecordIter(
-        path_imgrec=str(files.rec),
-        path_imgidx=str(files.idx),
-        data_shape=prep.data_shape,
-        batch_size=batch_size,
+    return record_iter(
+        files,
+        prep,
+        batch_size,
         shuffle=True,
         seed=epoch_seed(hp.seed + seed_offset, epoch),  # the shuffle
         seed_aug=epoch_seed(hp.seed + seed_offset, epoch),  # the augmentation: `seed` does not reach it
         rand_crop=True,
-        rand_mirror=False,  # never: 19/20, 33/34, 36/37, 38/39 are mirror images of each other
         max_rotate_angle=int(hp.max_rotate_deg),
         max_shear_ratio=hp.max_shear,
         min_random_scale=hp.min_scale,
@@ -85,7 +83,5 @@ def train_iter(files: contract.RecordFiles, prep: Preprocessing, hp: Hyperparame
         saturation=jitter,
         fill_value=127,
         inter_method=1,  # bilinear
-        preprocess_threads=decode_threads(),
         prefetch_buffer=4,
-        **prep.normalize_kwargs(),
     )

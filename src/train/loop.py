@@ -30,10 +30,10 @@ from gtsrb.train.checkpoint import TrainingState
 from gtsrb.train.data import train_iter
 from gtsrb.train.distributed import EARLY_STOP_KEY, EPOCH_KEY, Workers
 from gtsrb.train.ema import WeightAverage
+from gtsrb.train.epoch_log import epoch_line
 from gtsrb.train.hyperparameters import Hyperparameters, epoch_seed
-from gtsrb.train.metrics import epoch_line
 from gtsrb.train.model import has_input_batchnorm
-from gtsrb.train.schedule import learning_rate
+from gtsrb.train.optimizer import learning_rate
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ written into it. mx.nd.load and json.loads cannot execute code.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -127,3 +128,14 @@ def first_line(err: BaseException) -> str:
     """The first line of an exception's message (MXNet appends C++ stack traces)."""
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+# Learning rate as a pure function of the global step: linear warmup, then cosine to zero. Being a
+# function of the step (not a stateful scheduler) is what makes resuming exact: a run restarted at
+# step s uses the rate it would have used anyway.
+def learning_rate(step: int, total_steps: int, warmup_steps: int, base_lr: float) -> float:
+    """The rate for update number `step` (0-based) of `total_steps`."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(1.0, progress)))

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from containers_helpers import load_script
+from testkit.containers import load_script
 
 pytestmark = pytest.mark.containers
 bench_image = load_script("bench_image")

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from containers_helpers import load_script
+from testkit.containers import load_script
 
 ecr_script = load_script("ecr")
 REGION = "eu-west-1"

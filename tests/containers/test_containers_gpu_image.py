@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from containers_helpers import CONTAINERS, run
+from testkit.containers import CONTAINERS, run
 
 pytestmark = pytest.mark.containers
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from containers_helpers import CONTAINERS, REPO, load_script, run
+from testkit.containers import CONTAINERS, REPO, load_script, run
 
 pytestmark = pytest.mark.containers
 WHEELHOUSE = REPO / "build" / "wheelhouse" / "gpu"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from containers_helpers import docker_run, run
+from testkit.containers import docker_run, run
 
 pytestmark = pytest.mark.containers
 

@@ -2,7 +2,7 @@
 
 One probe script (job_probe.py: it only reports its arguments, SM_* variables and /opt/ml files)
 runs as a training job twice with the same channels and hyperparameters: through
-pipelines.emulated_job.start_training_job, as `make demo` starts the train step, and through the
+pipelines.local.emulated_job.start_training_job, as `make demo` starts the train step, and through the
 SDK's local mode in our image (a thin layer on the image under test: the probe in /opt/ml/code and
 SAGEMAKER_PROGRAM naming it, as our image names train.py), started by the toolkit's `train`.
 Differences that remain are named in docs/local-pipeline.md. Needs `make test-containers`.
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from containers_helpers import REPO, run
 from gtsrb.common import sagemaker_job
-from pipelines import emulated_job
+from pipelines.local import emulated_job
 from pipelines.sagemaker_local.runner import remove_job_containers
+from testkit.containers import REPO, run
 
 pytestmark = pytest.mark.containers
 
@@ -96,7 +96,7 @@ def local_mode(probe_image: str, tmp_path_factory: pytest.TempPathFactory) -> di
 
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """probe.json from the same job started by the twin (pipelines.emulated_job), on this machine."""
+    """probe.json from the same job started by the twin (pipelines.local.emulated_job), on this machine."""
     root = tmp_path_factory.mktemp("twin")
     job = emulated_job.JobDirs(root / "job")
     env = emulated_job.start_training_job(job, channels(root), HPS, num_gpus=0)

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from containers_helpers import load_script
+from testkit.containers import load_script
 
 published = load_script("published")
 REGION, ACCOUNT, REPOSITORY = "eu-west-1", "123456789012", "gtsrb-mxnet-gpu"

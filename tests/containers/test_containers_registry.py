@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from containers_helpers import CONTAINERS, REPO, run
 from pipelines import images
+from testkit.containers import CONTAINERS, REPO, run
 
 pytestmark = pytest.mark.containers
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from gtsrb.common import contract
-from gtsrb.train.metrics import METRIC_DEFINITIONS
+from gtsrb.train.epoch_log import METRIC_DEFINITIONS
 from pipelines import graph
 from pipelines.sagemaker_local.runner import EXECUTIONS_DIR, EXIT_BELOW_THRESHOLD, EXIT_FAILED, EXIT_REGISTERED
 
@@ -109,7 +109,7 @@ def test_the_metric_regexes_read_the_training_log(passed: Execution) -> None:
 
 
 def test_registered_in_mlflow_and_servable(passed: Execution) -> None:
-    from pipelines import registry
+    from pipelines.local import mlflow_registry as registry
 
     (version,) = registry.find_versions(passed.work)
     source = Path(registry.version_source(passed.work, version.name, version.version, None))  # the logged model's folder
@@ -142,7 +142,7 @@ def test_impossible_threshold_ends_in_the_fail_step(below: Execution) -> None:
 
 
 def test_impossible_threshold_registers_nothing(below: Execution) -> None:
-    from pipelines import registry
+    from pipelines.local import mlflow_registry as registry
 
     assert len(registry.find_versions(below.work)) == 1  # only the passed execution's
 

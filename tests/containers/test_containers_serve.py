@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from containers_helpers import REPO, run
 from gtsrb.common.classes import GTSRB_NUM_CLASSES
-from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
+from gtsrb.common.recordio_format import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
+from testkit.containers import REPO, run
 
 pytestmark = pytest.mark.containers
 SAMPLE_TEST_IMAGES = REPO.parent / "shared" / "data" / "gtsrb-sample" / "GTSRB" / "Final_Test" / "Images"
@@ -27,8 +27,8 @@ def real_images(tmp_path: Path, count: int = 12) -> list[bytes]:
     """GTSRB sample test images (PPM as users have them), else generated PNGs."""
     if SAMPLE_TEST_IMAGES.is_dir():
         return [p.read_bytes() for p in sorted(SAMPLE_TEST_IMAGES.glob("*.ppm"))[:count]]
-    from evaluate_helpers import make_images
-    from serve_helpers import png_bytes
+    from testkit.evaluate import make_images
+    from testkit.serve import png_bytes
 
     return [png_bytes(image) for image in make_images(count, seed=5)[0]]
 
@@ -36,8 +36,8 @@ def real_images(tmp_path: Path, count: int = 12) -> list[bytes]:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained model as the train step writes it (SageMaker unpacks model.tar.gz to this)."""
-    from evaluate_helpers import save_tiny_model, train_tiny_net
     from gtsrb.common.classes import GTSRB_CLASS_NAMES
+    from testkit.evaluate import save_tiny_model, train_tiny_net
 
     return save_tiny_model(tmp_path_factory.mktemp("hosted") / "model", train_tiny_net(len(GTSRB_CLASS_NAMES)))
 
@@ -104,7 +104,7 @@ def test_serve_answers_the_hosting_contract(docker: str, container, tmp_path: Pa
 
 
 def test_ping_answers_while_slow_clients_trickle(docker: str, container) -> None:
-    from serve_helpers import pings_within_2_s, slow_clients
+    from testkit.serve import pings_within_2_s, slow_clients
 
     name, url = container
     wait_for_ping(docker, name, url)

@@ -4,7 +4,6 @@ from it and finishes. This is what a spot interruption, StopTrainingJob or the m
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import time
 import uuid
@@ -12,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from containers_helpers import REPO, load_script, run
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.train import checkpoint
+from testkit.containers import load_script, run
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 train_local = load_script("train_local")
@@ -25,9 +24,8 @@ STOP_AFTER_BATCH = 20
 
 def toy_channels(out: Path) -> dict[str, Path]:
     """train/validation RecordIO channels from the train tests' toy-data writer (~220 batches)."""
-    spec = importlib.util.spec_from_file_location("train_helpers", REPO / "tests" / "train" / "train_helpers.py")
-    data = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(data)
+    from testkit import train as data
+
     side = stored_size(data.IMAGE_SIZE)  # the CPU preset's input size, as prepare stores it
     data.write_split(out / "train", "train", data.balanced_labels(600), side)
     data.write_split(out / "validation", "validation", data.balanced_labels(10), side, seed=1)

@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from containers_helpers import CONTAINERS, REPO, run
+from testkit.containers import CONTAINERS, REPO, run
 
 DOCKERFILE = CONTAINERS / "Dockerfile"
 

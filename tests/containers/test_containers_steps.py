@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from containers_helpers import REPO, docker_run, load_script
 from gtsrb.common import contract
+from gtsrb.train.epoch_log import METRIC_DEFINITIONS
 from gtsrb.train.hyperparameters import Hyperparameters
-from gtsrb.train.metrics import METRIC_DEFINITIONS
 from pipelines import graph
+from testkit.containers import REPO, docker_run, load_script
 
 pytestmark = pytest.mark.containers
 

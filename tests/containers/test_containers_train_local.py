@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from containers_helpers import load_script, run
+from testkit.containers import load_script, run
 
 train_local = load_script("train_local")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from containers_helpers import docker_run
+from testkit.containers import docker_run
 
 pytestmark = pytest.mark.containers
 NAME = "resnet18_v1b"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from containers_helpers import CONTAINERS, load_script
 from gtsrb.common import contract
-from gtsrb.train.metrics import epoch_line
+from gtsrb.train.epoch_log import epoch_line
+from testkit.containers import CONTAINERS, load_script
 
 
 def load_gpu_target():

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from gtsrb.common.classes import GTSRB_NUM_CLASSES, MIRROR_PAIRS
-from gtsrb.demo_data import generate
 from gtsrb.demo_data.signs import draw_sign
-from gtsrb.demo_data.writer import tracks_per_class
+from gtsrb.demo_data.writer import generate, tracks_per_class
 
 SMALL = dict(tracks_per_class=2, frames_per_track=3, test_per_class=1)
 

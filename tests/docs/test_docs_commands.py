@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines_helpers import answers_200
+from testkit.pipelines import answers_200
 
 REPO = Path(__file__).resolve().parents[2]
 MANUALS = [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -82,6 +82,7 @@ CANNOT: dict[str, str] = {
     "make pin-base": "Docker Hub",
     "make check-gpu-libs": "the GPU wheelhouse, several GB (make test-containers)",
     "make test-containers": "root and Docker (.ci/run)",
+    "source <engine dir>/env && make test-containers": "a Docker engine set up already (.ci/run starts its own)",
     "export REGION=eu-west-1 ROLE_ARN=arn:aws:iam::123456789012:role/SageMakerExecutionRole": "AWS",
     "aws s3 sync GTSRB/ s3://sagemaker-$REGION-123456789012/gtsrb/raw/": "AWS",
     'make build push VARIANT="gpu cpu" AWS_REGION=$REGION': "Docker and AWS",
@@ -91,7 +92,7 @@ CANNOT: dict[str, str] = {
     "make bench-gpu BENCH_ENV=MXNET_CUDNN_AUTOTUNE_DEFAULT=0": "a GPU",
     "aws s3 mb s3://sagemaker-$REGION-123456789012 --region $REGION": "AWS",
     "aws s3 sync my-data s3://my-bucket/datasets/my-data/": "AWS",
-    ".venv/bin/python -m pipelines.run_pipeline --role-arn \"$ROLE_ARN\" --kwargs '{\"region\": \"eu-west-1\"}' --start "
+    ".venv/bin/python -m pipelines.sagemaker.run_pipeline --role-arn \"$ROLE_ARN\" --kwargs '{\"region\": \"eu-west-1\"}' --start "
     "--parameters '{\"InputDataUrl\": \"s3://my-bucket/datasets/my-data\", \"DataVersion\": \"my-data-v1\"}'":
         "AWS (tests/pipelines runs run-pipeline against moto)",
     "make transform INPUT=s3://my-bucket/photos/ OUTPUT=s3://my-bucket/scored/ "

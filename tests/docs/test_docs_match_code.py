@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from gtsrb.serve import predict
 from gtsrb.train.gpu_families import SUPPORTED_FAMILIES
 from gtsrb.train.hyperparameters import Hyperparameters
+from pipelines.local import layout
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,7 +97,7 @@ def test_the_sample_summary_is_what_the_code_prints_with_its_defaults(tmp_path: 
     from pipelines import graph
     from pipelines.local import console
     from pipelines.local.options import DEMO_SIZE, DEMO_STEP, DEMO_THRESHOLD
-    from pipelines_helpers import evaluation_report
+    from testkit.pipelines import evaluation_report
 
     (tmp_path / "evaluation.json").write_text(json.dumps(evaluation_report(0.98)))
     (tmp_path / "manifest.json").write_text(json.dumps({"counts": {s: {"total": 1} for s in ("train", "validation", "test")}}))
@@ -115,3 +117,15 @@ def test_the_sample_summary_is_what_the_code_prints_with_its_defaults(tmp_path: 
     assert re.findall(r"(\w+) [\d.…]+s", by_label["time"]) == steps
     assert f"{graph.MODEL_PACKAGE_GROUP} version 1 ({graph.APPROVAL_STATUS})" in by_label["registry"]
     assert by_label["browse"].startswith("browse      make ui WORK=runs/demo  (MLflow store sqlite:///")
+
+
+def test_the_work_layout_in_the_docs_names_the_codes_folders() -> None:
+    """docs/local-pipeline.md draws WORK once; each top-level name in it is the one the code uses."""
+    text = (REPO / "docs" / "local-pipeline.md").read_text(encoding="utf-8")
+    tree = text.split("## WORK layout", 1)[1].split("```", 2)[1]
+    names = [name for line in tree.splitlines()[2:] for name in line[:33].split()]  # the tree's first column
+    drawn = {name.split("/")[0] for name in names if not name.startswith("<")}
+    # the MLflow store is beside WORK (mlflow_registry.default_db), not in it; make predict writes its CSV there
+    default_out = predict.parse_args(["image.png", "--model", "model"]).out.name
+    code = {layout.DATA_DIR, layout.STEPS_DIR, *layout.STEP_DIRS.values(), default_out}
+    assert drawn == code

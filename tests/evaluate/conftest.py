@@ -1,4 +1,4 @@
-"""Fixtures for the evaluate step (helpers in evaluate_helpers.py, importable by the tests)."""
+"""Fixtures for the evaluate step (helpers in testkit/evaluate.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import mxnet as mx
 import pytest
 
-from evaluate_helpers import TEST_RECORDS, make_images, save_tiny_model, train_tiny_net, write_split
 from gtsrb.common import contract
 from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from gtsrb.common.model_io import archive_model
+from testkit.evaluate import TEST_RECORDS, make_images, save_tiny_model, train_tiny_net, write_split
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,10 @@ from pathlib import Path
 import mxnet as mx
 import pytest
 
-from evaluate_helpers import TEST_RECORDS, make_images, save_tiny_model, train_tiny_net, write_split
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.evaluate.cli import main
+from testkit.evaluate import TEST_RECORDS, make_images, save_tiny_model, train_tiny_net, write_split
 
 
 def run_failing(model: Path, test: Path, out: Path, capsys: pytest.CaptureFixture, base: Path, *extra: str) -> str:

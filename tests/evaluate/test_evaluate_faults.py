@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from test_evaluate_bad_input import run_failing
 
-from evaluate_helpers import TEST_RECORDS, make_images, write_split
 from gtsrb.common import contract
-from prepare_helpers import corrupt_record
+from testkit.evaluate import TEST_RECORDS, make_images, write_split
+from testkit.prepare import corrupt_record
 
 
 def test_split_packed_larger_than_the_model_input(tmp_path: Path, model_dir: Path, capsys, sagemaker_base: Path) -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from evaluate_helpers import TEST_RECORDS, make_images, write_split
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.evaluate.step import evaluate
+from testkit.evaluate import TEST_RECORDS, make_images, write_split
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 32  # the train step's CPU preset input

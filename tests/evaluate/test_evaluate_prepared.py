@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evaluate_helpers import save_tiny_model, train_tiny_net
 from gtsrb.common import contract
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import record_count
 from gtsrb.evaluate import plots, predictions, report
 from gtsrb.evaluate.step import evaluate
+from testkit.evaluate import save_tiny_model, train_tiny_net
 
 PREPARED_SIZE = 32  # the input size prepared_demo packs for
 

@@ -16,7 +16,6 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from evaluate_helpers import BATCH_SIZE, CLASSES, TEST_RECORDS, to_batch
 from gtsrb.common import contract
 from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from gtsrb.common.failure import StepError
@@ -25,6 +24,7 @@ from gtsrb.common.records import eval_iter
 from gtsrb.evaluate import plots, predictions, report
 from gtsrb.evaluate.cli import main
 from gtsrb.evaluate.step import evaluate
+from testkit.evaluate import BATCH_SIZE, CLASSES, TEST_RECORDS, to_batch
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from test_evaluate_step import read_split
 
-from evaluate_helpers import IMAGE_SIZE, to_batch
 from gtsrb.common import contract
 from gtsrb.common.inference import class_probabilities, shifted
 from gtsrb.common.model_io import load_model
 from gtsrb.common.preprocessing import TTA_VIEWS, Preprocessing
 from gtsrb.common.records import predict
 from gtsrb.evaluate.step import evaluate
+from testkit.evaluate import IMAGE_SIZE, to_batch
 
 
 def numpy_shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy_helpers import GENEROUS_QUOTAS, serve_quotas
-from pipelines_helpers import IMAGE_TAG, REGION, ROLE, Moto
+from testkit.deploy import GENEROUS_QUOTAS, serve_quotas
+from testkit.pipelines import IMAGE_TAG, REGION, ROLE, Moto
 
 AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION",
            "AWS_REGION", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "SAGEMAKER_VALIDATE_ROLE")
@@ -49,7 +49,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def offline_definition(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The default pipeline's definition, rendered with the network blocked (built once per module)."""
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     with pytest.MonkeyPatch.context() as mp:
         isolate_from_aws(mp, tmp_path_factory.mktemp("home"))

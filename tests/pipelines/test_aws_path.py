@@ -8,9 +8,10 @@ import json
 import pytest
 
 from gtsrb.common.failure import StepError
-from pipelines import graph, images, run_pipeline
+from pipelines import graph, images
 from pipelines.instances import has_instance_storage
-from pipelines_helpers import IMAGE_TAG, REGION, ROLE, steps_by_name
+from pipelines.sagemaker import run_pipeline
+from testkit.pipelines import IMAGE_TAG, REGION, ROLE, steps_by_name
 
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/volume"
 OTHER_ACCOUNT = "210987654321"
@@ -18,7 +19,7 @@ OTHER_ACCOUNT = "210987654321"
 
 def definition(**kwargs) -> tuple[object, dict]:
     """The pipeline and its definition for these kwargs (besides region, role, image tag)."""
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     pipeline = get_pipeline(**{"region": REGION, "role": ROLE, "image_tag": IMAGE_TAG, **kwargs})
     return pipeline, json.loads(pipeline.definition())

@@ -8,7 +8,7 @@ import subprocess
 
 import yaml
 
-from pipelines_helpers import REPO_ROOT
+from testkit.pipelines import REPO_ROOT
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
 BUILDSPEC = REPO_ROOT / "codebuild-buildspec.yml"
@@ -33,6 +33,14 @@ def test_id_token_is_granted_per_job_never_workflow_wide() -> None:
 def test_the_gpu_build_frees_disk_first() -> None:
     text = (REPO_ROOT / ".github" / "workflows" / "pipeline.yml").read_text()
     assert text.index("Free disk space") < text.index('make build VARIANT="gpu cpu"')
+
+
+def test_every_ci_path_runs_make_ci() -> None:
+    """One CI entry: .ci/run, the GitHub workflow's test job and CodeBuild all call `make ci`."""
+    assert "make ci" in (REPO_ROOT / ".ci" / "run").read_text().split("\n", 4)[-1]
+    test_job = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "pipeline.yml").read_text())["jobs"]["test"]
+    assert any(step.get("run", "").startswith("make ci") for step in test_job["steps"])
+    assert any(c.startswith("make ci") for c in yaml.safe_load(BUILDSPEC.read_text())["phases"]["pre_build"]["commands"])
 
 
 def install_check() -> str:

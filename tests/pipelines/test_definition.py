@@ -12,11 +12,11 @@ import pytest
 
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError
+from gtsrb.train.epoch_log import EPOCH_FIELDS, METRIC_DEFINITIONS, epoch_line, hyperparameters_line
 from gtsrb.train.hyperparameters import Hyperparameters
-from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS, epoch_line, hyperparameters_line
 from pipelines import graph, images
-from pipelines.settings import HYPERPARAMETER_OF
-from pipelines_helpers import IMAGE_TAG, REGION, REPO_ROOT, ROLE, steps_by_name
+from pipelines.sagemaker.settings import HYPERPARAMETER_OF
+from testkit.pipelines import IMAGE_TAG, REGION, REPO_ROOT, ROLE, steps_by_name
 
 ACCOUNT = ROLE.split(":")[4]
 REGISTRY = images.ecr_registry(ACCOUNT, REGION)
@@ -214,7 +214,7 @@ def test_metric_regexes_match_nothing_but_epoch_lines() -> None:
 def test_builds_with_sockets_blocked_no_telemetry_and_spot_off(no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from sagemaker.core.telemetry import telemetry_logging
 
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     sent: list = []
     monkeypatch.setattr(telemetry_logging, "_send_telemetry_request", lambda *args, **kwargs: sent.append(args))
@@ -228,21 +228,21 @@ def test_builds_with_sockets_blocked_no_telemetry_and_spot_off(no_network: None,
 
 @pytest.mark.parametrize("instance_type", ["ml.p5.48xlarge", "ml.p5en.48xlarge", "ml.p6-b200.48xlarge", "ml.m5.xlarge", "ml.p2.xlarge"])
 def test_guard_refuses_training_instances_the_image_cannot_run(no_network: None, instance_type: str) -> None:
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     with pytest.raises(StepError, match=rf"{re.escape(instance_type)} cannot run the training image.*ml\.g5.*ml\.p4d"):
         get_pipeline(region=REGION, role=ROLE, image_tag=IMAGE_TAG, training_instance_type=instance_type)
 
 
 def test_guard_accepts_supported_gpus_and_the_parameter_default_follows(no_network: None) -> None:
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     pipeline = get_pipeline(region=REGION, role=ROLE, image_tag=IMAGE_TAG, training_instance_type="ml.g6e.2xlarge")
     assert {p.name: p.default_value for p in pipeline.parameters}["TrainingInstanceType"] == "ml.g6e.2xlarge"
 
 
 def test_kms_keys_reach_every_job(no_network: None) -> None:
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     volume, output = "arn:aws:kms:eu-west-1:123456789012:key/volume", "arn:aws:kms:eu-west-1:123456789012:key/output"
     pipeline = get_pipeline(region=REGION, role=ROLE, image_tag=IMAGE_TAG, training_instance_type="ml.p3.2xlarge",
@@ -270,14 +270,14 @@ def test_kms_keys_reach_every_job(no_network: None) -> None:
     ],
 )
 def test_bad_kwargs_fail_with_one_clear_sentence(no_network: None, kwargs: dict, message: str) -> None:
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     with pytest.raises(StepError, match=message):
         get_pipeline(**{"region": REGION, "role": ROLE, "image_tag": IMAGE_TAG, **kwargs})
 
 
 def test_get_pipeline_definition_cli_writes_json(no_network: None, tmp_path) -> None:
-    from pipelines import get_pipeline_definition
+    from pipelines.sagemaker import get_pipeline_definition
 
     out = tmp_path / "out" / "definition.json"
     kwargs = json.dumps({"region": REGION, "role": ROLE, "image_tag": IMAGE_TAG, "pipeline_name": "cli-test"})
@@ -291,7 +291,7 @@ def test_get_pipeline_definition_cli_writes_json(no_network: None, tmp_path) -> 
 @pytest.mark.parametrize(("kwargs", "message"), [("{not json", "--kwargs is not valid JSON"), ("[1]", "--kwargs must be a JSON object")])
 def test_get_pipeline_definition_cli_bad_kwargs_exit_1(no_network: None, capsys, kwargs: str, message: str,
                                                       tmp_path, monkeypatch) -> None:
-    from pipelines import get_pipeline_definition
+    from pipelines.sagemaker import get_pipeline_definition
 
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))  # where a step would write its failure file
     with pytest.raises(SystemExit) as exited:
@@ -317,7 +317,7 @@ def test_make_definition_renders_without_credentials(tmp_path) -> None:
 def test_definition_is_deterministic_so_upserts_keep_the_step_cache(no_network: None, offline_definition: dict) -> None:
     """No timestamp or generated job name in the definition: re-upserting an unchanged pipeline
     must not invalidate PrepareData's cache (sagemaker-python-sdk#2736)."""
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     again = json.loads(get_pipeline(region=REGION, role=ROLE, image_tag=IMAGE_TAG).definition())
     assert again == offline_definition

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from deploy_helpers import (
+from pipelines.deploy import cli, errors, resources
+from pipelines.deploy.packages import APPROVED
+from testkit.deploy import (
     QuotasStub,
     Recorder,
     UpdateEndpointStub,
@@ -20,9 +22,7 @@ from deploy_helpers import (
     register,
     serve_quotas,
 )
-from pipelines.deploy import cli, errors, resources
-from pipelines.deploy.packages import APPROVED
-from pipelines_helpers import REGION, REPO_ROOT, Moto
+from testkit.pipelines import REGION, REPO_ROOT, Moto
 
 
 @pytest.fixture

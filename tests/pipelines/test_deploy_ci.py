@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from pipelines_helpers import REPO_ROOT
+from testkit.pipelines import REPO_ROOT
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "deploy.yml"
 

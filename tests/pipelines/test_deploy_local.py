@@ -16,8 +16,9 @@ import requests
 
 from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.serve import protocol
-from pipelines import graph, registry
+from pipelines import graph
 from pipelines.deploy import errors, local_twin
+from pipelines.local import mlflow_registry as registry
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = graph.MODEL_PACKAGE_GROUP
@@ -75,11 +76,22 @@ def test_approve_then_promote_points_the_stage_alias_at_the_newest_approved(regi
         (["approve", "--version", "one"], errors.EXIT_BAD_INPUT, "VERSION='one' is not a version number"),
         (["approve"], errors.EXIT_BAD_INPUT, "approve needs --version"),
         (["promote"], errors.EXIT_BAD_INPUT, "promote needs --stage"),
+        (["path"], errors.EXIT_NO_VERSION, "no model version registered by"),  # WORK registered none
+        (["path", "--model", f"models:/{NAME}@prod"], errors.EXIT_NO_VERSION, f"models:/{NAME}@prod: not in the registry"),
+        (["path", "--model", "models:/only-a-name"], errors.EXIT_NO_VERSION, "not a registry URI"),
     ],
 )
 def test_bad_local_input_says_so(untouched_registry: Path, capsys, argv, code, message) -> None:
     assert twin(untouched_registry, *argv) == code
     assert message in capsys.readouterr().err
+
+
+def test_path_resolves_a_registry_uri_on_the_host(untouched_registry: Path, capsys) -> None:
+    """What make serve/predict hand the server: the registered model.tar.gz, or a path as given."""
+    assert twin(untouched_registry, "path", "--model", f"models:/{NAME}/2") == 0
+    assert capsys.readouterr().out.strip() == str(untouched_registry / "model.tar.gz")
+    assert twin(untouched_registry, "path", "--model", "runs/x/model") == 0
+    assert capsys.readouterr().out.strip() == "runs/x/model"
 
 
 def test_no_registry_yet_says_run_make_demo(tmp_path: Path, capsys) -> None:

@@ -1,4 +1,4 @@
-"""pipelines.emulated_job: the job's output in its log, MXNet's own log lines kept off the console."""
+"""pipelines.local.emulated_job: the job's output in its log, MXNet's own log lines kept off the console."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from gtsrb.common import sagemaker_job
 from gtsrb.common.failure import StepError
-from pipelines import emulated_job
+from pipelines.local import emulated_job
 
 MXNET_LINE = b"[23:18:27] ../src/io/iter_image_recordio_2.cc:178: ImageRecordIOParser2: /w/train.rec, use 1 threads for decoding..\n"
 

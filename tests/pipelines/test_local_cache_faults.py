@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from pipelines.local_cache import Marker, StepCache, hash_tree, step_key
+from pipelines.local.cache import Marker, StepCache, hash_tree, step_key
 
 
 def test_hash_tree_follows_a_symlinked_folder(tmp_path: Path) -> None:

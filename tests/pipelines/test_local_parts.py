@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from gtsrb.common import contract, sagemaker_job
-from pipelines import emulated_job, graph, registry, run_record
-from pipelines.local import cli, layout
-from pipelines.local_cache import Marker, StepCache, hash_tree, step_key
-from pipelines_helpers import evaluation_report, fake_submission
+from gtsrb.evaluate import report
+from pipelines import graph, run_record
+from pipelines.local import cli, emulated_job, layout
+from pipelines.local import mlflow_registry as registry
+from pipelines.local.cache import Marker, StepCache, hash_tree, step_key
+from testkit.pipelines import evaluation_report, fake_submission
 
 
 def test_processing_outputs_follow_the_readme_layout(tmp_path: Path) -> None:
@@ -100,12 +102,12 @@ def test_hash_tree_sees_content_and_names(tmp_path: Path) -> None:
 
 
 def test_evaluation_metrics_flattens_the_report() -> None:
-    metrics = registry.evaluation_metrics(evaluation_report(0.93))
+    metrics = report.evaluation_metrics(evaluation_report(0.93))
     assert metrics["test_accuracy"] == 0.93 and metrics["test_accuracy_std"] == 0.01
     assert metrics["test_weighted_f1"] == 0.9 and metrics["test_macro_f1"] == 0.85 and metrics["test_records"] == 120
     assert not [k for k in metrics if "best_constant" in k or "confusion" in k]
-    report = evaluation_report(0.93)
-    assert registry.evaluation_metrics(report)["test_accuracy"] == contract.json_get(report, contract.ACCURACY_JSON_PATH)
+    written = evaluation_report(0.93)
+    assert report.evaluation_metrics(written)["test_accuracy"] == contract.json_get(written, contract.ACCURACY_JSON_PATH)
 
 
 def test_history_metrics_use_the_epoch_as_step() -> None:

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from gtsrb.common import contract
-from pipelines import graph, registry
+from pipelines import graph
 from pipelines.deploy import local_twin
 from pipelines.local import cli
+from pipelines.local import mlflow_registry as registry
+from pipelines.local.cache import hash_tree
 from pipelines.local.options import DEMO_STEP
-from pipelines.local_cache import hash_tree
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import graph, registry
-from pipelines_helpers import REPO_ROOT, answers_200, fake_submission
-from serve_helpers import free_port
+from pipelines import graph
+from pipelines.local import mlflow_registry as registry
+from testkit.pipelines import REPO_ROOT, answers_200, fake_submission
+from testkit.serve import free_port
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium")

@@ -14,9 +14,10 @@ import pytest
 
 from gtsrb.common import contract
 from gtsrb.serve import protocol
-from pipelines import graph, registry
-from prepare_helpers import write_folders
-from serve_helpers import running_server
+from pipelines import graph
+from pipelines.local import mlflow_registry as registry
+from testkit.prepare import write_folders
+from testkit.serve import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -56,17 +57,18 @@ def test_the_demo_command_trains_on_the_folder_classes(own_run) -> None:
 def test_predict_and_serve_answer_with_the_folder_names(own_run, tmp_path: Path) -> None:
     data, work, result = own_run
     assert result.returncode == 0, result.stderr
-    model = f"models:/{graph.MODEL_PACKAGE_GROUP}/1"  # the registered version, as `make serve MODEL=...`
+    # the registered version, as `make serve MODEL=...` resolves it on the host for the server
+    model = registry.resolve(f"models:/{graph.MODEL_PACKAGE_GROUP}/1", work)
     out = tmp_path / "predictions.csv"
-    done = subprocess.run([sys.executable, "-m", "gtsrb.serve.predict", str(data / "train"), "--model", model,
-                           "--registry", str(work), "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "gtsrb.serve.predict", str(data / "train"), "--model", str(model),
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 120 and {r["class_name"] for r in rows} <= set(NAMES)
     right = sum(Path(r["file"]).parent.name == r["class_name"] for r in rows)
     assert right / len(rows) >= 0.8, right
     image = data / "train" / "red_triangle" / "img_000.jpg"
-    with running_server(model, tmp_path / "server.log", "--registry", str(work)) as server:
+    with running_server(model, tmp_path / "server.log") as server:
         answer = server.post(image.read_bytes(), "image/jpeg")
     assert answer.status_code == 200, answer.text
     predictions = protocol.parse_answer(answer.content, len(NAMES))

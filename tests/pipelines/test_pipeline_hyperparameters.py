@@ -10,9 +10,10 @@ import pytest
 
 from gtsrb.common.preprocessing import TTA_MODES
 from gtsrb.train.hyperparameters import PRESETS, Hyperparameters
-from pipelines import recipes, run_pipeline
-from pipelines.settings import HYPERPARAMETER_OF
-from pipelines_helpers import REGION, Moto
+from pipelines import recipes
+from pipelines.sagemaker import run_pipeline
+from pipelines.sagemaker.settings import HYPERPARAMETER_OF
+from testkit.pipelines import REGION, Moto
 
 TUNED = {"Preset": ("String", "preset"), "Epochs": ("Integer", "epochs"), "LearningRate": ("Float", "lr"),
          "Tta": ("String", "tta"), "MaxTrainImages": ("Integer", "max_train_images")}

@@ -10,11 +10,12 @@ import sys
 
 import pytest
 
-from deploy_helpers import GENEROUS_QUOTAS, QuotasStub, Recorder, serve_quotas
 from gtsrb.common.failure import StepError
-from pipelines import preflight, run_pipeline
+from pipelines import preflight
 from pipelines.deploy import stage_config
-from pipelines_helpers import REGION, REPO_ROOT
+from pipelines.sagemaker import run_pipeline
+from testkit.deploy import GENEROUS_QUOTAS, QuotasStub, Recorder, serve_quotas
+from testkit.pipelines import REGION, REPO_ROOT
 
 SPOT_G5 = "ml.g5.xlarge for spot training job usage"
 PROCESSING_M5 = "ml.m5.xlarge for processing job usage"

@@ -8,7 +8,7 @@ import pytest
 from gtsrb.common.failure import StepError
 from gtsrb.serve import protocol
 from pipelines import graph, images, instances
-from pipelines_helpers import IMAGE_TAG
+from testkit.pipelines import IMAGE_TAG
 
 
 def package_spec(definition: dict) -> dict:

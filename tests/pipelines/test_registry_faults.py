@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gtsrb.common.failure import StepError
-from gtsrb.serve import sources
-from pipelines import graph, registry
+from pipelines import graph
+from pipelines.local import mlflow_registry as registry
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # MLflow imports take seconds in each command
@@ -40,7 +40,7 @@ def test_a_damaged_mlflow_db_is_one_sentence(real_store: Path, damage: str) -> N
     with pytest.raises(StepError, match="the MLflow store is damaged"):
         registry.find_versions(real_store)
     with pytest.raises(StepError, match="the MLflow store is damaged"):
-        sources.resolve(f"models:/{graph.MODEL_PACKAGE_GROUP}/1", real_store)
+        registry.resolve(f"models:/{graph.MODEL_PACKAGE_GROUP}/1", real_store)
     result = run_module("pipelines.deploy.local_twin", "promote", "--stage", "staging", "--work", str(real_store))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
@@ -53,4 +53,4 @@ def test_stage_latest_is_refused_with_one_sentence(real_store: Path) -> None:
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("ERROR: STAGE=latest: MLflow reserves the alias 'latest'")
     with pytest.raises(StepError, match="MLflow reserves the alias 'latest'"):
-        sources.resolve(f"models:/{graph.MODEL_PACKAGE_GROUP}@latest", real_store)
+        registry.resolve(f"models:/{graph.MODEL_PACKAGE_GROUP}@latest", real_store)

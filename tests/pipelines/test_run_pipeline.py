@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 
-from pipelines import graph, images, run_pipeline
-from pipelines_helpers import REGION, REPO_ROOT, Moto
+from pipelines import graph, images
+from pipelines.sagemaker import run_pipeline
+from testkit.pipelines import REGION, REPO_ROOT, Moto
 
 
 def run_cli(argv: list[str]) -> int:

@@ -9,8 +9,8 @@ import shlex
 import pytest
 import yaml
 
-from pipelines import run_pipeline
-from pipelines_helpers import REGION, REPO_ROOT, Moto
+from pipelines.sagemaker import run_pipeline
+from testkit.pipelines import REGION, REPO_ROOT, Moto
 
 
 def buildspec_run_pipeline_argv(env: dict[str, str]) -> list[str]:
@@ -31,7 +31,7 @@ def codebuild_env(role: str) -> dict[str, str]:
 
 
 def test_buildspec_passes_the_mlops_template_kwargs(no_network: None) -> None:
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     argv = buildspec_run_pipeline_argv(codebuild_env("arn:aws:iam::123456789012:role/Pipeline"))
     kwargs = json.loads(argv[argv.index("--kwargs") + 1])
@@ -62,5 +62,5 @@ def test_github_workflow_uses_oidc_and_the_make_targets() -> None:
     runs = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
     uses = [step.get("uses", "") for job in workflow["jobs"].values() for step in job["steps"]]
     assert any(u.startswith("aws-actions/configure-aws-credentials") for u in uses)
-    for target in ("make test", "make build", "make push", "make upsert", "make definition"):
+    for target in ("make ci", "make build", "make push", "make upsert", "make definition"):
         assert any(run.strip().startswith(target) for run in runs), target

@@ -18,12 +18,12 @@ import pytest
 from gtsrb.common.failure import StepError
 from pipelines import graph, images
 from pipelines.sagemaker_local import local_s3, preflight, progress, runner
-from pipelines_helpers import IMAGE_TAG, REGION, ROLE, steps_by_name
+from testkit.pipelines import IMAGE_TAG, REGION, ROLE, steps_by_name
 
 
 def definition(**kwargs) -> dict:
     """A definition (the caller holds the no_network fixture)."""
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     return json.loads(get_pipeline(region=REGION, role=ROLE, image_tag=IMAGE_TAG, **kwargs).definition())
 
@@ -80,7 +80,7 @@ def test_hyperparameters_split_into_start_parameters_and_fixed_ones() -> None:
 
 
 def test_start_parameters_get_the_types_the_sdk_demands(no_network: None) -> None:
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     pipeline = get_pipeline(region=REGION, role=ROLE, image_tag=IMAGE_TAG, local_mode=True)
     typed = runner.typed_overrides(pipeline, {"Epochs": "3", "AccuracyThreshold": 1, "TrainingInstanceType": "local"})
@@ -91,7 +91,7 @@ def test_start_parameters_get_the_types_the_sdk_demands(no_network: None) -> Non
 
 
 def test_the_run_overrides_instances_data_threshold_and_hyperparameters(no_network: None, tmp_path: Path) -> None:
-    from pipelines.definition import get_pipeline
+    from pipelines.sagemaker.definition import get_pipeline
 
     run = runner.SageMakerLocalRun(runner.Options(work=tmp_path, data=tmp_path, threshold=0.5, instances=2, image_tag=IMAGE_TAG,
                                                   hyperparameters={"epochs": "3", "min_class_share": "0.3"}))

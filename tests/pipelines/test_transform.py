@@ -8,12 +8,12 @@ import subprocess
 
 import pytest
 
-from deploy_helpers import register
 from gtsrb.serve import protocol
 from pipelines import transform
 from pipelines.deploy import errors
 from pipelines.deploy.packages import APPROVED
-from pipelines_helpers import REGION, REPO_ROOT, Moto
+from testkit.deploy import register
+from testkit.pipelines import REGION, REPO_ROOT, Moto
 
 
 def run(moto: Moto, *extra: str, group: str = "gtsrb-transform") -> int:

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from gtsrb.common.failure import StepError
-from pipelines import work_lock
 from pipelines.local import cli as local
+from pipelines.local import work_lock
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD = (
-    "import sys, time\nfrom pipelines import work_lock\n"
+    "import sys, time\nfrom pipelines.local import work_lock\n"
     "with work_lock.hold(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n"
 )
 

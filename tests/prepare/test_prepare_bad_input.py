@@ -16,8 +16,8 @@ import pytest
 
 from gtsrb.common.contract import SPLITS
 from gtsrb.common.failure import StepError
-from gtsrb.prepare import PrepareOptions, prepare
-from prepare_helpers import rewrite_csv_row, write_kaggle, write_official
+from gtsrb.prepare.step import PrepareOptions, prepare
+from testkit.prepare import rewrite_csv_row, write_kaggle, write_official
 
 OPTIONS = PrepareOptions(image_size=16, workers=2)
 TRAIN = Path("GTSRB/Final_Training/Images")

@@ -18,8 +18,8 @@ from test_prepare_bad_input import OPTIONS, TRAIN, fails, no_records_left
 
 from gtsrb.common.contract import MANIFEST_FILE, SPLITS
 from gtsrb.common.failure import StepError
-from gtsrb.prepare import PrepareOptions, prepare
-from prepare_helpers import write_official
+from gtsrb.prepare.step import PrepareOptions, prepare
+from testkit.prepare import write_official
 
 
 @pytest.fixture

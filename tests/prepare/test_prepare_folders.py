@@ -12,9 +12,9 @@ import pytest
 from gtsrb.common import contract
 from gtsrb.common.classes import read_class_names
 from gtsrb.common.failure import StepError
-from gtsrb.prepare import PrepareOptions, prepare
 from gtsrb.prepare.layouts import FOLDERS, detect
-from prepare_helpers import write_folders, write_official
+from gtsrb.prepare.step import PrepareOptions, prepare
+from testkit.prepare import write_folders, write_official
 
 OPTIONS = PrepareOptions(image_size=16, workers=1)
 NAMES = ["circle", "square", "triangle"]

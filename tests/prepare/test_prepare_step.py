@@ -13,10 +13,10 @@ import pytest
 
 from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.common.contract import MANIFEST_FILE, SPLITS, record_files
-from gtsrb.prepare import PrepareOptions, prepare
 from gtsrb.prepare.images import crop_box, scaled_roi
 from gtsrb.prepare.layouts import Sample
-from prepare_helpers import class_colour, write_kaggle, write_official
+from gtsrb.prepare.step import PrepareOptions, prepare
+from testkit.prepare import class_colour, write_kaggle, write_official
 
 OPTIONS = PrepareOptions(image_size=16, workers=2)
 

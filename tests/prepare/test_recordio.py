@@ -7,7 +7,7 @@ import struct
 
 import mxnet as mx
 
-from gtsrb.prepare.recordio import MAGIC, IndexedRecordWriter, image_record
+from gtsrb.common.recordio_format import MAGIC, IndexedRecordWriter, image_record
 
 M = struct.pack("<I", MAGIC)
 # Lengths 0-3 mod 4, and the magic word at aligned offsets (split records), unaligned (not split),

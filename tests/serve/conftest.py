@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from evaluate_helpers import make_images, save_tiny_model, train_tiny_net
 from gtsrb.common.classes import GTSRB_CLASS_NAMES
-from serve_helpers import png_bytes, running_server
+from testkit.evaluate import make_images, save_tiny_model, train_tiny_net
+from testkit.serve import png_bytes, running_server
 
 
 @pytest.fixture(scope="session")

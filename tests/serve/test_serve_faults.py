@@ -22,7 +22,7 @@ import requests
 from gtsrb.common import contract
 from gtsrb.serve import protocol
 from gtsrb.serve.predictor import MAX_BATCH
-from serve_helpers import REPO, hdr_bomb, launch, pings_within_2_s, recordio_body, running_server, slow_clients
+from testkit.serve import REPO, hdr_bomb, launch, pings_within_2_s, recordio_body, running_server, slow_clients
 
 MAX_RECORDS = 10_000  # protocol.MAX_RECORDS, the documented limit
 BOMB_SIDE = 6500  # 42 megapixels: over the 40 M cap; OpenCV alone would take ~500 MB to decode it
@@ -69,7 +69,7 @@ def tiny_model_dir_stub(tmp_path: Path) -> Path:
 
 
 def test_opencv_refuses_to_decode_a_bomb_even_without_our_header_check() -> None:
-    code = ("import gtsrb, cv2, numpy as np, sys; sys.path.insert(0, 'tests/serve'); from serve_helpers import hdr_bomb\n"
+    code = ("import gtsrb, cv2, numpy as np, sys; sys.path.insert(0, 'tests'); from testkit.serve import hdr_bomb\n"
             f"try:\n cv2.imdecode(np.frombuffer(hdr_bomb({BOMB_SIDE}), np.uint8), cv2.IMREAD_UNCHANGED); print('decoded')\n"
             "except cv2.error as err: print('refused', 'CV_IO_MAX_IMAGE_PIXELS' in str(err))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -77,7 +77,7 @@ def test_opencv_refuses_to_decode_a_bomb_even_without_our_header_check() -> None
 
 
 def test_formats_whose_size_cannot_be_read_first_are_refused() -> None:
-    from gtsrb.common.images import decode_checked
+    from gtsrb.common.image_input import decode_checked
 
     started = time.monotonic()
     image, reason = decode_checked(hdr_bomb(BOMB_SIDE))

@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from gtsrb.common.classes import GTSRB_NUM_CLASSES
-from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
+from gtsrb.common.recordio_format import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
-from serve_helpers import START_SECONDS, free_port, launch
+from testkit.serve import START_SECONDS, free_port, launch
 
 pytestmark = pytest.mark.slow  # a server start imports MXNet in each worker (seconds)
 

@@ -14,15 +14,15 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from evaluate_helpers import save_tiny_model, train_tiny_net
 from gtsrb.common import contract
 from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from gtsrb.common.model_io import load_model
+from gtsrb.common.recordio_format import image_of, split_records
 from gtsrb.evaluate.step import predict_all
-from gtsrb.prepare.recordio import image_of, split_records
 from gtsrb.serve import protocol
 from gtsrb.serve.predictor import Predictor
-from serve_helpers import running_server
+from testkit.evaluate import save_tiny_model, train_tiny_net
+from testkit.serve import running_server
 
 pytestmark = pytest.mark.slow
 IMAGE_SIZE = 32  # the shared prepared fixtures pack for 32 px networks

@@ -13,11 +13,12 @@ import pytest
 
 from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.common.failure import StepError
-from gtsrb.common.images import decode_checked
+from gtsrb.common.image_input import decode_checked
 from gtsrb.common.model_io import archive_model
-from gtsrb.prepare.recordio import MAGIC, RecordIOError, image_of, split_records
-from gtsrb.serve import labels, protocol, sources
-from serve_helpers import REPO
+from gtsrb.common.recordio_format import MAGIC, RecordIOError, image_of, split_records
+from gtsrb.serve import labels, protocol
+from pipelines.local import mlflow_registry
+from testkit.serve import REPO
 
 
 @pytest.mark.parametrize(("header", "top_k"), [(None, 5), ("top_k=3", 3), ("a=b; top_k=43", 43), ("x=1", 5)])
@@ -65,26 +66,24 @@ def test_absurd_header_sizes_are_refused_before_decoding() -> None:
 
 
 def test_sources_resolve_paths_and_refuse_bad_uris(tmp_path: Path) -> None:
-    assert sources.resolve(tmp_path / "m", tmp_path) == tmp_path / "m"
+    assert mlflow_registry.resolve(tmp_path / "m", tmp_path) == tmp_path / "m"
     with pytest.raises(StepError, match="not a registry URI"):
-        sources.resolve("models:/only-a-name", tmp_path)
+        mlflow_registry.resolve("models:/only-a-name", tmp_path)
     with pytest.raises(StepError, match="no MLflow store at sqlite:///.*run `make demo`"):
-        sources.resolve("models:/gtsrb-traffic-signs/1", tmp_path / "work")
+        mlflow_registry.resolve("models:/gtsrb-traffic-signs/1", tmp_path / "work")
 
 
 @pytest.mark.slow
 def test_registry_uri_by_version_and_alias(tiny_model: Path, tmp_path: Path) -> None:
-    from pipelines.registry import open_client
-
     archive = archive_model(tiny_model, tmp_path / "model.tar.gz")
-    client = open_client(tmp_path / "work")
+    client = mlflow_registry.open_client(tmp_path / "work")
     client.create_registered_model("gtsrb-traffic-signs")
     version = client.create_model_version("gtsrb-traffic-signs", source=str(archive), await_creation_for=0)
     client.set_registered_model_alias("gtsrb-traffic-signs", "staging", version.version)
     for uri in (f"models:/gtsrb-traffic-signs/{version.version}", "models:/gtsrb-traffic-signs@staging"):
-        assert sources.resolve(uri, tmp_path / "work") == archive
+        assert mlflow_registry.resolve(uri, tmp_path / "work") == archive
     with pytest.raises(StepError, match="not in the registry"):
-        sources.resolve("models:/gtsrb-traffic-signs@prod", tmp_path / "work")
+        mlflow_registry.resolve("models:/gtsrb-traffic-signs@prod", tmp_path / "work")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -153,24 +152,28 @@ def test_predict_a_labelled_csv_with_top_k_adds_the_truth_and_prints_accuracy(ti
 @pytest.mark.slow
 def test_serve_and_predict_default_to_the_newest_version_registered_by_work(tiny_model: Path, tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines import registry
-    from pipelines_helpers import fake_submission
+    from pipelines.local import mlflow_registry as registry
+    from testkit.pipelines import fake_submission
 
     work, other = tmp_path / "runs" / "demo", tmp_path / "runs" / "other"
     with pytest.raises(StepError, match=r"no model version registered by .*demo.*MODEL=.*train/model"):
-        sources.newest_registered(work)
+        registry.newest_registered_uri(work)
     submission = fake_submission(tmp_path)
     shutil.rmtree(submission.model_dir)
     shutil.copytree(tiny_model, submission.model_dir)
     registry.register(work, submission)  # version 1
     registry.register(work, submission)  # version 2: the newest of WORK
     registry.register(other, submission)  # version 3, same store, another WORK
-    uri, note = sources.newest_registered(work)
+    uri, note = registry.newest_registered_uri(work)
     assert uri == "models:/gtsrb-traffic-signs/2" and "PendingManualApproval" in note
+    # make serve/predict without MODEL=: the host resolves WORK's newest version, the server gets its path
+    resolved = run_cli("pipelines.deploy.local_twin", "path", "--work", str(work))
+    assert resolved.returncode == 0, resolved.stderr
+    assert ">> model models:/gtsrb-traffic-signs/2: the newest version registered by" in resolved.stderr
+    assert Path(resolved.stdout.strip()) == registry.resolve(uri, work)
     (tmp_path / "a.png").write_bytes((REPO / "tests" / "data" / "signs" / "class_14.png").read_bytes())
-    result = run_cli("gtsrb.serve.predict", str(tmp_path / "a.png"), "--registry", str(work), "--out", str(work / "p.csv"))
+    result = run_cli("gtsrb.serve.predict", str(tmp_path / "a.png"), "--model", resolved.stdout.strip(), "--out", str(work / "p.csv"))
     assert result.returncode == 0, result.stderr
-    assert "model models:/gtsrb-traffic-signs/2: the newest version registered by" in result.stdout
     # MLflow itself loads the registered version (a pyfunc) and predicts with it
     import mlflow
     import pandas as pd

@@ -15,11 +15,11 @@ from gtsrb.common.classes import GTSRB_CLASS_NAMES, GTSRB_NUM_CLASSES
 from gtsrb.common.preprocessing import Preprocessing
 from gtsrb.train import mixed_precision
 from gtsrb.train.checkpoint import TrainingState
-from gtsrb.train.cli import save_best
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import Run, fit
 from gtsrb.train.model import build_network
 from gtsrb.train.optimizer import make_trainer
+from gtsrb.train.step import save_best
 
 ch, out = Path(sys.argv[1]), Path(sys.argv[2])
 hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "2", "batch_size": "16", "lr": "0.05"})

@@ -1,4 +1,4 @@
-"""Fixtures of the train step's tests (helpers in train_helpers.py, importable by the tests)."""
+"""Fixtures of the train step's tests (helpers in testkit/train.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
-from train_helpers import IMAGE_SIZE, balanced_labels, write_split
+from testkit.train import IMAGE_SIZE, balanced_labels, write_split
 
 
 @pytest.fixture(scope="session")

@@ -17,12 +17,12 @@ from mxnet import gluon
 
 from gtsrb.train import checkpoint
 from gtsrb.train.checkpoint import TrainingState
-from gtsrb.train.cli import prepare_run
 from gtsrb.train.data import train_iter
 from gtsrb.train.environment import Environment
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import finish_epoch, train_batch, train_epoch
 from gtsrb.train.optimizer import make_trainer
+from gtsrb.train.step import prepare_run
 
 channels, out = Path(sys.argv[1]), Path(sys.argv[2])
 result: dict = {}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gtsrb.common.model_io import load_model
-from train_helpers import run_json_script
+from testkit.train import run_json_script
 
 
 @pytest.mark.slow

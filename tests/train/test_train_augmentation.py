@@ -10,7 +10,7 @@ from gtsrb.common import contract
 from gtsrb.common.preprocessing import Preprocessing, stored_size
 from gtsrb.train.data import train_iter
 from gtsrb.train.hyperparameters import Hyperparameters
-from train_helpers import IMAGE_SIZE, write_split
+from testkit.train import IMAGE_SIZE, write_split
 
 
 def augmented(files: contract.RecordFiles, hp: Hyperparameters, epoch: int) -> np.ndarray:

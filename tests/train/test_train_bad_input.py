@@ -13,8 +13,8 @@ from gtsrb.common.failure import run_step
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train import devices
-from gtsrb.train.cli import launch_or_train, train
-from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, run_module, write_split
+from gtsrb.train.step import launch_or_train, train
+from testkit.train import FAST_HPS, IMAGE_SIZE, balanced_labels, run_module, write_split
 
 
 def run_train(base: Path, channels: dict[str, Path | None], hps: dict[str, str], extra: list[str] = ()) -> tuple[int, str]:

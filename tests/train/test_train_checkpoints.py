@@ -19,11 +19,11 @@ from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train import checkpoint
-from gtsrb.train.cli import prepare_run, resume_or_start
 from gtsrb.train.environment import Environment
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import Run, finish_epoch, train_epoch
-from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, run_module, write_split
+from gtsrb.train.step import prepare_run, resume_or_start
+from testkit.train import FAST_HPS, IMAGE_SIZE, balanced_labels, run_module, write_split
 
 HP = Hyperparameters.from_mapping({**FAST_HPS, "optimizer": "adam", "lr": "0.001"})  # Adam: moments and update counts
 

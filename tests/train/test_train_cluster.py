@@ -17,14 +17,14 @@ from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.train import distributed
 from gtsrb.train.checkpoint import TrainingState
-from gtsrb.train.cli import prepare_run
 from gtsrb.train.cluster import Cluster
 from gtsrb.train.combine import read_records, worker_split
 from gtsrb.train.environment import Environment
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import train_epoch
+from gtsrb.train.step import prepare_run
 from pipelines.instances import check_training_instance_count
-from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
+from testkit.train import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
 
 
 def test_the_hosts_come_from_resourceconfig(base_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,12 +17,12 @@ from gtsrb.common.records import predict
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from gtsrb.train import devices
 from gtsrb.train.checkpoint import TrainingState
-from gtsrb.train.cli import prepare_run, train
 from gtsrb.train.environment import Environment
 from gtsrb.train.export import export
 from gtsrb.train.hyperparameters import Hyperparameters
 from gtsrb.train.loop import finish_epoch, train_epoch
-from train_helpers import FAST_HPS, run_json_script
+from gtsrb.train.step import prepare_run, train
+from testkit.train import FAST_HPS, run_json_script
 
 # The train data as packed and a net without dropout, whose random masks would differ with the
 # number of devices: what remains between one and two contexts is BatchNorm's per-device batches.

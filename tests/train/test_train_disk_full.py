@@ -11,11 +11,11 @@ from pathlib import Path
 import mxnet as mx
 import pytest
 
-from evaluate_helpers import save_tiny_model, train_tiny_net
 from gtsrb.common import contract
 from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.train import checkpoint
+from testkit.evaluate import save_tiny_model, train_tiny_net
 
 # MXNet's writer keeps no errno: "the write was cut short"; Python's: the OS reason. Then the free space.
 WRITE_FAILED = re.compile(r"\((No space left on device|the write was cut short); \d+\.\d MB free there\)")

@@ -23,8 +23,8 @@ import pytest
 from gtsrb.common.failure import failure_reason
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 from pipelines import emulated_hosts
-from pipelines.emulated_job import JobDirs
-from train_helpers import FAST_HPS, ROOT
+from pipelines.local.emulated_job import JobDirs
+from testkit.train import FAST_HPS, ROOT
 
 pytestmark = pytest.mark.slow
 

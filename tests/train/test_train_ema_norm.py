@@ -77,7 +77,7 @@ def test_a_run_with_ema_checkpoints_and_exports_the_average(channels: dict[str, 
     from gtsrb.common import contract
     from gtsrb.common.sagemaker_job import hyperparameters_to_args
     from gtsrb.train.ema import EMA_FILE
-    from train_helpers import FAST_HPS, run_module
+    from testkit.train import FAST_HPS, run_module
 
     hps = {**FAST_HPS, "epochs": "2", "fit_on_validation": "False", "ema_decay": "0.9", "input_norm": "image"}
     argv = [*hyperparameters_to_args(hps), "--train", str(channels["train"]), "--validation", str(channels["validation"]),

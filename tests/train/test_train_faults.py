@@ -11,8 +11,8 @@ from test_train_bad_input import assert_fails, run_train
 from gtsrb.common.failure import StepError
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.train.hyperparameters import Hyperparameters
-from prepare_helpers import corrupt_record
-from train_helpers import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
+from testkit.prepare import corrupt_record
+from testkit.train import FAST_HPS, IMAGE_SIZE, balanced_labels, write_split
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from gtsrb.common.preprocessing import DEFAULT_IMAGE_SIZE
 from gtsrb.train import devices, pretrained
 from gtsrb.train.hyperparameters import CPU_PRESET, SHORT_RUN_WARMUP_SHARE, Hyperparameters
 from gtsrb.train.model import classifier, create_network, initialise, load_backbone, set_multipliers
-from gtsrb.train.schedule import learning_rate
+from gtsrb.train.optimizer import learning_rate
 
 
 # --- hyperparameters ---------------------------------------------------------------------------
@@ -172,9 +172,9 @@ def test_input_batchnorm_learns_running_statistics(channels: dict[str, Path], tm
     # updates running stats in backward, which that layer only gets if the input wants a gradient:
     # without it, inference would normalise with mean 0 / var 1 and lose ~half the accuracy.
     from gtsrb.train.checkpoint import TrainingState
-    from gtsrb.train.cli import prepare_run
     from gtsrb.train.environment import Environment
     from gtsrb.train.loop import train_epoch
+    from gtsrb.train.step import prepare_run
 
     hp = Hyperparameters.from_mapping({"preset": "cpu", "batch_size": "32", "model": "cifar_resnet20_v2"})
     env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
@@ -217,8 +217,8 @@ def test_an_exported_model_seeds_a_new_network(name: str, tmp_path: Path) -> Non
 def test_fit_on_validation_trains_on_both_splits(channels: dict[str, Path], tmp_path: Path) -> None:
     from gtsrb.common import contract
     from gtsrb.common.records import record_count
-    from gtsrb.train.cli import prepare_run
     from gtsrb.train.environment import Environment
+    from gtsrb.train.step import prepare_run
 
     env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
     parts = [contract.record_files(channels[s], s) for s in ("train", "validation")]
@@ -249,9 +249,9 @@ def test_max_train_images_fits_the_epochs_to_the_data() -> None:
 def test_the_run_trains_the_fitted_epochs(channels: dict[str, Path], tmp_path: Path) -> None:
     from gtsrb.common import contract
     from gtsrb.common.records import record_count
-    from gtsrb.train.cli import prepare_run
     from gtsrb.train.environment import Environment
     from gtsrb.train.loop import _rate
+    from gtsrb.train.step import prepare_run
 
     count = record_count(contract.record_files(channels["train"], "train"))
     env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)

@@ -13,8 +13,8 @@ from gtsrb.common.failure import run_step
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
-from gtsrb.train.cli import train
-from train_helpers import FAST_HPS
+from gtsrb.train.step import train
+from testkit.train import FAST_HPS
 
 PREPARED_SIZE = 32  # the CPU preset's input size, which prepared_demo packs for
 

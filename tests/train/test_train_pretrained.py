@@ -12,9 +12,9 @@ from gluoncv.model_zoo import get_model
 from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.common.failure import run_step
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
-from gtsrb.train.cli import train
 from gtsrb.train.model import initialise
-from train_helpers import FAST_HPS
+from gtsrb.train.step import train
+from testkit.train import FAST_HPS
 
 MODEL = FAST_HPS.get("model", "cifar_resnet20_v2")
 

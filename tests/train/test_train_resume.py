@@ -16,7 +16,7 @@ import pytest
 
 from gtsrb.common import contract
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
-from train_helpers import FAST_HPS, run_module
+from testkit.train import FAST_HPS, run_module
 
 # 30 batches an epoch, a line every 5
 HPS = {**FAST_HPS, "epochs": "4", "batch_size": "8", "log_interval": "5", "fit_on_validation": "False"}

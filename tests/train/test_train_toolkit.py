@@ -21,9 +21,9 @@ from gtsrb.common import contract
 from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from gtsrb.common.model_io import load_model
 from gtsrb.common.records import predict
+from gtsrb.train.epoch_log import EPOCH_FIELDS, METRIC_DEFINITIONS
 from gtsrb.train.hyperparameters import CPU_PRESET
-from gtsrb.train.metrics import EPOCH_FIELDS, METRIC_DEFINITIONS
-from train_helpers import FAST_HPS, NUM_TOY_CLASSES, ROOT, write_job_config
+from testkit.train import FAST_HPS, NUM_TOY_CLASSES, ROOT, write_job_config
 
 TOOLKIT = Path(sys.executable).parent / "train"  # the toolkit's console script, the image's ENTRYPOINT
 TRAIN_PY = "from gtsrb.train.cli import main\nmain()\n"  # what the image puts in /opt/ml/code/train.py

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
+import re
 import sqlite3
 import tempfile
 import textwrap
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError
+from gtsrb.evaluate.report import evaluation_metrics as report_metrics
 from pipelines import graph
 
 if TYPE_CHECKING:  # mlflow takes ~2 s to import: only the registering command pays for it
@@ -46,6 +47,8 @@ APPROVAL_TAG = "approval_status"  # SageMaker's ModelApprovalStatus
 MAX_TAG_CHARS = 4000  # MLflow keeps tag values up to 5000 characters: a long class list is cut
 STEP_KEY_TAG = "step_key"  # the RegisterModel step key of the pipeline run that created the version
 RESERVED_ALIASES = ("latest",)  # MLflow refuses these as alias names (and v<N>, a version)
+# models:/<name>/<version> or models:/<name>@<alias>: MLflow's own URI form, built by model_uri().
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 # Offline and quiet: no telemetry, no "view run at http://..." chatter.
 QUIET_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_LOGGING_LEVEL": "WARNING",
              "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
@@ -91,20 +94,6 @@ def store_exists(work: str | Path) -> bool:
     """Whether WORK's store can hold anything yet (a server or another URI: assumed so)."""
     uri = tracking_uri(work)
     return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
-
-
-def evaluation_metrics(report: dict) -> dict[str, float]:
-    """Flat test metrics of an evaluation.json: test_accuracy, test_weighted_f1, test_macro_f1, ..."""
-    metrics: dict[str, float] = {}
-    for name, entry in report.get(contract.QUALITY_METRICS_KEY, {}).items():
-        if isinstance(entry, dict) and "value" in entry and not name.endswith("_best_constant_classifier"):
-            metrics[f"test_{name}"] = float(entry["value"])
-            if entry.get("standard_deviation") is not None:
-                metrics[f"test_{name}_std"] = float(entry["standard_deviation"])
-    for name, value in report.get(contract.EVALUATION_DETAILS_KEY, {}).items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            metrics[f"test_{name}"] = float(value)
-    return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
 def history_metrics(history: list[dict]) -> list[tuple[str, float, int]]:
@@ -222,7 +211,7 @@ def log_run(client: MlflowClient, work: str | Path, submission: Submission) -> L
     report = json.loads((submission.evaluation_dir / contract.EVALUATION_FILE).read_text())
     manifest = json.loads(submission.manifest_file.read_text())
     metrics = [Metric(k, v, end, e) for k, v, e in history_metrics(history)]
-    metrics += [Metric(k, v, end, 0) for k, v in evaluation_metrics(report).items()]
+    metrics += [Metric(k, v, end, 0) for k, v in report_metrics(report).items()]
     resolved = run_record.resolved_hyperparameters(submission.model_dir)
     params = [Param(k, str(v)[:6000]) for k, v in sorted({**resolved, **submission.params}.items())]
     tag_values = {**submission.tags, **run_record.git_tags(), DATA_HASH_TAG: str(manifest.get("input_sha256", "unknown"))}
@@ -259,7 +248,7 @@ def _version_tags(submission: Submission) -> dict[str, str]:
     """The headline test metrics and the data's classes as version tags, so the registry list shows
     them without the run (class names from prepare's manifest: the list the model was trained on)."""
     report = json.loads((submission.evaluation_dir / contract.EVALUATION_FILE).read_text())
-    metrics = evaluation_metrics(report)
+    metrics = report_metrics(report)
     wanted = ("test_accuracy", "test_macro_f1", "test_weighted_f1", "test_records")
     tags = {name: f"{metrics[name]:.6g}" for name in wanted if name in metrics}
     names = json.loads(submission.manifest_file.read_text())["class_names"]
@@ -278,11 +267,16 @@ def find_versions(work: str | Path, model_name: str = graph.MODEL_PACKAGE_GROUP)
     return list(open_client(work).search_model_versions(f"name = '{model_name}'"))
 
 
+def model_uri(model_name: str, version: str | None = None, alias: str | None = None) -> str:
+    """The registry URI of a version: models:/<name>/<version>, or models:/<name>@<alias>."""
+    return f"models:/{model_name}/{version}" if version else f"models:/{model_name}@{alias}"
+
+
 def version_source(work: str | Path, model_name: str, version: str | None, alias: str | None) -> str:
     """The local model directory (or model.tar.gz) of a registered version, by number or alias."""
     from mlflow.exceptions import MlflowException
 
-    label = f"models:/{model_name}/{version}" if version else f"models:/{model_name}@{alias}"
+    label = model_uri(model_name, version, alias)
     if alias in RESERVED_ALIASES:
         raise StepError(f"{label}: MLflow reserves the alias {alias!r}; name a stage (e.g. @staging) or a version "
                         f"(models:/{model_name}/<N>).")
@@ -309,3 +303,31 @@ def newest_registered(work: str | Path, model_name: str = graph.MODEL_PACKAGE_GR
     """The newest version registered by a run in WORK (its `work` tag), or None."""
     mine = [v for v in find_versions(work, model_name) if v.tags.get(WORK_TAG) == str(Path(work).resolve())]
     return max(mine, key=lambda v: int(v.version), default=None)
+
+
+def newest_registered_uri(work: str | Path) -> tuple[str, str]:
+    """The registry URI of the newest version registered by WORK's runs, and a sentence saying which."""
+    version = newest_registered(work)
+    if version is None:
+        raise StepError(
+            f"no model version registered by {work} in {tracking_uri(work)}: run `make demo` (a run below "
+            f"the threshold registers nothing), or serve a model explicitly, e.g. MODEL={Path(work) / 'train' / 'model'}."
+        )
+    status = version.tags.get(APPROVAL_TAG, "?")
+    uri = model_uri(version.name, version.version)
+    return uri, f"{uri}: the newest version registered by {work} ({status}, test accuracy {version.tags.get('test_accuracy', '?')})"
+
+
+def resolve(source: str | Path, work: str | Path) -> Path:
+    """The local model directory or model.tar.gz of `source`: a path as is, a models:/ URI looked up in WORK.
+
+    The model server in the images knows paths only; `make serve` and `make predict` resolve
+    registry URIs here, on the host, and hand the server the path.
+    """
+    text = str(source)
+    if not text.startswith("models:/"):
+        return Path(text)
+    match = MODEL_URI.match(text)
+    if not match:
+        raise StepError(f"{text}: not a registry URI; use models:/<name>/<version> or models:/<name>@<alias>.")
+    return Path(version_source(work, match["name"], match["version"], match["alias"]))

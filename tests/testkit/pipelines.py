@@ -57,7 +57,7 @@ def evaluation_report(accuracy: float) -> dict:
 
 def fake_submission(folder: Path, accuracy: float = 0.93, seconds: float = 42.5):
     """A registry Submission of files in `folder` (a two-epoch history, hyperparameters, a report)."""
-    from pipelines import registry
+    from pipelines.local import mlflow_registry as registry
 
     model_dir, evaluation = folder / "model", folder / "evaluation"
     model_dir.mkdir()

@@ -108,7 +108,7 @@ def running_server(model: Path | str, log: Path, *args: str, **env: str):
 
 def recordio_body(images: list[bytes]) -> bytes:
     """A batch transform request body: the images as RecordIO records (SplitType=RecordIO)."""
-    from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
+    from gtsrb.common.recordio_format import IndexedRecordWriter, image_record
 
     with tempfile.TemporaryDirectory() as tmp:
         rec = Path(tmp) / "batch.rec"

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+from collections.abc import Callable
 from typing import Any
 
-from gtsrb.common.failure import StepError
+from gtsrb.common.failure import StepError, failure_of, report_failure
 
-DEFAULT_MODULE = "pipelines.definition"
+DEFAULT_MODULE = "pipelines.sagemaker.definition"
 
 
 def add_pipeline_args(parser: argparse.ArgumentParser) -> None:
@@ -59,3 +60,13 @@ def quiet_sdk() -> None:
     for name in ("sagemaker", "sagemaker.config", "botocore", "boto3"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message="Running within a PipelineSession")
+
+
+def run_tool(main: Callable[[], None]) -> int:
+    """gtsrb.common.failure.run_step for a command-line tool off SageMaker (the CI runner): the same
+    sentence and exit code 1, and no failure file (that file is for the steps in the images)."""
+    failed = failure_of(main)
+    if failed is None:
+        return 0
+    report_failure(failed[0])
+    return 1

@@ -1,6 +1,6 @@
 """The SageMaker steps, built from the shared step graph (pipelines.graph) with SDK v3.
 
-Import only through pipelines.definition.get_pipeline: the SDK creates a boto3 client when
+Import only through pipelines.sagemaker.definition.get_pipeline: the SDK creates a boto3 client when
 some of its modules are imported, so the region must be set first (definition.py does).
 
 Every name, container path and wire comes from graph.py and gtsrb.common.contract; every image
@@ -10,7 +10,6 @@ from pipelines.images; every hyperparameter name from the train step's Hyperpara
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, fields
 
 from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
@@ -41,11 +40,11 @@ from sagemaker.train import ModelTrainer
 
 from gtsrb.common.preprocessing import TTA_MODES
 from gtsrb.serve import protocol
+from gtsrb.train.epoch_log import METRIC_DEFINITIONS
 from gtsrb.train.hyperparameters import PRESETS, Hyperparameters
-from gtsrb.train.metrics import METRIC_DEFINITIONS
 from pipelines import graph, instances
 from pipelines.instances import processing_volume_kms_key
-from pipelines.settings import HYPERPARAMETER_OF, Settings
+from pipelines.sagemaker.settings import HYPERPARAMETER_OF, Settings
 
 PROPERTY_FILE = "EvaluationReport"  # the PropertyFile name the condition's JsonGet reads
 PREPARE_CACHE = CacheConfig(enable_caching=True, expire_after="P30D")  # same data + image + args: reuse
@@ -76,6 +75,10 @@ class PipelineParameters:
     def all(self) -> list:
         """In declaration order, for Pipeline(parameters=...)."""
         return [getattr(self, f.name) for f in fields(self)]
+
+    def by_name(self) -> dict:
+        """Each parameter by its pipeline name (LearningRate -> the learning_rate parameter)."""
+        return {parameter.name: parameter for parameter in self.all()}
 
 
 def make_parameters(settings: Settings, threshold: float) -> PipelineParameters:
@@ -238,7 +241,7 @@ def training_step(ctx: BuildContext) -> TrainingStep:
 
 def training_hyperparameters(settings: Settings, params: PipelineParameters) -> dict:
     """The pipeline parameters' hyperparameters (as strings) and the settings' fixed ones."""
-    from_parameters = {hp: getattr(params, _field_of(name)).to_string() for name, hp in HYPERPARAMETER_OF.items()}
+    from_parameters = {hp: params.by_name()[name].to_string() for name, hp in HYPERPARAMETER_OF.items()}
     fixed = {key: value for key, value in settings.hyperparameters.items() if key not in from_parameters}
     return {**fixed, **from_parameters}
 
@@ -283,16 +286,7 @@ def register_step(ctx: BuildContext) -> ModelStep:
 
 def fail_message_expression(accuracy, threshold) -> Join:
     """graph.fail_message() with pipeline expressions in place of its two values."""
-    marks = ("\x00accuracy\x00", "\x00threshold\x00")
-    values: list = []
-    for part in re.split(r"(\x00\w+\x00)", graph.fail_message(*marks)):
-        if part == marks[0]:
-            values.append(accuracy)
-        elif part == marks[1]:
-            values.append(threshold)
-        elif part:
-            values.append(part)
-    return Join(on="", values=values)
+    return Join(on="", values=graph.fail_message_parts(accuracy, threshold))
 
 
 def condition_step(ctx: BuildContext, evaluation: ProcessingStep, report: PropertyFile) -> ConditionStep:
@@ -328,7 +322,3 @@ def build_pipeline(settings: Settings, threshold: float, boto_session) -> Pipeli
         sagemaker_session=ctx.session,
     )
 
-
-def _field_of(parameter_name: str) -> str:
-    """PipelineParameters field of a pipeline parameter name (LearningRate -> learning_rate)."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", parameter_name).lower()

@@ -12,8 +12,8 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from gtsrb.common.failure import StepError, run_tool
-from pipelines.cli_args import add_pipeline_args, build_pipeline, quiet_sdk
+from gtsrb.common.failure import StepError
+from pipelines.sagemaker.cli_args import add_pipeline_args, build_pipeline, quiet_sdk, run_tool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

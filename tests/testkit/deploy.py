@@ -17,7 +17,7 @@ from gtsrb.common.classes import GTSRB_CLASS_NAMES
 from gtsrb.serve import protocol
 from pipelines import images
 from pipelines.deploy.deployer import Clients
-from pipelines_helpers import REGION, Moto
+from testkit.pipelines import REGION, Moto
 
 ACCOUNT = "123456789012"  # moto's default account
 INSTANCE_TYPES = ["ml.m5.xlarge", "ml.c5.xlarge", "ml.g5.xlarge", "ml.p5.48xlarge", "ml.c7g.xlarge"]

@@ -22,17 +22,17 @@ from functools import partial
 from botocore.exceptions import BotoCoreError, ClientError
 from sagemaker.core.helper.iam_role_resolver import RoleValidationError
 
-from gtsrb.common.failure import StepError, run_tool
+from gtsrb.common.failure import StepError
 from gtsrb.train.hyperparameters import Hyperparameters
 from pipelines import preflight, recipes
-from pipelines.cli_args import add_pipeline_args, build_pipeline, parse_json, quiet_sdk
 from pipelines.instances import (
     check_training_instance_count,
     check_training_instance_type,
     check_volume_kms_key,
     has_instance_storage,
 )
-from pipelines.settings import HYPERPARAMETER_OF, as_number
+from pipelines.sagemaker.cli_args import add_pipeline_args, build_pipeline, parse_json, quiet_sdk, run_tool
+from pipelines.sagemaker.settings import HYPERPARAMETER_OF, as_number
 
 EXIT_EXECUTION_FAILED, EXIT_STILL_RUNNING = 2, 3
 TERMINAL = ("Succeeded", "Failed", "Stopped")

@@ -5,7 +5,7 @@
 
 The kwargs are those the SageMaker MLOps template's codebuild-buildspec passes (region, role,
 default_bucket, pipeline_name, model_package_group_name, base_job_prefix, sagemaker_project_name)
-plus ours (image_tag, use_spot, ...; see pipelines.settings.from_kwargs). Building needs no
+plus ours (image_tag, use_spot, ...; see pipelines.sagemaker.settings.from_kwargs). Building needs no
 credentials and makes no AWS call: no upload, no role check, no bucket probe, no telemetry.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from gtsrb.common.failure import StepError
-from pipelines import settings as s
+from pipelines.sagemaker import settings as s
 
 if TYPE_CHECKING:
     from sagemaker.mlops.workflow.pipeline import Pipeline
@@ -59,7 +59,7 @@ def get_pipeline(
     accuracy_threshold: float | str = DEFAULT_ACCURACY_THRESHOLD,
     **kwargs: Any,
 ) -> Pipeline:
-    """Build the pipeline object from build-time kwargs (see pipelines.settings.from_kwargs).
+    """Build the pipeline object from build-time kwargs (see pipelines.sagemaker.settings.from_kwargs).
 
     Building never calls AWS; upsert/start on the returned pipeline use a boto3 session of
     `region` (AWS_ENDPOINT_URL redirects it, e.g. to a moto server in tests).
@@ -74,7 +74,7 @@ def get_pipeline(
     with offline_sdk(settings.region):
         import boto3
 
-        from pipelines import step_builders
+        from pipelines.sagemaker import step_builders
 
         session = boto3.Session(region_name=settings.region)
         return step_builders.build_pipeline(settings, threshold, session)

@@ -19,8 +19,8 @@ import numpy as np
 
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.classes import GTSRB_CLASS_NAMES, write_class_names
-from pipelines.emulated_job import JobDirs, link_channels
-from pipelines.emulated_job import write_job_config as write_job_config_files
+from pipelines.local.emulated_job import JobDirs, link_channels
+from pipelines.local.emulated_job import write_job_config as write_job_config_files
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_SIZE = 32  # the CPU preset's input size
@@ -88,7 +88,7 @@ def write_job_config(base: Path, hps: dict[str, str], channels: dict[str, Path])
 def run_json_script(script: str, channels: dict[str, Path], out: Path, timeout: float) -> dict:
     """Run tests/train/<script> on the channels' folder (AMP patches MXNet for the whole process);
     its last stdout line, a JSON report."""
-    done = subprocess.run([sys.executable, str(Path(__file__).with_name(script)), str(channels["train"].parent), str(out)],
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "train" / script), str(channels["train"].parent), str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

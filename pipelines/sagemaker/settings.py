@@ -8,13 +8,11 @@ naming rule, the image URIs from pipelines.images.
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass, field
 
 from gtsrb.common.failure import StepError
 from gtsrb.common.sagemaker_job import parse_bool
-from pipelines import graph, images
+from pipelines import aws, graph, images
 from pipelines.instances import check_training_instance_type, check_volume_kms_key
 
 DEFAULT_PIPELINE_NAME = "gtsrb-traffic-signs"
@@ -34,7 +32,6 @@ HYPERPARAMETER_OF: dict[str, str] = {
     "Tta": "tta",
     "MaxTrainImages": "max_train_images",
 }
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/.+$")
 
 
 @dataclass(frozen=True)
@@ -79,14 +76,6 @@ class Settings:
     def s3_root(self) -> str:
         """Where every step of every execution writes: s3://bucket/base_job_prefix."""
         return f"s3://{self.bucket}/{self.base_job_prefix}"
-
-
-def account_of(role: str) -> str:
-    """The 12-digit account of an IAM role ARN, or a clear error."""
-    match = _ROLE_ARN.match(role or "")
-    if not match:
-        raise StepError(f"role {role!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>).")
-    return match.group(1)
 
 
 def as_bool(name: str, value: object) -> bool:
@@ -137,14 +126,6 @@ def check_hyperparameters(values: dict[str, object] | None) -> dict[str, str]:
     return as_strings
 
 
-def resolve_region(region: str | None) -> str:
-    """The region argument, else AWS_REGION / AWS_DEFAULT_REGION, else a clear error."""
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise StepError("no AWS region: pass region=... (--kwargs '{\"region\": ...}') or set AWS_DEFAULT_REGION.")
-    return region
-
-
 def from_kwargs(  # these are the documented get_pipeline kwargs, one each
     region: str | None = None,
     role: str | None = None,
@@ -168,8 +149,8 @@ def from_kwargs(  # these are the documented get_pipeline kwargs, one each
     local_mode: bool | str = False,
 ) -> Settings:
     """Check and complete the build-time settings (defaults need no AWS call)."""
-    region = resolve_region(region)
-    account = account_of(role or "")
+    region = aws.region(region, "region=... (--kwargs '{\"region\": ...}')")
+    account = aws.account_of(role or "")
     bucket = default_bucket or f"sagemaker-{region}-{account}"  # the SDK's default bucket name
     try:  # one source with `make push`: IMAGE_ACCOUNT, else the role's account
         images_account = images.image_account(role, image_account)

@@ -25,8 +25,6 @@ from gtsrb.common.failure import StepError, failure_reason
 from gtsrb.common.log_filter import MXNET_LOG_LINE, ConsoleFilter
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
 
-__all__ = ["HOST", "MXNET_LOG_LINE", "ConsoleFilter", "JobDirs", "failure_reason", "hyperparameters_to_args", "run_logged"]
-
 HOST = "algo-1"  # SageMaker's name for the first (here: only) instance
 TRAINING_MODULE = "train"  # SM_MODULE_NAME: the script the toolkit runs
 # What of a step's output the local pipeline's console leaves out: MXNet's lines, and the step's
