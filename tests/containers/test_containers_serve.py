@@ -13,24 +13,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from containers_helpers import REPO, run
+from containers_helpers import real_images, run
 from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.prepare.recordio import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
 
 pytestmark = pytest.mark.containers
-SAMPLE_TEST_IMAGES = REPO.parent / "shared" / "data" / "gtsrb-sample" / "GTSRB" / "Final_Test" / "Images"
 PING_WITHIN_SECONDS = 240  # SageMaker waits 4 minutes for the first healthy /ping
-
-
-def real_images(tmp_path: Path, count: int = 12) -> list[bytes]:
-    """GTSRB sample test images (PPM as users have them), else generated PNGs."""
-    if SAMPLE_TEST_IMAGES.is_dir():
-        return [p.read_bytes() for p in sorted(SAMPLE_TEST_IMAGES.glob("*.ppm"))[:count]]
-    from evaluate_helpers import make_images
-    from serve_helpers import png_bytes
-
-    return [png_bytes(image) for image in make_images(count, seed=5)[0]]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +71,7 @@ def test_the_image_declares_port_and_bind_to_port(docker: str, image: str) -> No
 def test_serve_answers_the_hosting_contract(docker: str, container, tmp_path: Path) -> None:
     name, url = container
     wait_for_ping(docker, name, url)
-    images = real_images(tmp_path)
+    images = real_images()
     for image in images:
         answer = requests.post(f"{url}/invocations", data=image, headers={"Content-Type": "application/x-image"}, timeout=30)
         assert answer.status_code == 200, answer.text
