@@ -187,7 +187,7 @@ test-containers: $(STAMP) ## Start a Docker engine, build both images, run the s
 .PHONY: container-tests
 container-tests: $(STAMP) build/wheelhouse/cpu/.stamp build/wheelhouse/gpu/.stamp
 	$(MAKE) --no-print-directory build VARIANT="cpu gpu" BAKE_WEIGHTS=0
-	@echo ">> container tests: steps + SIGTERM in the CPU image, the SDK's local-mode pipeline, GPU image libraries, registry round trip, pin-base"
+	@echo ">> container tests: steps + SIGTERM in the CPU image, the SDK's local-mode pipeline and transform, GPU image libraries, registry round trip, pin-base"
 	GTSRB_TEST_IMAGE=$(call image,cpu,$(TAG)) GTSRB_TEST_GPU_IMAGE=$(call image,gpu,$(TAG)) \
 	  $(PY) -m pytest -m containers tests/containers --durations=8 $(PYTEST_ARGS)
 

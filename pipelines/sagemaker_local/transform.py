@@ -19,10 +19,13 @@ this module does about it:
   fails the job): every answer is read back, and refused inputs fail the command, each named;
 - it serves on port 8080 and hands the container the session's AWS credentials: a free port and
   throw-away credentials (the server needs none), no AWS call at all;
-- a job that fails halfway leaves its container running: removed by name afterwards.
+- a job that fails halfway leaves its container running, and its telemetry wrapper swallows
+  Ctrl-C: the container is stopped as the SDK stops a finished one, removed by its label, and
+  an interrupt is remembered and raised again.
 
 Exit codes (make transform's): 0 every input answered; 1 bad input, no Docker engine, compose or
-image (nothing started); 2 no such or unusable model; 3 the job failed or an input was refused.
+image (nothing started); 2 no such or unusable model; 3 the job failed or an input was refused;
+130 interrupted (Ctrl-C, SIGTERM: the container is removed).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import argparse
 import contextlib
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -45,10 +49,12 @@ from gtsrb.serve import protocol, sources
 from pipelines import images, transform
 from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, EXIT_NO_VERSION, DeployError, exit_code
 from pipelines.sagemaker_local import local_s3, preflight
+from pipelines.sagemaker_local.cli import EXIT_INTERRUPTED
 from pipelines.sagemaker_local.runner import LOCAL_INSTANCE
 
 MODEL_NAME = "gtsrb-local-transform"  # the SDK keeps local Models in memory, per process
 CONTAINER_LABEL = "gtsrb.transform"  # on the job's container: found and removed by it, whatever the SDK left
+INTERRUPTS: list[int] = []  # signals received while the job runs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,7 +85,7 @@ def checked_input(path: Path) -> tuple[Path, transform.InputKind, int]:
         return path.resolve(), kind, 1
     nested = [p for p in sorted(path.glob("*/**/*")) if p.is_file()]
     if nested:
-        raise DeployError(EXIT_BAD_INPUT, f"INPUT={path} holds {len(nested)} files in subfolders (e.g. {nested[0]}), which "
+        raise DeployError(EXIT_BAD_INPUT, f"INPUT={path} has files in subfolders ({len(nested)}, e.g. {nested[0]}), which "
                                           "the SDK's local mode does not read (it sends only a folder's own files): pass "
                                           "a folder of image files.")
     count = sum(1 for p in path.iterdir() if p.is_file())
@@ -171,6 +177,26 @@ def run_job(session, image: str, model: Path, source: Path, output: Path, kind: 
             session.sagemaker_client.create_transform_job(**request)
         except (RuntimeError, ValueError, OSError) as err:  # what the SDK raises: a sentence, no AWS error
             raise DeployError(EXIT_DEPLOY_FAILED, f"the local transform job {name} failed: {err}") from None
+        finally:
+            stop_serving(name)
+    if INTERRUPTS:  # the SDK's telemetry wrapper returns from a `finally`, which swallows KeyboardInterrupt
+        raise KeyboardInterrupt
+
+
+def stop_serving(name: str) -> None:
+    """Stop the container of a job that failed or was interrupted as the SDK stops a finished one
+    (compose ends, its thread too: no traceback from it when the container goes)."""
+    from sagemaker.core.local.local_session import LocalSagemakerClient  # its jobs, by name (SDK pinned)
+
+    job = LocalSagemakerClient._transform_jobs.get(name)
+    if job is not None and job.container is not None and job.state != job._COMPLETED:
+        job.container.stop_serving()
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C and SIGTERM: remembered (the SDK may swallow the KeyboardInterrupt), then raised."""
+    INTERRUPTS.append(signum)
+    raise KeyboardInterrupt
 
 
 def answer_problem(line: bytes) -> str:
@@ -234,8 +260,16 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: one sentence on stderr and the documented exit code on failure."""
-    sys.exit(exit_code(lambda: run(argv)))
+    """Console entry point: one sentence on stderr and the documented exit code on failure; Ctrl-C
+    or SIGTERM removes the job's container and exits 130."""
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        code = exit_code(lambda: run(argv))
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr, flush=True)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
 
 
 if __name__ == "__main__":
