@@ -208,7 +208,7 @@ ifeq ($(and $(DOCKER_HOST),$(REGISTRY),$(BASE_IMAGE)),)
 	containers/ci/engine.sh run -- $(MAKE) --no-print-directory test-containers
 else
 	$(MAKE) --no-print-directory build VARIANT="cpu gpu" BAKE_WEIGHTS=0
-	@echo ">> container tests: steps + SIGTERM in the CPU image, the SDK's local-mode pipeline, GPU image libraries, registry round trip, pin-base"
+	@echo ">> container tests: steps + SIGTERM in the CPU image, the SDK's local-mode pipeline and transform, GPU image libraries, registry round trip, pin-base"
 	GTSRB_TEST_IMAGE=$(call image,cpu,$(TAG)) GTSRB_TEST_GPU_IMAGE=$(call image,gpu,$(TAG)) \
 	  $(PY) -m pytest -m containers tests/containers --durations=8 $(PYTEST_ARGS)
 endif
@@ -237,10 +237,16 @@ upsert: $(STAMP) ## Create/update the SageMaker pipeline, tagged (ROLE_ARN=, REG
 	$(PY) -m pipelines.sagemaker.run_pipeline --role-arn '$(ROLE_ARN)' --kwargs '$(PIPELINE_KWARGS)' --tags '$(PIPELINE_TAGS)' \
 	  $(if $(START),--start --wait-minutes $(WAIT_MINUTES) $(if $(RECIPE),--recipe $(RECIPE)))
 
-transform: $(STAMP) ## Batch Transform: score INPUT=s3://.../ (images) or s3://.../x.rec into OUTPUT=s3://.../ with the newest Approved version (PACKAGE_ARN=, ROLE_ARN=, REGION=)
-	@test -n "$(INPUT)" -a -n "$(OUTPUT)" -a -n "$(ROLE_ARN)" || { echo "make transform: set INPUT=s3://..., OUTPUT=s3://... and ROLE_ARN=arn:aws:iam::<account>:role/<execution role>" >&2; exit 1; }
+transform: $(STAMP) ## Batch Transform: score INPUT=s3://.../ (images) or s3://.../x.rec into OUTPUT=s3://.../ with the newest Approved version (PACKAGE_ARN=, ROLE_ARN=, REGION=); LOCAL=1: INPUT=<folder or .rec> OUTPUT=<folder> MODEL= in the SDK's local mode, image TAG=
+ifeq ($(LOCAL),1)
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "make transform LOCAL=1: set INPUT=<folder of images or x.rec> and OUTPUT=<folder> (MODEL= as for make serve)" >&2; exit 1; }
+	@echo ">> batch transform in the SageMaker SDK's local mode (Docker + compose): $(INPUT) -> $(OUTPUT), image $(call image,cpu,$(TAG)), model $(or $(MODEL),the newest version registered by $(WORK))"
+	$(PY) -m pipelines.sagemaker_local.transform --input '$(INPUT)' --output '$(OUTPUT)' $(if $(MODEL),--model '$(MODEL)') --work $(WORK) --tag $(TAG)
+else
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" -a -n "$(ROLE_ARN)" || { echo "make transform: set INPUT=s3://..., OUTPUT=s3://... and ROLE_ARN=arn:aws:iam::<account>:role/<execution role> (or LOCAL=1 for this machine)" >&2; exit 1; }
 	$(PY) -m pipelines.transform --input '$(INPUT)' --output '$(OUTPUT)' --role-arn '$(ROLE_ARN)' --region $(AWS_REGION) \
 	  $(if $(PACKAGE_ARN),--model-package-arn '$(PACKAGE_ARN)') $(if $(WAIT_MINUTES),--wait-minutes $(WAIT_MINUTES))
+endif
 
 preflight: $(STAMP) ## Check the SageMaker quotas the pipeline (SPOT=, instance types) and both stages' endpoints need (ROLE_ARN=, REGION=)
 	@echo ">> reading the SageMaker service quotas in $(AWS_REGION) that a pipeline run and the staging/prod endpoints need"

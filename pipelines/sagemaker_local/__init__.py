@@ -12,4 +12,5 @@ is mirrored under WORK, and a passed condition records the model in MLflow as `m
     progress.py    a line per step as the SDK reports it, and each step's log under WORK/steps
     runner.py      build, start, collect, register, summarise
     cli.py         the command line (python -m pipelines.sagemaker_local)
+    transform.py   make transform LOCAL=1: make transform's Batch Transform job in the SDK's local mode
 """

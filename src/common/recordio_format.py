@@ -12,6 +12,7 @@ MXNet the prepare step also starts 1.5 s sooner (its import) and its image needs
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 MAGIC = 0xCED7230A
@@ -86,7 +87,18 @@ class RecordIOError(ValueError):
 
 def split_records(data: bytes) -> list[bytes]:
     """The payloads of every record in RecordIO bytes (a .rec file's content, or a transform request)."""
-    records, parts, offset = [], [], 0
+    return [payload for _, payload in record_spans(data)]
+
+
+def framed_records(data: bytes) -> list[bytes]:
+    """Every record as it lies in `data`, framing included (header(s), padding): what a batch
+    transform with SplitType=RecordIO sends, several concatenated into one request body."""
+    return [data[start:end] for (start, end), _ in record_spans(data)]
+
+
+def record_spans(data: bytes) -> Iterator[tuple[tuple[int, int], bytes]]:
+    """((start, end), payload) of each record in RecordIO bytes; RecordIOError where the framing breaks."""
+    parts, offset, start = [], 0, 0
     while offset < len(data):
         if len(data) - offset < 8:
             raise RecordIOError(f"{len(data) - offset} stray bytes at offset {offset} (a record header has 8)")
@@ -99,11 +111,10 @@ def split_records(data: bytes) -> list[bytes]:
         parts.append(data[offset + 8 : offset + 8 + length])
         offset += 8 + length + (-length % 4)
         if cflag in (0, 3):  # whole record, or the last part of a split one
-            records.append(_MAGIC_BYTES.join(parts))
-            parts = []
+            yield (start, offset), _MAGIC_BYTES.join(parts)
+            parts, start = [], offset
     if parts:
         raise RecordIOError("the last record is cut short (its final part is missing)")
-    return records
 
 
 def image_of(payload: bytes) -> bytes:

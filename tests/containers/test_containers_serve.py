@@ -16,21 +16,10 @@ import requests
 from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.common.recordio_format import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
-from testkit.containers import REPO, run
+from testkit.containers import real_images, run
 
 pytestmark = pytest.mark.containers
-SAMPLE_TEST_IMAGES = REPO.parent / "shared" / "data" / "gtsrb-sample" / "GTSRB" / "Final_Test" / "Images"
 PING_WITHIN_SECONDS = 240  # SageMaker waits 4 minutes for the first healthy /ping
-
-
-def real_images(tmp_path: Path, count: int = 12) -> list[bytes]:
-    """GTSRB sample test images (PPM as users have them), else generated PNGs."""
-    if SAMPLE_TEST_IMAGES.is_dir():
-        return [p.read_bytes() for p in sorted(SAMPLE_TEST_IMAGES.glob("*.ppm"))[:count]]
-    from testkit.evaluate import make_images
-    from testkit.serve import png_bytes
-
-    return [png_bytes(image) for image in make_images(count, seed=5)[0]]
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +71,7 @@ def test_the_image_declares_port_and_bind_to_port(docker: str, image: str) -> No
 def test_serve_answers_the_hosting_contract(docker: str, container, tmp_path: Path) -> None:
     name, url = container
     wait_for_ping(docker, name, url)
-    images = real_images(tmp_path)
+    images = real_images()
     for image in images:
         answer = requests.post(f"{url}/invocations", data=image, headers={"Content-Type": "application/x-image"}, timeout=30)
         assert answer.status_code == 200, answer.text

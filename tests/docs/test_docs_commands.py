@@ -65,6 +65,10 @@ ELSEWHERE: dict[str, str] = {
     "make sagemaker-local": "Docker and compose: tests/containers/test_containers_sagemaker_local.py in make test-containers",
     "make build VARIANT=cpu BAKE_WEIGHTS=0 && make sagemaker-local": "Docker and compose (make test-containers)",
     "make build VARIANT=cpu BAKE_WEIGHTS=0": "Docker (make test-containers builds it so)",
+    "make transform LOCAL=1 INPUT=some-photos/ OUTPUT=runs/scored/ MODEL=runs/demo/train/model":
+        "Docker and compose: tests/containers/test_containers_transform_local.py in make test-containers",
+    "make transform LOCAL=1 INPUT=runs/demo/prepare/test/test.rec OUTPUT=runs/scored/ "
+    "MODEL=models:/gtsrb-traffic-signs/1": "Docker and compose: tests/containers/test_containers_transform_local.py",
     ".venv/bin/python -m pipelines.sagemaker_local --tag TAG [--work DIR] [--data DIR] [--threshold X] [--hp k=v ...] "
     "[--instances N] [--demo-size T F N]": "a usage line, not a command; make sagemaker-local runs it (make test-containers)",
 }

@@ -7,7 +7,7 @@ import struct
 
 import mxnet as mx
 
-from gtsrb.common.recordio_format import MAGIC, IndexedRecordWriter, image_record
+from gtsrb.common.recordio_format import MAGIC, IndexedRecordWriter, framed_records, image_record, split_records
 
 M = struct.pack("<I", MAGIC)
 # Lengths 0-3 mod 4, and the magic word at aligned offsets (split records), unaligned (not split),
@@ -35,3 +35,18 @@ def test_image_record_equals_mxnet_pack():
     assert image_record(42, 7, jpeg) == mx.recordio.pack(mx.recordio.IRHeader(0, 42.0, 7, 0), jpeg)
     header, payload = mx.recordio.unpack(image_record(3, 9, jpeg))
     assert (header.label, header.id, payload) == (3.0, 9, jpeg)
+
+
+def test_framed_records_cut_mxnet_files_at_record_boundaries(tmp_path):
+    """A batch transform's RecordIO split (the SDK's local mode has none): each piece is one whole
+    record as MXNet wrote it (split records' parts kept together), at the offset its .idx names."""
+    writer = mx.recordio.MXIndexedRecordIO(str(tmp_path / "a.idx"), str(tmp_path / "a.rec"), "w")
+    for key, payload in enumerate(PAYLOADS):
+        writer.write_idx(key, payload)
+    writer.close()
+    data = (tmp_path / "a.rec").read_bytes()
+    pieces = framed_records(data)
+    assert b"".join(pieces) == data
+    assert [split_records(piece) for piece in pieces] == [[payload] for payload in PAYLOADS]
+    offsets = [int(line.split("\t")[1]) for line in (tmp_path / "a.idx").read_text().splitlines()]
+    assert [sum(map(len, pieces[:i])) for i in range(len(pieces))] == offsets

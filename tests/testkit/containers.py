@@ -10,6 +10,7 @@ from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERS = REPO / "containers"
+SAMPLE_TEST_IMAGES = REPO.parent / "shared" / "data" / "gtsrb-sample" / "GTSRB" / "Final_Test" / "Images"
 
 
 def load_script(name: str) -> ModuleType:
@@ -31,3 +32,18 @@ def docker_run(docker: str, image: str, command: list[str], mounts: dict[Path, s
     """`docker run --rm --network none` (as SageMaker's network isolation) with host:container mounts."""
     volumes = [arg for host, inside in (mounts or {}).items() for arg in ("-v", f"{host}:{inside}")]
     return run([docker, "run", "--rm", "--network", "none", *volumes, image, *command], timeout=timeout)
+
+
+def real_image_files(count: int = 12) -> dict[str, bytes]:
+    """File name -> bytes: GTSRB sample test images (PPM as users have them), else generated PNGs."""
+    if SAMPLE_TEST_IMAGES.is_dir():
+        return {p.name: p.read_bytes() for p in sorted(SAMPLE_TEST_IMAGES.glob("*.ppm"))[:count]}
+    from testkit.evaluate import make_images
+    from testkit.serve import png_bytes
+
+    return {f"{i:05d}.png": png_bytes(image) for i, image in enumerate(make_images(count, seed=5)[0])}
+
+
+def real_images(count: int = 12) -> list[bytes]:
+    """The bytes of real_image_files(count), in name order."""
+    return list(real_image_files(count).values())
