@@ -100,7 +100,7 @@ predict: $(STAMP) ## Predict IMAGES=<dir, files or labelled CSV> with MODEL= (de
 	model=$$($(RESOLVE_MODEL)) && $(PY) -m gtsrb.serve.predict $(IMAGES) --model "$$model" --out $(OUT) --top-k $(TOP_K)
 
 ui: $(STAMP) ## Open MLflow's UI on the store of every run (MLFLOW_TRACKING_URI, else runs/mlflow.db beside WORK) on UI_PORT=5000
-	$(PY) -m pipelines.ui --work $(WORK) --port $(UI_PORT)
+	$(PY) -m pipelines.local.ui --work $(WORK) --port $(UI_PORT)
 
 bench: $(STAMP) ## Benchmarks as ratios against a reference measured in the same run
 	$(PY) -m bench
@@ -244,13 +244,13 @@ ifeq ($(LOCAL),1)
 	$(PY) -m pipelines.sagemaker_local.transform --input '$(INPUT)' --output '$(OUTPUT)' $(if $(MODEL),--model '$(MODEL)') --work $(WORK) --tag $(TAG)
 else
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" -a -n "$(ROLE_ARN)" || { echo "make transform: set INPUT=s3://..., OUTPUT=s3://... and ROLE_ARN=arn:aws:iam::<account>:role/<execution role> (or LOCAL=1 for this machine)" >&2; exit 1; }
-	$(PY) -m pipelines.transform --input '$(INPUT)' --output '$(OUTPUT)' --role-arn '$(ROLE_ARN)' --region $(AWS_REGION) \
+	$(PY) -m pipelines.deploy.transform --input '$(INPUT)' --output '$(OUTPUT)' --role-arn '$(ROLE_ARN)' --region $(AWS_REGION) \
 	  $(if $(PACKAGE_ARN),--model-package-arn '$(PACKAGE_ARN)') $(if $(WAIT_MINUTES),--wait-minutes $(WAIT_MINUTES))
 endif
 
 preflight: $(STAMP) ## Check the SageMaker quotas the pipeline (SPOT=, instance types) and both stages' endpoints need (ROLE_ARN=, REGION=)
 	@echo ">> reading the SageMaker service quotas in $(AWS_REGION) that a pipeline run and the staging/prod endpoints need"
-	$(PY) -m pipelines.preflight --kwargs '$(PIPELINE_KWARGS)' --stage staging --stage prod
+	$(PY) -m pipelines.sagemaker.preflight --kwargs '$(PIPELINE_KWARGS)' --stage staging --stage prod
 
 # --- deployment: an Approved version becomes a tested endpoint (pipelines/deploy, docs/deployment.md) --
 deploy: $(STAMP) ## Deploy the newest Approved package version to STAGE=staging|prod (deploy/<stage>.json; ROLE_ARN=, REGION=, PACKAGE_ARN=)

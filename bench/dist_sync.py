@@ -20,8 +20,7 @@ from bench.train_loop import write_split
 from gtsrb.common import contract
 from gtsrb.common.preprocessing import stored_size
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
-from pipelines import emulated_hosts
-from pipelines.local import emulated_job
+from pipelines.local import emulated_hosts, emulated_job
 from pipelines.local.emulated_job import JobDirs
 
 RECORDS = 3072  # 24 steps of 2 x 64 per epoch with two workers, 48 of 64 with one

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipelines import preflight
 from pipelines.deploy import alarms, packages, resources, smoke
 from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, DeployError, as_bad_input, call
 from pipelines.deploy.packages import Package
 from pipelines.deploy.resources import Target
 from pipelines.deploy.stage_config import StageConfig
 from pipelines.instances import check_serving_instance_type
+from pipelines.sagemaker import preflight
 
 # Statuses SageMaker passes through on its way to InService / Failed.
 TRANSITIONAL = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")

@@ -114,7 +114,7 @@ def register(work: str | Path, submission: Submission, model_name: str = graph.M
     Idempotent: a version already tagged with this `step_key` (a run killed after registering,
     before it recorded so) is returned instead of registering the same model again.
     """
-    from pipelines.mlflow_model import default_store
+    from pipelines.local.mlflow_model import default_store
 
     client = open_client(work)
     if step_key and (found := find_by_step_key(client, model_name, step_key)) is not None:
@@ -200,7 +200,7 @@ def log_run(client: MlflowClient, work: str | Path, submission: Submission) -> L
     """One finished MLflow run: params, tags, per-epoch and test metrics, artifacts, the model."""
     from mlflow.entities import Metric, Param, RunTag
 
-    from pipelines import mlflow_model, run_record
+    from pipelines.local import mlflow_model, run_record
 
     end = int(time.time() * 1000)
     run = client.create_run(_experiment_id(client, work), start_time=end - int(submission.seconds * 1000),
@@ -291,7 +291,7 @@ def version_source(work: str | Path, model_name: str, version: str | None, alias
         return found.source.removeprefix("file://")
     from mlflow.artifacts import download_artifacts
 
-    from pipelines.mlflow_model import model_dir
+    from pipelines.local.mlflow_model import model_dir
 
     location = client.get_logged_model(found.source.removeprefix("models:/")).artifact_location
     # a local store's own folder; a server's artifacts are downloaded to a temp folder

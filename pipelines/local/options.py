@@ -27,7 +27,7 @@ class Options:
     hyperparameters: dict[str, str] = field(default_factory=dict)
     use_cache: bool = True
     demo_size: tuple[int, int, int] = DEMO_SIZE
-    instances: int = 1  # training instances, emulated as processes on 127.0.0.1 (pipelines.emulated_hosts)
+    instances: int = 1  # training instances, emulated as processes on 127.0.0.1 (pipelines.local.emulated_hosts)
 
 
 def demo_data_args(size: tuple[int, int, int]) -> list[str]:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.common.failure import StepError
-from pipelines import emulated_hosts, graph
-from pipelines.local import aside, console, emulated_job, layout
+from pipelines import graph
+from pipelines.local import aside, console, emulated_hosts, emulated_job, layout
 from pipelines.local.cache import Marker, StepCache, hash_code, hash_tree, step_key
 from pipelines.local.options import DEMO_STEP, Options, demo_data_args, resolve_hyperparameters, visible_gpus
 
@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # mlflow behind the registry takes ~2 s to import: only regis
     from pipelines.local.mlflow_registry import Submission
 
 COMMON_CODE = "gtsrb.common"
-REGISTER_CODE = ("pipelines.local.mlflow_registry", "pipelines.run_record", "pipelines.mlflow_model")  # what a registration runs
+# what a registration runs
+REGISTER_CODE = ("pipelines.local.mlflow_registry", "pipelines.local.run_record", "pipelines.local.mlflow_model")
 EXIT_REGISTERED, EXIT_BELOW_THRESHOLD = 0, 3
 
 

@@ -24,13 +24,14 @@ from sagemaker.core.helper.iam_role_resolver import RoleValidationError
 
 from gtsrb.common.failure import StepError
 from gtsrb.train.hyperparameters import Hyperparameters
-from pipelines import preflight, recipes
+from pipelines import recipes
 from pipelines.instances import (
     check_training_instance_count,
     check_training_instance_type,
     check_volume_kms_key,
     has_instance_storage,
 )
+from pipelines.sagemaker import preflight
 from pipelines.sagemaker.cli_args import add_pipeline_args, build_pipeline, parse_json, quiet_sdk, run_tool
 from pipelines.sagemaker.settings import HYPERPARAMETER_OF, as_number
 

@@ -4,7 +4,7 @@ by the SageMaker SDK's own local mode (LocalSession) with the cpu image on this 
     python -m pipelines.sagemaker_local.transform --input DIR|FILE.rec --output DIR --tag TAG \
         [--model DIR|model.tar.gz|models:/<name>/<version>] [--work WORK] [--registry HOST]
 
-The request is the one `make transform` sends (pipelines.transform.job_request and its InputKind:
+The request is the one `make transform` sends (pipelines.deploy.transform.job_request and its InputKind:
 content types, split, batch strategy, payload and assembly from the server's protocol), with the
 paths as file:// URIs and the instance type `local`. The Model is the cpu image and the model (a
 folder, a model.tar.gz, or a version of WORK's MLflow registry; default: the newest registered),
@@ -46,7 +46,8 @@ from pathlib import Path
 from gtsrb.common.failure import StepError
 from gtsrb.common.recordio_format import RecordIOError, framed_records
 from gtsrb.serve import protocol
-from pipelines import images, transform
+from pipelines import images
+from pipelines.deploy import transform
 from pipelines.deploy.errors import EXIT_BAD_INPUT, EXIT_DEPLOY_FAILED, EXIT_NO_VERSION, DeployError, exit_code
 from pipelines.deploy.local_twin import resolve_model
 from pipelines.sagemaker_local import local_s3, preflight

@@ -12,8 +12,8 @@ import pytest
 
 from gtsrb.common import contract, sagemaker_job
 from gtsrb.evaluate import report
-from pipelines import graph, run_record
-from pipelines.local import cli, emulated_job, layout
+from pipelines import graph
+from pipelines.local import cli, emulated_job, layout, run_record
 from pipelines.local import mlflow_registry as registry
 from pipelines.local.cache import Marker, StepCache, hash_tree, step_key
 from testkit.pipelines import evaluation_report, fake_submission

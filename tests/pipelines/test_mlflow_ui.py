@@ -1,7 +1,7 @@
 """`make ui`: MLflow's UI on the one store, checked in a real headless browser (Debian chromium).
 
 The UI is a JavaScript application: only a browser shows what a person sees. The test logs a run
-through the registry, starts `python -m pipelines.ui` as `make ui` does, and reads the pages that
+through the registry, starts `python -m pipelines.local.ui` as `make ui` does, and reads the pages that
 chromium rendered: the run (its name, resolved hyperparameters, data hash) and the registered model.
 """
 
@@ -40,7 +40,7 @@ def test_make_ui_shows_the_run_and_the_registered_model_in_a_browser(tmp_path: P
     registered = registry.register(work, fake_submission(tmp_path))
     run = registry.open_client(work).get_run(registered.run_id)
     port = free_port()
-    argv = [sys.executable, "-m", "pipelines.ui", "--work", str(work), "--port", str(port)]
+    argv = [sys.executable, "-m", "pipelines.local.ui", "--work", str(work), "--port", str(port)]
     server = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -57,6 +57,6 @@ def test_make_ui_shows_the_run_and_the_registered_model_in_a_browser(tmp_path: P
 
 
 def test_make_ui_without_a_store_says_run_make_demo(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "pipelines.ui", "--work", str(tmp_path / "runs" / "demo")],
+    done = subprocess.run([sys.executable, "-m", "pipelines.local.ui", "--work", str(tmp_path / "runs" / "demo")],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "no MLflow store at sqlite:///" in done.stderr and "make demo" in done.stderr

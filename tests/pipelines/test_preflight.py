@@ -11,9 +11,8 @@ import sys
 import pytest
 
 from gtsrb.common.failure import StepError
-from pipelines import preflight
 from pipelines.deploy import stage_config
-from pipelines.sagemaker import run_pipeline
+from pipelines.sagemaker import preflight, run_pipeline
 from testkit.deploy import GENEROUS_QUOTAS, QuotasStub, Recorder, serve_quotas
 from testkit.pipelines import REGION, REPO_ROOT
 
@@ -84,7 +83,7 @@ def test_run_pipeline_start_refuses_before_changing_anything(moto_server, monkey
 
 @pytest.mark.slow
 def test_make_preflight_reads_the_pipeline_and_both_stages(moto_server, monkeypatch: pytest.MonkeyPatch) -> None:
-    argv = [sys.executable, "-m", "pipelines.preflight", "--kwargs", json.dumps({"region": REGION, "role": moto_server.role,
+    argv = [sys.executable, "-m", "pipelines.sagemaker.preflight", "--kwargs", json.dumps({"region": REGION, "role": moto_server.role,
             "image_tag": "abc1234"}), "--stage", "staging", "--stage", "prod"]
 
     def preflight() -> subprocess.CompletedProcess:

@@ -9,8 +9,7 @@ import subprocess
 import pytest
 
 from gtsrb.serve import protocol
-from pipelines import transform
-from pipelines.deploy import errors
+from pipelines.deploy import errors, transform
 from pipelines.deploy.packages import APPROVED
 from testkit.deploy import register
 from testkit.pipelines import REGION, REPO_ROOT, Moto

@@ -12,8 +12,7 @@ import pytest
 
 from gtsrb.common.recordio_format import IndexedRecordWriter, image_record
 from gtsrb.serve import protocol
-from pipelines import transform
-from pipelines.deploy import errors
+from pipelines.deploy import errors, transform
 from pipelines.sagemaker_local.transform import check_answers, main
 from testkit.pipelines import REPO_ROOT
 

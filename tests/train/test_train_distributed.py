@@ -1,5 +1,5 @@
 """Two emulated instances on 127.0.0.1: the real train entry point on each (launcher, ps-lite
-scheduler, servers and workers), as pipelines.emulated_hosts runs them for `make demo INSTANCES=2`.
+scheduler, servers and workers), as pipelines.local.emulated_hosts runs them for `make demo INSTANCES=2`.
 
 They assert what the issue asks: disjoint records per worker (counted), the first host alone
 writes the model, a dead or missing host fails the job with a sentence naming it within a bounded
@@ -22,7 +22,7 @@ import pytest
 
 from gtsrb.common.failure import failure_reason
 from gtsrb.common.sagemaker_job import hyperparameters_to_args
-from pipelines import emulated_hosts
+from pipelines.local import emulated_hosts
 from pipelines.local.emulated_job import JobDirs
 from testkit.train import FAST_HPS, ROOT
 

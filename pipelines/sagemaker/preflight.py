@@ -6,7 +6,7 @@ a job's status. The preflight reads the quotas first and refuses with one senten
 quota and the number needed.
 
     make preflight                       # the pipeline (definition's defaults) + both stages' endpoints
-    python -m pipelines.preflight --kwargs '{...}' --stage staging --stage prod
+    python -m pipelines.sagemaker.preflight --kwargs '{...}' --stage staging --stage prod
 
 What each run needs (SageMaker's quota names):
 - TrainModel: `<type> for training job usage`, or `<type> for spot training job usage` with spot,

@@ -1,7 +1,7 @@
 """`make transform`: score an S3 prefix of images, or a RecordIO file, with a registered model
 package version in a SageMaker Batch Transform job.
 
-    python -m pipelines.transform --input s3://bucket/photos/ --output s3://bucket/scored/ \
+    python -m pipelines.deploy.transform --input s3://bucket/photos/ --output s3://bucket/scored/ \
         --role-arn ARN [--model-package-arn ARN | --model-package-group NAME] [--region R] \
         [--instance-type ml.m5.xlarge] [--instance-count 1] [--wait-minutes 0]
 
@@ -51,7 +51,7 @@ RECORDS = InputKind(protocol.RECORDIO_CONTENT_TYPE, "RecordIO", "MultiRecord", p
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The flags; the model version defaults to the newest Approved of the pipeline's group."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.transform", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pipelines.deploy.transform", description=__doc__.splitlines()[0])
     parser.add_argument("--input", required=True, help="s3://bucket/prefix/ of images, or s3://.../file.rec")
     parser.add_argument("--output", required=True, help="s3://bucket/prefix/ for the answers")
     parser.add_argument("--role-arn", required=True, help="execution role of the Model (reads the input, writes the output)")

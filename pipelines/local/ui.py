@@ -1,4 +1,4 @@
-"""`python -m pipelines.ui` (make ui): MLflow's UI on the store every local run logs to.
+"""`python -m pipelines.local.ui` (make ui): MLflow's UI on the store every local run logs to.
 
 The store is registry.tracking_uri(WORK) (MLFLOW_TRACKING_URI, else mlflow.db beside WORK), so
 `make ui` shows what `make demo` logged without an activated venv or a typed URI.
@@ -27,7 +27,7 @@ def command(work: Path, host: str, port: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Check the store exists, say what is served where, then become `mlflow ui`."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.ui", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m pipelines.local.ui", description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="any WORK of the store (default runs/demo)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
