@@ -49,6 +49,12 @@ def add_run_flags(parser: argparse.ArgumentParser, work: Path) -> None:
                         f"(default {' '.join(map(str, DEMO_SIZE))})")
 
 
+def run_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """The RunOptions fields of the add_run_flags values, checked."""
+    return {"work": args.work, "data": args.data, "threshold": args.threshold, "instances": args.instances,
+            "hyperparameters": checked_hyperparameters(parser, args), "demo_size": tuple(args.demo_size)}
+
+
 def checked_hyperparameters(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
     """The add_run_flags values checked (argparse's exit 2 naming the flag); the --hp items as a dict."""
     try:
@@ -77,9 +83,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     """The command line, checked (argparse exits 2 with a clear message on a bad flag)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    hps = checked_hyperparameters(parser, args)
-    return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps,
-                   use_cache=not args.no_cache, demo_size=tuple(args.demo_size), instances=args.instances)
+    return Options(**run_options(parser, args), use_cache=not args.no_cache)
 
 
 def _terminate(signum: int, frame: object) -> None:

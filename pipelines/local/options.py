@@ -18,16 +18,22 @@ DEMO_SEED = 0
 
 
 @dataclass
-class Options:
-    """The command line, parsed."""
+class RunOptions:
+    """What both local runners take from the command line (pipelines.local.cli.add_run_flags)."""
 
     work: Path
     data: Path | None = None
     threshold: float = DEMO_THRESHOLD
     hyperparameters: dict[str, str] = field(default_factory=dict)
-    use_cache: bool = True
     demo_size: tuple[int, int, int] = DEMO_SIZE
-    instances: int = 1  # training instances, emulated as processes on 127.0.0.1 (pipelines.local.emulated_hosts)
+    instances: int = 1  # training instances (make demo: processes on 127.0.0.1, pipelines.local.emulated_hosts)
+
+
+@dataclass
+class Options(RunOptions):
+    """make demo's command line, parsed."""
+
+    use_cache: bool = True
 
 
 def demo_data_args(size: tuple[int, int, int]) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gtsrb.common.failure import StepError
 from pipelines.local import work_lock
-from pipelines.local.cli import add_run_flags, checked_hyperparameters
+from pipelines.local.cli import add_run_flags, run_options
 from pipelines.sagemaker.cli_args import quiet_sdk
 from pipelines.sagemaker_local.runner import EXIT_FAILED, Options, SageMakerLocalRun
 
@@ -32,10 +32,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     """The command line, checked (argparse exits 2 with a clear message on a bad flag)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    hps = checked_hyperparameters(parser, args)
-    return Options(work=args.work, data=args.data, threshold=args.threshold, hyperparameters=hps,
-                   instances=args.instances, image_tag=args.tag, image_registry=args.registry,
-                   demo_size=tuple(args.demo_size))
+    return Options(**run_options(parser, args), image_tag=args.tag, image_registry=args.registry)
 
 
 def _terminate(signum: int, frame: object) -> None:

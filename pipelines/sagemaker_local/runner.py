@@ -16,7 +16,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from gtsrb.common import contract
 from gtsrb.common.failure import ERROR_PREFIX, REASON_SEPARATOR, StepError
 from pipelines import graph, images
 from pipelines.local import console, emulated_job
-from pipelines.local.options import DEMO_SIZE, DEMO_STEP, DEMO_THRESHOLD, demo_data_args
+from pipelines.local.options import DEMO_STEP, RunOptions, demo_data_args
 from pipelines.sagemaker.settings import DEFAULT_BASE_JOB_PREFIX, HYPERPARAMETER_OF
 from pipelines.sagemaker_local import local_s3, preflight, progress
 
@@ -40,17 +40,11 @@ _COMPOSE_PREFIX = re.compile(r"^\S+\s+\|\s?")
 
 
 @dataclass
-class Options:
-    """The command line, parsed."""
+class Options(RunOptions):
+    """make sagemaker-local's command line, parsed."""
 
-    work: Path
-    data: Path | None = None
-    threshold: float = DEMO_THRESHOLD
-    hyperparameters: dict[str, str] = field(default_factory=dict)
-    instances: int = 1
     image_tag: str = ""  # an immutable tag (the definition refuses latest): make passes the git SHA
     image_registry: str = ""
-    demo_size: tuple[int, int, int] = DEMO_SIZE
 
 
 @dataclass
