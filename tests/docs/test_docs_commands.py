@@ -62,7 +62,8 @@ ELSEWHERE: dict[str, str] = {
     "make demo DATA=my-data": OWN_DATA_TEST,
     "make serve MODEL=runs/demo/train/model": OWN_DATA_TEST,
     "make predict IMAGES=some-photos/ MODEL=runs/demo/train/model": OWN_DATA_TEST,
-    "make sagemaker-local": "Docker and compose: tests/containers/test_containers_sagemaker_local.py in make test-containers",
+    "make sagemaker-local": "Docker and compose: its command line in tests/pipelines/test_sagemaker_local.py (make -n), "
+    "the run it starts in tests/containers/test_containers_sagemaker_local.py (make test-containers)",
     "make build VARIANT=cpu BAKE_WEIGHTS=0 && make sagemaker-local": "Docker and compose (make test-containers)",
     "make build VARIANT=cpu BAKE_WEIGHTS=0": "Docker (make test-containers builds it so)",
     "make transform LOCAL=1 INPUT=some-photos/ OUTPUT=runs/scored/ MODEL=runs/demo/train/model":

@@ -9,6 +9,8 @@ import io
 import json
 import logging
 import os
+import shlex
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -17,7 +19,8 @@ import pytest
 
 from gtsrb.common.failure import StepError
 from pipelines import graph, images
-from pipelines.sagemaker_local import local_s3, preflight, progress, runner
+from pipelines.local.options import DEMO_SIZE, DEMO_THRESHOLD
+from pipelines.sagemaker_local import cli, local_s3, preflight, progress, runner
 from testkit.pipelines import IMAGE_TAG, REGION, ROLE, steps_by_name
 
 
@@ -102,6 +105,37 @@ def test_the_run_overrides_instances_data_threshold_and_hyperparameters(no_netwo
     hps = steps_by_name(json.loads(pipeline.definition()))[graph.TRAIN.name]["Arguments"]["HyperParameters"]
     assert hps["min_class_share"] == "0.3"  # fixed when built; the preset names the parameters' defaults
     assert {p.name: p.default_value for p in pipeline.parameters}["Preset"] == "cpu"
+
+
+REPO = Path(__file__).resolve().parents[2]
+MAKE_VARIABLES = ("WORK", "DATA", "THRESHOLD", "HP", "INSTANCES", "TAG", "REGISTRY")
+
+
+def make_sagemaker_local(*assignments: str) -> runner.Options:
+    """What `make sagemaker-local ...` would run (make -n), parsed by the CLI it runs."""
+    env = {k: v for k, v in os.environ.items() if k not in MAKE_VARIABLES}  # only the assignments count
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "-o", ".venv/.installed", "sagemaker-local", *assignments],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True)
+    (line,) = [x for x in dry.stdout.replace("\\\n", " ").splitlines() if "-m pipelines.sagemaker_local" in x]
+    argv = shlex.split(line)
+    return cli.parse_args(argv[argv.index("pipelines.sagemaker_local") + 1 :])
+
+
+def test_make_sagemaker_local_defaults_to_its_own_work_and_the_demo_set() -> None:
+    options = make_sagemaker_local()
+    assert (options.work, options.data, options.threshold, options.instances) == (Path("runs/sagemaker-local"), None,
+                                                                                  DEMO_THRESHOLD, 1)
+    assert (options.hyperparameters, options.demo_size, options.image_registry) == ({}, DEMO_SIZE, "")
+    assert options.image_tag and options.image_tag != "latest"  # the git SHA make build tags the image with
+
+
+def test_make_sagemaker_local_passes_every_variable(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()  # the CLI checks DATA= before anything starts
+    options = make_sagemaker_local(f"WORK={tmp_path / 'w'}", f"DATA={tmp_path / 'd'}", "THRESHOLD=0.5",
+                                   "HP=epochs=5 max_train_images=100000", "INSTANCES=2", "TAG=abc1234")
+    assert (options.work, options.data, options.threshold, options.instances, options.image_tag) == (
+        tmp_path / "w", tmp_path / "d", 0.5, 2, "abc1234")
+    assert options.hyperparameters == {"epochs": "5", "max_train_images": "100000"}
 
 
 def test_no_docker_on_path_is_one_sentence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
