@@ -21,8 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The flags; make sagemaker-local passes the same ones."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.sagemaker_local",
                                      description="The SageMaker pipeline executed by the SageMaker SDK's local mode.")
-    add_run_flags(parser, Path("runs/sagemaker-local"))  # --hp: epochs, lr, batch_size, model, image_size are
-    # start parameters (Epochs, ...); any other key is fixed in the built pipeline (preset=cpu by default)
+    add_run_flags(parser, Path("runs/sagemaker-local"))  # --hp: a key with a pipeline parameter (epochs -> Epochs,
+    # ..., settings.HYPERPARAMETER_OF) is overridden at start; any other, and preset, is fixed when built
     parser.add_argument("--tag", required=True, help="tag of the cpu image (gtsrb-mxnet-cpu:<tag>; make passes the git SHA)")
     parser.add_argument("--registry", default="", help="registry host of the image (default: a local name)")
     return parser

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.containers
 
 DEMO_SIZE = ["2", "5", "5"]  # ~800 images: seconds per step
 EPOCHS = 2  # a start parameter (Epochs); the preset's 24 would take minutes
-FIXED_HPS = ["max_train_images=4000", "warmup_epochs=0"]  # fixed in the built pipeline
+FIXED_HPS = ["max_train_images=4000", "warmup_epochs=0"]  # a start parameter (MaxTrainImages), one fixed when built
 
 
 @dataclass

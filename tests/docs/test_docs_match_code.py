@@ -16,6 +16,7 @@ from gtsrb.serve import predict
 from gtsrb.train.gpu_families import SUPPORTED_FAMILIES
 from gtsrb.train.hyperparameters import Hyperparameters
 from pipelines.local import layout
+from pipelines.sagemaker_local import runner
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -129,3 +130,15 @@ def test_the_work_layout_in_the_docs_names_the_codes_folders() -> None:
     default_out = predict.parse_args(["image.png", "--model", "model"]).out.name
     code = {layout.DATA_DIR, layout.STEPS_DIR, *layout.STEP_DIRS.values(), default_out}
     assert drawn == code
+
+
+def test_the_start_parameter_hyperparameters_of_sagemaker_local_are_the_codes() -> None:
+    """docs/local-pipeline.md names each HP= key that make sagemaker-local overrides at start (`epochs` -> `Epochs`)."""
+    text = (REPO / "docs" / "local-pipeline.md").read_text(encoding="utf-8")
+    section = text.split("## make sagemaker-local", 1)[1].split("\n## ", 1)[0]
+    documented = dict(re.findall(r"`(\w+)` -> `(\w+)`", section))
+    overridden = {}
+    for field in dataclasses.fields(Hyperparameters):
+        parameters, _fixed = runner.split_hyperparameters({field.name: "1"})
+        overridden |= {field.name: name for name in parameters}
+    assert documented == overridden
