@@ -21,7 +21,7 @@ from pathlib import Path
 from gtsrb.common import contract
 from gtsrb.common.failure import StepError
 from gtsrb.serve import protocol
-from gtsrb.serve.server import LOG_FORMAT, serve, settings_from_env
+from gtsrb.serve.server import LOG_FORMAT, env_number, serve, settings_from_env
 
 EXIT_BAD_MODEL = 2  # the model source does not exist
 
@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("command", nargs="?", choices=["serve"], help="accepted for `docker run IMAGE serve`")
     parser.add_argument("--model", default=protocol.MODEL_DIR,
                         help="model directory or model.tar.gz")
-    parser.add_argument("--port", type=int, default=int(os.environ.get(protocol.ENV_PORT) or protocol.DEFAULT_PORT))
+    parser.add_argument("--port", type=int, default=None, help=f"default: {protocol.ENV_PORT}, else {protocol.DEFAULT_PORT}")
     parser.add_argument("--host", default="0.0.0.0", help="all interfaces, as SageMaker needs (make serve: 127.0.0.1)")
     return parser.parse_args(argv)
 
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if not model.exists():
             raise StepError(f"{model}: no such model directory or model.tar.gz; pass --model (make serve MODEL=...).")
         settings = settings_from_env(str(model))
+        port = args.port or int(env_number(protocol.ENV_PORT, int, protocol.DEFAULT_PORT, str(protocol.DEFAULT_PORT)))
     except StepError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return EXIT_BAD_MODEL
@@ -80,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = replace(settings, model=str(checked))
         logging.getLogger("gtsrb.serve").info(
             "event=starting model=%s port=%d host=%s workers=%d batch=%s max_payload_mb=%g timeout_s=%g",
-            model, args.port, args.host, settings.workers, settings.batch, settings.max_payload_mb, settings.timeout,
+            model, port, args.host, settings.workers, settings.batch, settings.max_payload_mb, settings.timeout,
         )
-        serve(settings, args.port, args.host)
+        serve(settings, port, args.host)
     finally:
         if os.getpid() == master:  # a worker leaving through here (gunicorn's sys.exit) must not remove it
             shutil.rmtree(scratch, ignore_errors=True)

@@ -186,8 +186,12 @@ def test_a_wrong_data_folder_keeps_the_earlier_work(tmp_path: Path) -> None:
     assert result.returncode == 1 and graph.PREPARE.name in result.stdout + result.stderr
     assert {name: hash_tree(work / name) for name in before} == before  # the earlier prepare output is back
     assert not list(work.glob("*.previous"))
+    (work / "prepare").rename(work / "prepare.previous")  # a run killed mid-prepare: the earlier output waits
+    (work / "prepare" / "train").mkdir(parents=True)       # aside, its partial work under the final name
+    (work / "prepare" / "train" / "train.rec.partial").write_bytes(b"half a split")
     result = run_local(work, "--demo-size", *DEMO_SIZE, "--threshold", str(THRESHOLD), "--hp", *FAST_HP)
     assert result.returncode == 0 and result.stdout.count("reusing the finished step") == 5
+    assert {name: hash_tree(work / name) for name in before} == before and not list(work.glob("*.previous"))
 
 
 def test_a_registration_interrupted_before_its_record_is_not_repeated(tmp_path: Path) -> None:

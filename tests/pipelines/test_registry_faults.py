@@ -54,3 +54,11 @@ def test_stage_latest_is_refused_with_one_sentence(real_store: Path) -> None:
     assert line.startswith("ERROR: STAGE=latest: MLflow reserves the alias 'latest'")
     with pytest.raises(StepError, match="MLflow reserves the alias 'latest'"):
         registry.resolve(f"models:/{graph.MODEL_PACKAGE_GROUP}@latest", real_store)
+    served = run_module("pipelines.deploy.local_twin", "path", "--model", f"models:/{graph.MODEL_PACKAGE_GROUP}@latest",
+                        "--work", str(real_store))  # make serve MODEL=models:/<name>@latest
+    assert served.returncode == 2 and served.stdout == ""
+    (line,) = served.stderr.strip().splitlines()
+    assert line.startswith(f"ERROR: models:/{graph.MODEL_PACKAGE_GROUP}@latest: MLflow reserves the alias 'latest'")
+    made = subprocess.run(["make", "serve", "STAGE=latest"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 2 and made.stdout == ""  # make stops before any recipe: only deploy/<stage>.json stages
+    assert "STAGE=latest is not a stage: use one of prod staging" in made.stderr

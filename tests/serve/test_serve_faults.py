@@ -52,7 +52,7 @@ def error_lines(text: str) -> list[str]:
 
 @pytest.mark.parametrize(("name", "value"), [
     (protocol.ENV_WORKERS, "two"), (protocol.ENV_MAX_PAYLOAD, "six"), (protocol.ENV_TIMEOUT, "60s"),
-    (protocol.ENV_WORKERS, "0"), (protocol.ENV_MAX_PAYLOAD, "nan"),
+    (protocol.ENV_WORKERS, "0"), (protocol.ENV_MAX_PAYLOAD, "nan"), (protocol.ENV_PORT, "eighty"),
 ])
 def test_a_malformed_sagemaker_setting_is_one_sentence(tiny_model_dir_stub: Path, tmp_path: Path, name: str, value: str) -> None:
     server = launch(tiny_model_dir_stub, tmp_path / "server.log", **{name: value})

@@ -82,7 +82,8 @@ class ServerProcess:
 
 def launch(model: Path | str, log: Path, *args: str, **env: str) -> ServerProcess:
     """Start the server (not waiting for it) with extra CLI args and environment."""
-    port = int(env.get(protocol.ENV_PORT) or free_port())  # from SageMaker's variable, else --port
+    given = env.get(protocol.ENV_PORT, "")
+    port = int(given) if given.isdigit() else free_port()  # from SageMaker's variable (unless malformed), else --port
     port_flag = [] if protocol.ENV_PORT in env else ["--port", str(port)]
     full_env = {**os.environ, protocol.ENV_WORKERS: "2", **env}
     with open(log, "wb") as out:
