@@ -98,13 +98,24 @@ def stages_needs(fleets: Iterable[tuple[str, int]]) -> dict[str, int]:
     return needs
 
 
-def quota_values(client, names: Iterable[str]) -> dict[str, float]:
-    """The applied values of the named SageMaker quotas in the client's region (ListServiceQuotas)."""
-    wanted, found = set(names), {}
-    for page in client.get_paginator("list_service_quotas").paginate(ServiceCode=SERVICE_CODE):
+def listed_values(client, operation: str, wanted: set[str]) -> dict[str, float]:
+    """The values of the wanted SageMaker quotas that one Service Quotas list operation returns."""
+    found = {}
+    for page in client.get_paginator(operation).paginate(ServiceCode=SERVICE_CODE):
         for quota in page["Quotas"]:
             if quota["QuotaName"] in wanted:
                 found[quota["QuotaName"]] = float(quota["Value"])
+    return found
+
+
+def quota_values(client, names: Iterable[str]) -> dict[str, float]:
+    """The values of the named SageMaker quotas in the client's region: the applied value
+    (ListServiceQuotas), else AWS's default (ListAWSDefaultServiceQuotas). Service Quotas leaves a quota
+    out of ListServiceQuotas when it has no applied value, and then the default is what applies."""
+    wanted = set(names)
+    found = listed_values(client, "list_service_quotas", wanted)
+    if wanted - found.keys():
+        found = listed_values(client, "list_aws_default_service_quotas", wanted - found.keys()) | found
     return found
 
 
@@ -115,12 +126,13 @@ def check(client, needs: dict[str, int], region: str) -> dict[str, float]:
     try:
         values = quota_values(client, needs)
     except (BotoCoreError, ClientError) as err:
-        hint = " (the caller needs servicequotas:ListServiceQuotas)" if isinstance(err, ClientError) else ""
+        hint = (" (the caller needs servicequotas:ListServiceQuotas and ListAWSDefaultServiceQuotas)"
+                if isinstance(err, ClientError) else "")
         raise StepError(f"preflight: cannot read the SageMaker service quotas in {region}{hint}: {err}") from None
     for name, needed in sorted(needs.items()):
         if name not in values:
-            raise StepError(f"preflight: Service Quotas lists no SageMaker quota {name!r} in {region}: that instance "
-                            "type is not offered there; choose another type or region.")
+            raise StepError(f"preflight: Service Quotas lists no SageMaker quota {name!r} in {region}, applied or "
+                            "default: that instance type is not offered there; choose another type or region.")
         if values[name] < needed:
             raise StepError(f"preflight: the SageMaker quota {name!r} is {values[name]:g} in {region} but this run needs "
                             f"{needed}: request an increase (Service Quotas console, Amazon SageMaker) or choose "

@@ -376,4 +376,9 @@ def test_preflight_refuses_an_update_the_endpoint_quota_cannot_double(moto_serve
     assert not [op for op in recorder.operations()[before:] if op.startswith(("Create", "Update", "Delete", "Put"))]
     quotas.values = {}
     assert deploy(group, initial_instance_count=2) == errors.EXIT_BAD_INPUT
-    assert "lists no SageMaker quota 'ml.m5.xlarge for endpoint usage'" in capsys.readouterr().err
+    assert f"lists no SageMaker quota 'ml.m5.xlarge for endpoint usage' in {REGION}, applied or default" in capsys.readouterr().err
+    quotas.defaults = {"ml.m5.xlarge for endpoint usage": 4.0}  # no applied value (never raised): AWS's default applies
+    answer_next(moto_server, prediction_body())
+    assert deploy(group, initial_instance_count=2) == 0
+    assert {"servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"} <= recorder.actions
+    assert recorder.actions - allowed_actions(deploy_role_policy()) == set()

@@ -1,5 +1,6 @@
 """The preflight: which SageMaker quotas a pipeline run and the endpoints need, and the one sentence
-when an account has too few (ListServiceQuotas through botocore's Stubber: moto has no such call)."""
+when an account has too few (ListServiceQuotas and ListAWSDefaultServiceQuotas through botocore's Stubber:
+moto has neither for SageMaker)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,19 @@ def test_enough_quota_passes_and_reports_the_values() -> None:
     stub = QuotasStub(recorder, {SPOT_G5: 1.0, PROCESSING_M5: 20.0, "ml.p5.48xlarge for endpoint usage": 0.0})
     assert preflight.check(stub.client(REGION), {SPOT_G5: 1, PROCESSING_M5: 1}, REGION) == {SPOT_G5: 1.0, PROCESSING_M5: 20.0}
     assert recorder.actions == {"servicequotas:ListServiceQuotas"}
+
+
+def test_a_quota_without_an_applied_value_is_read_from_the_defaults() -> None:
+    # ListServiceQuotas leaves out a quota that has no applied value (never raised); its default applies then
+    recorder = Recorder()
+    stub = QuotasStub(recorder, {PROCESSING_M5: 20.0}, defaults={SPOT_G5: 0.0, PROCESSING_M5: 4.0})
+    with pytest.raises(StepError, match=f"the SageMaker quota '{SPOT_G5}' is 0 in {REGION} but this run needs 1"):
+        preflight.check(stub.client(REGION), {SPOT_G5: 1, PROCESSING_M5: 1}, REGION)
+    stub.defaults = {SPOT_G5: 1.0, PROCESSING_M5: 4.0}
+    assert preflight.check(stub.client(REGION), {SPOT_G5: 1, PROCESSING_M5: 1}, REGION) == {SPOT_G5: 1.0, PROCESSING_M5: 20.0}
+    assert recorder.actions == {"servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"}
+    pipeline_iam = (REPO_ROOT / "docs" / "sagemaker-pipeline.md").read_text().split("## Service quotas", 1)[0]
+    assert all(action in pipeline_iam for action in recorder.actions)  # the IAM paragraph of run-pipeline's caller
 
 
 def test_the_docs_list_every_quota_kind() -> None:

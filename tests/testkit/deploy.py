@@ -149,27 +149,34 @@ def quota(name: str, value: float) -> dict:
 
 @dataclass
 class QuotasStub:
-    """Service Quotas through botocore's Stubber (moto has no ListServiceQuotas): every call answers
-    `values` (quota name -> applied value) after the request is validated against the service model."""
+    """Service Quotas through botocore's Stubber (moto has neither call for SageMaker): ListServiceQuotas
+    answers `values` (quota name -> applied value), ListAWSDefaultServiceQuotas `defaults` (AWS's default
+    values), each after the request is validated against the service model."""
 
     recorder: Recorder
     values: dict[str, float] = field(default_factory=lambda: {f"{t} for endpoint usage": 4.0 for t in INSTANCE_TYPES})
+    defaults: dict[str, float] = field(default_factory=dict)
 
     def client(self, region: str):
-        """A stubbed service-quotas client; its paginator goes through the stubbed call."""
+        """A stubbed service-quotas client; its paginators go through the stubbed calls."""
         stubbed = boto3.client("service-quotas", region_name=region)
         stubbed.meta.events.register_first("before-parameter-build.*.*", self.recorder)
         stubber = Stubber(stubbed)
         stubber.activate()
-        real = stubbed.list_service_quotas
+        for operation, answers in (("list_service_quotas", lambda: self.values),
+                                   ("list_aws_default_service_quotas", lambda: self.defaults)):
+            setattr(stubbed, operation, self.stubbed_call(stubber, operation, getattr(stubbed, operation), answers))
+        return stubbed
 
-        def list_service_quotas(**params):
-            stubber.add_response("list_service_quotas", {"Quotas": [quota(n, v) for n, v in self.values.items()]},
+    @staticmethod
+    def stubbed_call(stubber: Stubber, operation: str, real: Callable, answers: Callable[[], dict[str, float]]) -> Callable:
+        """`operation` answering the quotas `answers()` returns at call time."""
+        def call(**params):
+            stubber.add_response(operation, {"Quotas": [quota(n, v) for n, v in answers().items()]},
                                  {"ServiceCode": "sagemaker", **params})
             return real(**params)
 
-        stubbed.list_service_quotas = list_service_quotas
-        return stubbed
+        return call
 
 
 # Enough of every quota the tests' runs need (moto's server answers these through serve_quotas).
@@ -178,13 +185,16 @@ GENEROUS_QUOTAS = {f"{t} for {use}": 10.0 for t in (*INSTANCE_TYPES, "ml.g5.2xla
                    for use in ("training job usage", "spot training job usage", "processing job usage", "endpoint usage")}
 
 
-def serve_quotas(monkeypatch, values: dict[str, float]) -> None:
+def serve_quotas(monkeypatch, values: dict[str, float], defaults: dict[str, float] | None = None) -> None:
     """Teach the in-process moto server ListServiceQuotas (moto 5.2.5 lacks it) with canned `values`,
-    for a deploy-model run in a subprocess, where no Stubber can reach."""
+    and ListAWSDefaultServiceQuotas (moto knows only vpc) with `defaults`, for a deploy-model run in a
+    subprocess, where no Stubber can reach."""
     from moto.servicequotas.responses import ServiceQuotasResponse
 
-    answer = json.dumps({"Quotas": [quota(n, v) for n, v in values.items()]})
-    monkeypatch.setattr(ServiceQuotasResponse, "list_service_quotas", lambda self: answer, raising=False)
+    applied = json.dumps({"Quotas": [quota(n, v) for n, v in values.items()]})
+    default = json.dumps({"Quotas": [quota(n, v) for n, v in (defaults or {}).items()]})
+    monkeypatch.setattr(ServiceQuotasResponse, "list_service_quotas", lambda self: applied, raising=False)
+    monkeypatch.setattr(ServiceQuotasResponse, "list_aws_default_service_quotas", lambda self: default)
 
 
 def recorded_clients(recorder: Recorder, update: UpdateEndpointStub, quotas: QuotasStub) -> Callable[[str], Clients]:
