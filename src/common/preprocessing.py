@@ -20,6 +20,11 @@ TTA_VIEWS: dict[str, tuple[tuple[int, int], ...]] = {
 }
 TTA_MODES: tuple[str, ...] = tuple(TTA_VIEWS)
 
+# Contrast equalisation of each image before the network (gtsrb.common.image_input.equalize applies
+# it; every reader of a model's input applies the model's own mode): "clahe" = contrast-limited
+# adaptive histogram equalisation of the luminance, which lifts dark and faded signs.
+EQUALIZE_MODES: tuple[str, ...] = ("none", "clahe")
+
 # ImageNet statistics (RGB, 0-255): the pretrained backbones were trained with them.
 IMAGENET_MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB: tuple[float, float, float] = (58.395, 57.12, 57.375)
@@ -39,10 +44,13 @@ class Preprocessing:
     std_rgb: tuple[float, float, float] = IMAGENET_STD_RGB
     layout: str = "NCHW"
     tta: str = "none"  # test-time augmentation every scorer applies (TTA_MODES)
+    equalize: str = "none"  # contrast equalisation of each image before cropping (EQUALIZE_MODES)
 
     def __post_init__(self) -> None:
         if self.tta not in TTA_MODES:
             raise ValueError(f"tta={self.tta!r} is unknown; use one of {', '.join(TTA_MODES)}")
+        if self.equalize not in EQUALIZE_MODES:
+            raise ValueError(f"equalize={self.equalize!r} is unknown; use one of {', '.join(EQUALIZE_MODES)}")
 
     @property
     def data_shape(self) -> tuple[int, int, int]:
@@ -57,7 +65,8 @@ class Preprocessing:
     @classmethod
     def for_hyperparameters(cls, hyperparameters: dict) -> Preprocessing:
         """The input contract a training run with these hyperparameters trains and exports with."""
-        return cls(image_size=int(hyperparameters["image_size"]), tta=str(hyperparameters.get("tta", "none")))
+        return cls(image_size=int(hyperparameters["image_size"]), tta=str(hyperparameters.get("tta", "none")),
+                   equalize=str(hyperparameters.get("equalize", "none")))
 
     def save(self, path: str | Path) -> None:
         """Write as JSON (lists for tuples)."""
@@ -73,6 +82,7 @@ class Preprocessing:
             std_rgb=tuple(raw["std_rgb"]),
             layout=raw.get("layout", "NCHW"),
             tta=raw.get("tta", "none"),  # models saved before TTA existed score one view
+            equalize=raw.get("equalize", "none"),  # models saved before it existed saw the packed images as they are
         )
 
 

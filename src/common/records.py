@@ -1,21 +1,28 @@
 """Reading packed splits: record counts, stored image size, and exact-once prediction.
 
 Validation in the train step and the evaluate step both predict through `predict`, so the
-accuracy training logs on a split is the accuracy evaluation reports on it.
+accuracy training logs on a split is the accuracy evaluation reports on it. Every iterator comes
+from `record_iter`, which reads the split as the model's input contract says: with its contrast
+equalisation (`equalized`), the same function serving applies to an image file.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import struct
+import tempfile
+from pathlib import Path
 
 import cv2
 import mxnet as mx
 import numpy as np
 
-from gtsrb.common.contract import MANIFEST_FILE, MANIFEST_OUTPUT, RecordFiles
+from gtsrb.common.contract import MANIFEST_FILE, MANIFEST_OUTPUT, RecordFiles, record_files
 from gtsrb.common.failure import StepError
+from gtsrb.common.image_input import equalize
 from gtsrb.common.inference import class_probabilities
 from gtsrb.common.preprocessing import Preprocessing, stored_size
 
@@ -112,8 +119,45 @@ def decode_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+# Equalised copies made by this process: (split, mode, size, mtime) -> the copy's files.
+_EQUALIZED: dict[tuple[str, str, int, int], RecordFiles] = {}
+
+
+def equalized(files: RecordFiles, mode: str) -> RecordFiles:
+    """The split with every image passed through image_input.equalize(mode); "none" is the split itself.
+
+    Written once per process into a temporary folder (PNG, so no second lossy step; ImageRecordIter
+    decodes it like the packed JPEGs), removed at exit; labels and keys are the split's.
+    """
+    if mode == "none":
+        return files
+    stat = files.rec.stat()
+    key = (str(files.rec.resolve()), mode, stat.st_size, stat.st_mtime_ns)
+    if key not in _EQUALIZED:
+        folder = Path(tempfile.mkdtemp(prefix="gtsrb-equalized-"))
+        atexit.register(shutil.rmtree, folder, True)
+        out = record_files(folder, files.rec.stem)
+        reader = mx.recordio.MXIndexedRecordIO(str(files.idx), str(files.rec), "r")
+        writer = mx.recordio.MXIndexedRecordIO(str(out.idx), str(out.rec), "w")
+        try:
+            for number in reader.keys:
+                header, image = mx.recordio.unpack_img(reader.read_idx(number), cv2.IMREAD_COLOR)
+                if image is None:
+                    raise StepError(f"{files.rec} record {number}: its image cannot be decoded; re-run the prepare step.")
+                writer.write_idx(number, mx.recordio.pack_img(header, equalize(image, mode), img_fmt=".png"))
+        except OSError as err:
+            raise StepError(f"cannot write the {mode}-equalised copy of {files.rec} into {folder} ({err.strerror or err}).") from err
+        finally:
+            reader.close()
+            writer.close()
+        _EQUALIZED[key] = out
+    return _EQUALIZED[key]
+
+
 def record_iter(files: RecordFiles, prep: Preprocessing, batch_size: int, **options: object) -> mx.io.ImageRecordIter:
-    """ImageRecordIter over a split with what every reader shares (paths, input, normalisation, threads) + `options`."""
+    """ImageRecordIter over a split with what every reader shares (paths, input, equalisation, normalisation,
+    threads) + `options`."""
+    files = equalized(files, prep.equalize)
     return mx.io.ImageRecordIter(
         path_imgrec=str(files.rec),
         path_imgidx=str(files.idx),
