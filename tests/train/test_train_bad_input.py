@@ -87,6 +87,7 @@ def test_nan_loss_names_the_epoch(base_dir: Path, channels: dict[str, Path]) -> 
         ({"amp": "yes"}, "hyperparameter amp='yes' is not a valid bool"),
         ({"epochs": "0"}, "hyperparameter epochs=0 is invalid"),
         ({"preset": "tpu"}, "preset='tpu' is unknown"),
+        ({"equalize": "histogram"}, "hyperparameter equalize='histogram' is invalid: it must be one of none, clahe"),
     ],
 )
 def test_bad_hyperparameters(base_dir: Path, channels: dict[str, Path], hps: dict, phrase: str) -> None:
