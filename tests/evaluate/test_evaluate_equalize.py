@@ -17,8 +17,8 @@ from gtsrb.common import contract
 from gtsrb.common.image_input import equalize
 from gtsrb.common.model_io import load_model
 from gtsrb.common.preprocessing import Preprocessing
-from gtsrb.common.records import equalized, predict
 from gtsrb.common.recordio_format import image_of, split_records
+from gtsrb.common.records import equalized, predict
 from gtsrb.serve.predictor import Predictor
 
 
