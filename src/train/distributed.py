@@ -52,8 +52,42 @@ class Workers:
         return cls()
 
     def use_trainer(self, trainer: gluon.Trainer) -> None:
-        """Place the agreements' keys after the Trainer's parameter keys."""
+        """Place the agreements' keys after the Trainer's parameter keys, and give every parameter its
+        kvstore key now, before the first forward pass, with the first worker's values on every worker.
+
+        The Trainer would do it lazily inside its first step, where the pull of the initial values and
+        the push of the first gradients have no order between them in MXNet's engine: a worker could
+        read the first gradient sum as its weights. Here the forward pass reads the weights, so it waits
+        for the pull, and the gradients come after it. The inits themselves are waited for (_settled_init).
+        """
         self.key_base = len(trainer._params)
+        if self.kv is None:
+            return
+        trainer._init_kvstore()  # the Trainer adopts this kvstore
+        params = [param for param in trainer._params_to_init if not param._deferred_init]  # built by a forward pass: all
+        keys = [trainer._param2idx[param.name] for param in params]
+        # plain copies: after a forward pass, MXNet's CPU (oneDNN) layout of a conv weight cannot be pushed
+        # ("We can't generate TBlob for MKLDNN data"), and the failed push raised nowhere (see _settled_init)
+        self._settled_init(keys, [mx.nd.array(param.list_data()[0].asnumpy(), dtype=param.dtype) for param in params])
+        for key, param in zip(keys, params, strict=True):
+            self.kv.pull(key, param.list_data(), priority=-key)  # the first worker's values
+        trainer._params_to_init = [param for param in trainer._params_to_init if param._deferred_init]
+
+    def _settled_init(self, keys: list[int], values: list[mx.nd.NDArray]) -> None:
+        """kv.init, then wait until the servers hold every value before any worker goes on.
+
+        The Trainer's own init (at its first step) let another worker's first push or pull reach a server
+        before the first worker's value: a server dying with "init N first", or a gradient taken as the
+        initial value and the weights summed into a later round (found by tests/train/test_train_dist_workers.py:
+        the second update 20-70x too large, about one run in four). Two causes, both closed here: the
+        init push of a conv weight in oneDNN layout failed inside MXNet's engine and was raised nowhere
+        (use_trainer pushes plain copies; a failure now raises at waitall), and MXNet 1.9.1 does not wait
+        for that push before the barrier inside init. Waiting for every operation (the push is one) and
+        meeting once more makes every value reach the servers before any worker goes on.
+        """
+        self.kv.init(keys, values)
+        mx.nd.waitall()
+        self.kv._barrier()
 
     @property
     def seed_offset(self) -> int:
@@ -77,7 +111,7 @@ class Workers:
 
     def _init(self, key: int, size: int) -> None:
         if key not in self._initialised:
-            self.kv.init(self.key_base + key, mx.nd.zeros(size))  # rank 0 sets it; every worker waits at a barrier
+            self._settled_init([self.key_base + key], [mx.nd.zeros(size)])  # rank 0 sets it; every worker waits
             self._initialised.add(key)
 
     def stop_agreed(self, requested: bool) -> bool:
