@@ -13,6 +13,7 @@ import re
 
 from gtsrb.common.failure import StepError
 from gtsrb.train.gpu_families import FAMILY_NAMES
+from gtsrb.train.hyperparameters import Hyperparameters
 
 # GPU families with local NVMe storage: SageMaker refuses a VolumeKmsKeyId there (the instance
 # store is encrypted by the hardware); of the supported families only ml.p3 is EBS-only.
@@ -59,18 +60,22 @@ def check_training_instance_type(instance_type: str) -> str:
 MAX_TRAINING_INSTANCES = 8
 
 
-def check_training_instance_count(count: int, batch_size: int) -> int:
-    """Return `count` if the train step can split its global batch over that many instances, else StepError.
+def check_training_instance_count(count: int, hp: Hyperparameters) -> int:
+    """Return `count` if the train step can run these hyperparameters on that many instances, else StepError.
 
     batch_size is the global batch (every instance reads batch_size / count images per update, and
     every instance's worker trains on every count-th record, so the data never has fewer parts than
-    hosts: a split with fewer records than one batch already fails in the train step)."""
+    hosts: a split with fewer records than one batch already fails in the train step); with
+    batch_per_device the global batch follows the count instead. kvstore=nccl is one instance's."""
     if not 1 <= count <= MAX_TRAINING_INSTANCES:
         raise StepError(f"TrainingInstanceCount={count} must be between 1 and {MAX_TRAINING_INSTANCES} "
                         "(MXNet's parameter server, docs/training.md).")
-    if batch_size % count:
-        raise StepError(f"TrainingInstanceCount={count} cannot split BatchSize={batch_size} (the global batch) "
-                        f"evenly; use a BatchSize that is a multiple of {count}.")
+    if count > 1 and hp.kvstore == "nccl":
+        raise StepError(f"TrainingInstanceCount={count} cannot train with hyperparameter kvstore=nccl (one instance's "
+                        "GPUs only; several instances use MXNet's parameter server): use kvstore=auto or one instance.")
+    if not hp.batch_per_device and hp.batch_size % count:
+        raise StepError(f"TrainingInstanceCount={count} cannot split BatchSize={hp.batch_size} (the global batch) "
+                        f"evenly; use a BatchSize that is a multiple of {count}, or batch_per_device.")
     return count
 
 

@@ -24,7 +24,7 @@ from sagemaker.core.helper.iam_role_resolver import RoleValidationError
 
 from gtsrb.common.failure import StepError
 from gtsrb.train.hyperparameters import Hyperparameters
-from pipelines import recipes
+from pipelines import graph, recipes
 from pipelines.instances import (
     check_training_instance_count,
     check_training_instance_type,
@@ -70,10 +70,18 @@ def check_overrides(pipeline, overrides: dict) -> None:
                         "storage, which refuses the pipeline's volume_kms_key; choose an EBS type (e.g. ml.m5.xlarge).")
     if "AccuracyThreshold" in overrides and not 0 <= as_number("AccuracyThreshold", overrides["AccuracyThreshold"]) <= 1:
         raise StepError(f"--parameters: AccuracyThreshold={overrides['AccuracyThreshold']!r} must be between 0 and 1.")
-    typed = Hyperparameters.from_mapping(hyperparameter_values(pipeline, overrides))  # raises StepError naming the key
+    # what the training job will receive: the definition's fixed hyperparameters and the parameters' values
+    values = {**fixed_hyperparameters(json.loads(pipeline.definition())), **hyperparameter_values(pipeline, overrides)}
+    typed = Hyperparameters.from_mapping(values)  # raises StepError naming the key
     defaults = {p.name: p.default_value for p in pipeline.parameters}
     count = overrides.get("TrainingInstanceCount", defaults.get("TrainingInstanceCount", 1))
-    check_training_instance_count(int(as_number("TrainingInstanceCount", count)), typed.batch_size)
+    check_training_instance_count(int(as_number("TrainingInstanceCount", count)), typed)
+
+
+def fixed_hyperparameters(definition: dict) -> dict[str, str]:
+    """The training step's hyperparameters that no pipeline parameter sets (the settings' fixed ones)."""
+    train = next(step for step in definition["Steps"] if step["Name"] == graph.TRAIN.name)
+    return {key: value for key, value in train["Arguments"].get("HyperParameters", {}).items() if isinstance(value, str)}
 
 
 def hyperparameter_values(pipeline, overrides: dict) -> dict[str, str]:

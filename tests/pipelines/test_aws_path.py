@@ -94,3 +94,13 @@ def test_training_instance_count_is_checked_before_anything_is_paid(no_network: 
     with pytest.raises(StepError, match=message):
         run_pipeline.check_overrides(pipeline, override)
     run_pipeline.check_overrides(pipeline, {"TrainingInstanceCount": 2})  # 128 / 2: fine
+
+
+def test_the_instance_count_check_reads_the_definitions_fixed_hyperparameters(no_network: None) -> None:
+    """Hyperparameters fixed at upsert (settings, not pipeline parameters) count too: the job would fail on them."""
+    nccl, _ = definition(hyperparameters={"kvstore": "nccl"})
+    with pytest.raises(StepError, match="TrainingInstanceCount=2 cannot train with hyperparameter kvstore=nccl"):
+        run_pipeline.check_overrides(nccl, {"TrainingInstanceCount": 2})
+    run_pipeline.check_overrides(nccl, {"TrainingInstanceCount": 1})
+    per_device, _ = definition(hyperparameters={"batch_per_device": "32"})
+    run_pipeline.check_overrides(per_device, {"TrainingInstanceCount": 3})  # the global batch follows the count

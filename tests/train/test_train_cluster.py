@@ -91,11 +91,16 @@ def test_each_worker_gets_every_nth_record(tmp_path: Path) -> None:
 
 
 def test_training_instance_count_is_checked() -> None:
-    assert check_training_instance_count(2, 128) == 2
+    hp = Hyperparameters(batch_size=128)
+    assert check_training_instance_count(2, hp) == 2
     with pytest.raises(StepError, match="cannot split BatchSize=128"):
-        check_training_instance_count(3, 128)
+        check_training_instance_count(3, hp)
     with pytest.raises(StepError, match="must be between 1 and 8"):
-        check_training_instance_count(16, 128)
+        check_training_instance_count(16, hp)
+    assert check_training_instance_count(3, Hyperparameters(batch_size=128, batch_per_device=32)) == 3  # global batch follows
+    with pytest.raises(StepError, match="cannot train with hyperparameter kvstore=nccl"):
+        check_training_instance_count(2, Hyperparameters(kvstore="nccl"))
+    assert check_training_instance_count(1, Hyperparameters(kvstore="nccl")) == 1
 
 
 def test_per_device_batch_on_four_cpu_contexts(tmp_path: Path, channels: dict[str, Path],
