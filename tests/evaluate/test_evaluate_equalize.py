@@ -47,16 +47,18 @@ def test_clahe_lifts_a_dark_sign_and_none_leaves_it() -> None:
         equalize(dark, "histogram")
 
 
-def test_preprocessing_json_carries_equalize(tmp_path: Path) -> None:
-    Preprocessing(image_size=32, equalize="clahe").save(tmp_path / "p.json")
-    assert Preprocessing.load(tmp_path / "p.json").equalize == "clahe"
+@pytest.mark.parametrize(("field", "value", "unknown"), [("tta", "shift", "mirror"), ("equalize", "clahe", "global")])
+def test_preprocessing_json_carries_the_scorers_options(tmp_path: Path, field: str, value: str, unknown: str) -> None:
+    """tta and equalize are part of a model's input contract: saved, read back, "none" for models saved before them."""
+    Preprocessing(image_size=32, **{field: value}).save(tmp_path / "p.json")
+    assert getattr(Preprocessing.load(tmp_path / "p.json"), field) == value
     raw = json.loads((tmp_path / "p.json").read_text())
-    del raw["equalize"]  # a model saved before equalize existed
+    del raw[field]  # a model saved before the option existed
     (tmp_path / "p.json").write_text(json.dumps(raw))
-    assert Preprocessing.load(tmp_path / "p.json").equalize == "none"
-    assert Preprocessing.for_hyperparameters({"image_size": 32, "equalize": "clahe"}) == Preprocessing(32, equalize="clahe")
-    with pytest.raises(ValueError, match="equalize='global' is unknown"):
-        Preprocessing(image_size=32, equalize="global")
+    assert getattr(Preprocessing.load(tmp_path / "p.json"), field) == "none"
+    assert Preprocessing.for_hyperparameters({"image_size": 40, field: value}) == Preprocessing(40, **{field: value})
+    with pytest.raises(ValueError, match=f"{field}='{unknown}' is unknown"):
+        Preprocessing(image_size=32, **{field: unknown})
 
 
 def test_an_equalised_split_keeps_keys_and_labels_and_equalises_every_image(test_split: Path) -> None:

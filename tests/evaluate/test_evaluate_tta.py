@@ -3,7 +3,6 @@ and evaluate applying the model's own setting and naming it in evaluation.json."
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -46,18 +45,6 @@ def test_probabilities_average_the_views(trained_net: mx.gluon.HybridBlock) -> N
     np.testing.assert_allclose(class_probabilities(trained_net, mx.nd.array(x), "none"), softmax(x), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="tta='flip' is unknown"):
         class_probabilities(trained_net, mx.nd.array(x), "flip")
-
-
-def test_preprocessing_json_carries_tta(tmp_path: Path) -> None:
-    Preprocessing(image_size=32, tta="shift").save(tmp_path / "p.json")
-    assert Preprocessing.load(tmp_path / "p.json").tta == "shift"
-    raw = json.loads((tmp_path / "p.json").read_text())
-    del raw["tta"]  # a model saved before TTA existed
-    (tmp_path / "p.json").write_text(json.dumps(raw))
-    assert Preprocessing.load(tmp_path / "p.json").tta == "none"
-    assert Preprocessing.for_hyperparameters({"image_size": 40, "tta": "shift"}) == Preprocessing(40, tta="shift")
-    with pytest.raises(ValueError, match="tta='mirror' is unknown"):
-        Preprocessing(image_size=32, tta="mirror")
 
 
 def test_evaluate_applies_the_models_tta_and_names_it(model_dir: Path, test_split: Path, tmp_path: Path) -> None:
