@@ -9,10 +9,8 @@ import os
 MAX_IMAGE_PIXELS = 40_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
 
-import cv2  # noqa: E402 - after the cap above, which OpenCV reads when it loads
-
-# One OpenCV thread in every process of ours: the steps parallelise with processes (prepare's pool,
-# the demo generator), and a child forked after OpenCV started its thread pool hangs as soon as it
-# touches the pool (seen: a forked worker stuck in cv2.setNumThreads, joining threads it does not
-# have). Our images are tens of pixels wide: OpenCV's threads bought nothing.
-cv2.setNumThreads(1)
+# One OpenCV thread in every process of ours (read when cv2 loads, like the cap above): the steps
+# parallelise with processes (prepare's pool, the demo generator), and a child forked after OpenCV
+# started its thread pool hangs as soon as it touches the pool (seen: a forked worker stuck in
+# cv2.setNumThreads, joining threads it does not have). Our images are tens of pixels wide.
+os.environ.setdefault("OPENCV_FOR_THREADS_NUM", "1")
