@@ -93,7 +93,7 @@ def to_square(image: np.ndarray, size: int) -> tuple[np.ndarray, bool]:
 
 # CLAHE on the luminance: a clip limit of 2 (OpenCV's usual) lifts dark and faded signs without
 # turning flat backgrounds into noise; 4 x 4 tiles are ~9 px on a 36 px square, about a sign's stroke
-# pattern. Measured on real GTSRB: docs/accuracy.md ("Contrast equalisation").
+# pattern. Measured on real GTSRB: docs/accuracy.md ("Round 3").
 CLAHE_CLIP_LIMIT = 2.0
 CLAHE_TILES = (4, 4)
 
