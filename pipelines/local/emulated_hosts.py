@@ -6,7 +6,8 @@ address. Here each host gets its own /opt/ml below the job's (the first host's i
 own, so the model lands where one host would put it), the name service is replaced by
 DMLC_PS_ROOT_URI=127.0.0.1 with a free port, the network interface is `lo`, and every host's
 checkpoint folder is the first host's: on SageMaker they are one S3 prefix (checkpoint_s3_uri),
-downloaded to every host when a job (re)starts.
+downloaded to every host when a job (re)starts. The hosts share this machine's cores: each gets
+its share as OMP_NUM_THREADS (one instance alone would take one thread per core).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gtsrb.common import openmp_threads
 from gtsrb.common.failure import StepError, failure_reason
 from pipelines.local.emulated_job import JobDirs, run_step_job, training_env, write_job_config
 
@@ -70,7 +72,8 @@ def prepare_hosts(job: JobDirs, count: int, channels: dict[str, Path], hps: dict
             job.checkpoints.mkdir(parents=True, exist_ok=True)
             own.checkpoints.symlink_to(job.checkpoints.resolve(), target_is_directory=True)  # one S3 prefix
         env = {**training_env(own, channels, hps, num_gpus), "SM_HOSTS": json.dumps(names), "SM_CURRENT_HOST": name,
-               "DMLC_PS_ROOT_URI": LOOPBACK, "DMLC_PS_ROOT_PORT": str(port)}
+               "DMLC_PS_ROOT_URI": LOOPBACK, "DMLC_PS_ROOT_PORT": str(port),
+               openmp_threads.VARIABLE: str(max(1, openmp_threads.physical_cores() // count))}  # the hosts share this machine's cores
         hosts.append(Host(name, own, env))
     return hosts
 
