@@ -18,7 +18,7 @@ from testkit.containers import load_script, run
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
 train_local = load_script("train_local")
 # One short epoch of many small batches, logging each: the stop lands mid-epoch.
-HPS = {"preset": "cpu", "epochs": "1", "warmup_epochs": "0", "batch_size": "16", "log_interval": "1"}
+HPS = {"preset": "cpu", "image_size": "32", "epochs": "1", "warmup_epochs": "0", "batch_size": "16", "log_interval": "1"}
 STOP_AFTER_BATCH = 20
 
 
@@ -26,7 +26,7 @@ def toy_channels(out: Path) -> dict[str, Path]:
     """train/validation RecordIO channels from the train tests' toy-data writer (~220 batches)."""
     from testkit import train as data
 
-    side = stored_size(data.IMAGE_SIZE)  # the CPU preset's input size, as prepare stores it
+    side = stored_size(data.IMAGE_SIZE)  # HPS' input size, as prepare stores it
     data.write_split(out / "train", "train", data.balanced_labels(600), side)
     data.write_split(out / "validation", "validation", data.balanced_labels(10), side, seed=1)
     return {"train": out / "train", "validation": out / "validation"}

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from gtsrb.common.failure import StepError
+from gtsrb.train.hyperparameters import CPU_PRESET
 from pipelines import graph, images
 from pipelines.local.options import DEMO_SIZE, DEMO_THRESHOLD
 from pipelines.sagemaker_local import cli, local_s3, preflight, progress, runner
@@ -67,7 +68,7 @@ def test_fixed_hyperparameters_are_passed_and_set_the_parameter_defaults(no_netw
     assert hps["preset"] == {"Get": "Parameters.Preset"}
     defaults = {p["Name"]: p.get("DefaultValue") for p in built["Parameters"]}
     assert (defaults["Preset"], defaults["MaxTrainImages"]) == ("cpu", 500)
-    assert (defaults["Model"], defaults["ImageSize"], defaults["Epochs"]) == ("gtsrb_cnn", 32, 24)  # the CPU preset
+    assert (defaults["Model"], defaults["ImageSize"], defaults["Epochs"]) == ("gtsrb_cnn", CPU_PRESET["image_size"], 24)  # the CPU preset
 
 
 def test_a_bad_fixed_hyperparameter_is_refused_when_building(no_network: None) -> None:

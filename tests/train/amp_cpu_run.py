@@ -22,7 +22,7 @@ from gtsrb.train.optimizer import make_trainer
 from gtsrb.train.step import save_best
 
 ch, out = Path(sys.argv[1]), Path(sys.argv[2])
-hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "2", "batch_size": "16", "lr": "0.05"})
+hp = Hyperparameters.from_mapping({"preset": "cpu", "image_size": "32", "epochs": "2", "batch_size": "16", "lr": "0.05"})
 ctx = [mx.cpu()]
 mixed_precision.init(ctx)  # bfloat16 on CPU
 net = build_network(hp.model, GTSRB_NUM_CLASSES, hp.image_size, ctx, None, hp.head_lr_mult)

@@ -30,8 +30,8 @@ STEPS, BATCH, LR = 3, 16, 0.05
 ch, out, devices = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 host = os.environ.get("SM_CURRENT_HOST", "one-host")
 model.CNN_DROPOUT = 0.0
-hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "3", "batch_size": str(BATCH), "lr": str(LR), "warmup_epochs": "0",
-                                   "fit_on_validation": "False", "min_class_share": "0", "max_train_images": "480",
+hp = Hyperparameters.from_mapping({"preset": "cpu", "image_size": "32", "epochs": "3", "batch_size": str(BATCH), "lr": str(LR),
+                                   "warmup_epochs": "0", "fit_on_validation": "False", "min_class_share": "0", "max_train_images": "480",
                                    "peer_timeout": "60", "devices": devices})
 env = Environment(ch / "train", ch / "validation", None, out / f"model-{host}", out / f"ckpt-{host}", 0)
 run = prepare_run(env, hp)

@@ -29,7 +29,7 @@ result: dict = {}
 
 
 def make_run(devices: str, name: str):
-    hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "2", "batch_size": "32", "lr": "0.05",
+    hp = Hyperparameters.from_mapping({"preset": "cpu", "image_size": "32", "epochs": "2", "batch_size": "32", "lr": "0.05",
                                        "warmup_epochs": "0", "amp": "True", "devices": devices,
                                        # no dropout (its masks differ with the device count), the data as packed
                                        "model": "cifar_resnet20_v2", "fit_on_validation": "False", "min_class_share": "0"})

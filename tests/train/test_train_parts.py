@@ -18,6 +18,7 @@ from gtsrb.train import devices, pretrained
 from gtsrb.train.hyperparameters import CPU_PRESET, SHORT_RUN_WARMUP_SHARE, Hyperparameters
 from gtsrb.train.model import classifier, create_network, initialise, load_backbone, set_multipliers
 from gtsrb.train.optimizer import learning_rate
+from testkit.train import IMAGE_SIZE
 
 
 # --- hyperparameters ---------------------------------------------------------------------------
@@ -36,7 +37,7 @@ def test_strings_are_converted_as_sagemaker_sends_them() -> None:
 
 def test_cpu_preset_and_explicit_values_win() -> None:
     cpu = Hyperparameters.for_preset("cpu")
-    assert cpu.model == CPU_PRESET["model"] and cpu.image_size == 32 and cpu.pretrained == "none"
+    assert cpu.model == CPU_PRESET["model"] and cpu.image_size == 40 and cpu.pretrained == "none"
     hp = Hyperparameters.from_mapping({"preset": "cpu", "epochs": "2"})
     assert hp.epochs == 2 and hp.model == cpu.model and hp.preset == "cpu"
     assert hp.to_dict()["preset"] == "cpu"
@@ -155,14 +156,14 @@ def test_export_in_a_fresh_process_gives_the_same_predictions(tmp_path: Path) ->
     net = create_network("cifar_resnet20_v2", GTSRB_NUM_CLASSES)
     initialise(net, 32, [mx.cpu()])
     net.save_parameters(str(tmp_path / "net.params"))
-    hps = {**Hyperparameters.for_preset("cpu").to_dict(), "model": "cifar_resnet20_v2", "tta": "shift"}
+    hps = {**Hyperparameters.for_preset("cpu").to_dict(), "image_size": IMAGE_SIZE, "model": "cifar_resnet20_v2", "tta": "shift"}
     export_in_fresh_process(tmp_path / "net.params", tmp_path / "model", hps, [{"epoch": 1}], list(GTSRB_CLASS_NAMES))
     model = load_model(tmp_path / "model", mx.cpu())
     x = mx.nd.random.uniform(shape=(2, 3, 32, 32))
     with mx.autograd.predict_mode():
         expected = net(x).asnumpy()
     np.testing.assert_allclose(model.net(x).asnumpy(), expected, rtol=1e-4, atol=1e-5)
-    assert model.preprocessing.image_size == 32 and model.hyperparameters["model"] == "cifar_resnet20_v2"
+    assert model.preprocessing.image_size == IMAGE_SIZE and model.hyperparameters["model"] == "cifar_resnet20_v2"
     assert model.preprocessing.tta == "shift"  # the recipe's TTA travels in preprocessing.json
 
 
@@ -176,7 +177,7 @@ def test_input_batchnorm_learns_running_statistics(channels: dict[str, Path], tm
     from gtsrb.train.loop import train_epoch
     from gtsrb.train.step import prepare_run
 
-    hp = Hyperparameters.from_mapping({"preset": "cpu", "batch_size": "32", "model": "cifar_resnet20_v2"})
+    hp = Hyperparameters.from_mapping({"preset": "cpu", "image_size": str(IMAGE_SIZE), "batch_size": "32", "model": "cifar_resnet20_v2"})
     env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
     run = prepare_run(env, hp)
     train_epoch(run, TrainingState(), epoch=0)
@@ -204,7 +205,7 @@ def test_an_exported_model_seeds_a_new_network(name: str, tmp_path: Path) -> Non
     source = create_network(name, GTSRB_NUM_CLASSES)
     initialise(source, 32, [mx.cpu()])
     source.save_parameters(str(tmp_path / "net.params"))
-    hps = {**Hyperparameters.for_preset("cpu").to_dict(), "model": name}
+    hps = {**Hyperparameters.for_preset("cpu").to_dict(), "image_size": IMAGE_SIZE, "model": name}
     export(tmp_path / "net.params", tmp_path / "model", hps, [], list(GTSRB_CLASS_NAMES))
     net = create_network(name, GTSRB_NUM_CLASSES)
     initialise(net, 32, [mx.cpu()])
@@ -222,7 +223,7 @@ def test_fit_on_validation_trains_on_both_splits(channels: dict[str, Path], tmp_
 
     env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
     parts = [contract.record_files(channels[s], s) for s in ("train", "validation")]
-    run = prepare_run(env, Hyperparameters.from_mapping({"preset": "cpu", "fit_on_validation": "True"}))
+    run = prepare_run(env, Hyperparameters.from_mapping({"preset": "cpu", "image_size": str(IMAGE_SIZE), "fit_on_validation": "True"}))
     assert run.train_count == record_count(run.train_files) == sum(record_count(p) for p in parts)
     combined = mx.recordio.MXIndexedRecordIO(str(run.train_files.idx), str(run.train_files.rec), "r")
     originals = [mx.recordio.MXIndexedRecordIO(str(p.idx), str(p.rec), "r") for p in parts]
@@ -255,7 +256,8 @@ def test_the_run_trains_the_fitted_epochs(channels: dict[str, Path], tmp_path: P
 
     count = record_count(contract.record_files(channels["train"], "train"))
     env = Environment(channels["train"], channels["validation"], None, tmp_path / "model", tmp_path / "ckpt", 0)
-    hps = {"preset": "cpu", "epochs": "10", "max_train_images": str(3 * count + 1), "fit_on_validation": "False"}
+    hps = {"preset": "cpu", "image_size": str(IMAGE_SIZE), "epochs": "10", "max_train_images": str(3 * count + 1),
+           "fit_on_validation": "False"}
     run = prepare_run(env, Hyperparameters.from_mapping(hps))
     assert run.hp.epochs == 3 and run.hp.to_dict()["epochs"] == 3  # saved with the model and checkpoints
     assert _rate(run, 3 * run.steps_per_epoch - 1) < 0.1 * run.hp.lr  # the cosine ends with the fitted epochs
