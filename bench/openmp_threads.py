@@ -23,6 +23,7 @@ ROUNDS = 1 if QUICK else 3  # timed epochs per process, best of them
 
 def child_rate() -> float:
     """In the child: the best images/s of ROUNDS epochs of the CPU preset's loop (after a warm-up)."""
+    import gtsrb.train  # noqa: F401  first, as the step's entry points: it sets the threads before MXNet loads
     from bench.train_loop import HP, RECORDS, photographs, write_split
     from gtsrb.common import contract
     from gtsrb.common.preprocessing import stored_size

@@ -4,8 +4,8 @@ a plain MXNet reference, in one run (`make bench-real`; not in `make bench`, not
 Ours: `python -m pipelines.local --data DATA` (what `make demo DATA=...` runs: prepare, the CPU
 preset's train step, evaluate), timed end to end; its accuracy is evaluation.json's.
 Reference: what a competent engineer writes in an afternoon: MXNet's own im2rec packs the images
-(whole files, no ROI crop) at stored_size(32) px, mx.io.ImageRecordIter feeds random 32 px
-crops, the bare CNN of bench.sample_accuracy trains with Adam for the same wall-clock seconds as
+(whole files, no ROI crop) at stored_size of the CPU preset's input (45 px for 40), mx.io.ImageRecordIter
+feeds random crops of the input size, the bare CNN of bench.sample_accuracy trains with Adam for the same wall-clock seconds as
 our whole pipeline took (its packing included), and is scored on the test set after every epoch.
 
 Lines:
@@ -88,7 +88,7 @@ def official_lists(data: Path, out: Path) -> tuple[Path, Path]:
 
 
 def im2rec(lst: Path, data: Path, shuffle: bool) -> contract.RecordFiles:
-    """Pack the images a .lst names with MXNet's im2rec (re-encoded JPEG q95) at stored_size(32)."""
+    """Pack the images a .lst names with MXNet's im2rec (re-encoded JPEG q95) at the preset's stored size."""
     subprocess.run([sys.executable, str(IM2REC), str(lst.with_suffix("")), str(data), "--resize",
                     str(stored_size(HP.image_size)), "--center-crop", "--quality", "95", "--encoding", ".jpg",
                     "--num-thread", str(IM2REC_WORKERS), *([] if shuffle else ["--no-shuffle"])],

@@ -143,9 +143,11 @@ class Server(BaseApplication):
 
 
 def _limit_threads(server, worker) -> None:
-    """Split the CPUs between workers, so N workers do not run N x CPUs OpenMP threads."""
+    """Split the CPUs between workers, so N workers do not run N x CPUs OpenMP threads. Always: a value
+    inherited from a process that imported the train or evaluate package (`make serve` resolves the
+    model on the host first) is one thread per core for a single process, not for N workers."""
     threads = max(1, len(os.sched_getaffinity(0)) // max(1, server.cfg.workers))
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", str(threads))
     gpus = gpu_count()
     if gpus and not os.environ.get(protocol.ENV_WORKERS):  # one worker per GPU: each its own device

@@ -192,3 +192,19 @@ def test_a_missing_model_is_one_sentence_and_exit_2(module: str, tmp_path: Path)
     result = run_cli(module, *args)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("ERROR:") and "Traceback" not in result.stderr
+
+
+def test_each_worker_gets_its_share_of_the_cpus_whatever_it_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make serve` resolves the model on the host, whose train package set one OpenMP thread per core
+    for one process; two workers must split the cores, not each take them all."""
+    from types import SimpleNamespace
+
+    from gtsrb.serve import server
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("MXNET_CPU_WORKER_NTHREADS", raising=False)  # restored (removed) after the test
+    monkeypatch.delenv(protocol.ENV_WORKERS, raising=False)
+    monkeypatch.setattr(server.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    monkeypatch.setattr(server, "gpu_count", lambda: 0)
+    server._limit_threads(SimpleNamespace(cfg=SimpleNamespace(workers=4)), SimpleNamespace(age=0))
+    assert server.os.environ["OMP_NUM_THREADS"] == "1"
