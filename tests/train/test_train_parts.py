@@ -154,12 +154,12 @@ def test_export_in_a_fresh_process_gives_the_same_predictions(tmp_path: Path) ->
     from gtsrb.train.export import export_in_fresh_process
 
     net = create_network("cifar_resnet20_v2", GTSRB_NUM_CLASSES)
-    initialise(net, 32, [mx.cpu()])
+    initialise(net, IMAGE_SIZE, [mx.cpu()])
     net.save_parameters(str(tmp_path / "net.params"))
     hps = {**Hyperparameters.for_preset("cpu").to_dict(), "image_size": IMAGE_SIZE, "model": "cifar_resnet20_v2", "tta": "shift"}
     export_in_fresh_process(tmp_path / "net.params", tmp_path / "model", hps, [{"epoch": 1}], list(GTSRB_CLASS_NAMES))
     model = load_model(tmp_path / "model", mx.cpu())
-    x = mx.nd.random.uniform(shape=(2, 3, 32, 32))
+    x = mx.nd.random.uniform(shape=(2, 3, IMAGE_SIZE, IMAGE_SIZE))
     with mx.autograd.predict_mode():
         expected = net(x).asnumpy()
     np.testing.assert_allclose(model.net(x).asnumpy(), expected, rtol=1e-4, atol=1e-5)
@@ -203,12 +203,12 @@ def test_an_exported_model_seeds_a_new_network(name: str, tmp_path: Path) -> Non
     from gtsrb.train.export import export
 
     source = create_network(name, GTSRB_NUM_CLASSES)
-    initialise(source, 32, [mx.cpu()])
+    initialise(source, IMAGE_SIZE, [mx.cpu()])
     source.save_parameters(str(tmp_path / "net.params"))
     hps = {**Hyperparameters.for_preset("cpu").to_dict(), "image_size": IMAGE_SIZE, "model": name}
     export(tmp_path / "net.params", tmp_path / "model", hps, [], list(GTSRB_CLASS_NAMES))
     net = create_network(name, GTSRB_NUM_CLASSES)
-    initialise(net, 32, [mx.cpu()])
+    initialise(net, IMAGE_SIZE, [mx.cpu()])
     assert load_backbone(net, tmp_path / "model" / "model-0000.params") == len(net._collect_params_with_prefix())
     for key, param in source._collect_params_with_prefix().items():
         np.testing.assert_array_equal(net._collect_params_with_prefix()[key].data().asnumpy(), param.data().asnumpy(), err_msg=key)
