@@ -94,9 +94,18 @@ def unpacked_libmxnet(wheelhouse: Path, into: Path) -> tuple[Path, str]:
     wheels = sorted(wheelhouse.glob("mxnet_cu112-*.whl")) + sorted(wheelhouse.glob("nvidia_*.whl"))
     if not wheels or not wheels[0].name.startswith("mxnet_cu112"):
         sys.exit(f"check_gpu_libs: no mxnet_cu112 wheel in {wheelhouse} (make wheelhouse VARIANT=gpu)")
+    members = {}
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as zf:
-            zf.extractall(into, [n for n in zf.namelist() if ".so" in Path(n).name])
+            members[wheel] = [i for i in zf.infolist() if ".so" in Path(i.filename).name]
+    need_gb = sum(i.file_size for infos in members.values() for i in infos) / 1e9
+    for wheel, infos in members.items():
+        try:
+            with zipfile.ZipFile(wheel) as zf:
+                zf.extractall(into, infos)
+        except OSError as err:
+            sys.exit(f"check_gpu_libs: cannot unpack {wheel.name} into {into} ({err.strerror}); the wheels' "
+                     f"libraries need {need_gb:.1f} GB there (TMPDIR= picks another folder)")
     lib_dirs = sorted(str(p) for p in (into / "nvidia").glob("*/lib"))
     return into / "mxnet" / "libmxnet.so", ":".join(lib_dirs)
 

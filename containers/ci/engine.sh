@@ -64,9 +64,22 @@ storage_driver() {  # STORAGE_DRIVER, else overlay2 where the kernel allows it, 
   fi
 }
 
+check_disk() {  # check_disk DRIVER: fail now, in one sentence, if the images and the tests cannot fit
+  # Measured (docs/images.md): overlay2 ~9 GB (both images, the tests' containers and the GPU wheels
+  # unpacked by check_gpu_libs); vfs copies the image for every layer (~43 GB for the GPU image).
+  local need=${ENGINE_MIN_FREE_GB:-} free
+  [ -n "$need" ] || if [ "$1" = vfs ]; then need=50; else need=10; fi
+  free=$(df -Pk "$ENGINE_DIR" | awk 'NR == 2 {print int($4 / 1048576)}')
+  if [ "$free" -lt "$need" ]; then
+    log "$ENGINE_DIR has ${free} GB free; the images and the container tests need ~${need} GB with the $1 driver: free some space (ENGINE_DIR= picks another disk, ENGINE_MIN_FREE_GB= the limit)"
+    exit 1
+  fi
+}
+
 start_dockerd() {
   mkdir -p "$ENGINE_DIR/data"
   local driver; driver=$(storage_driver)
+  check_disk "$driver"
   log "starting dockerd ($driver driver, no bridge) on $SOCK"
   # overlay2 shares layers (the GPU image costs its size); vfs copies the whole image for every
   # layer (~43 GB for the GPU image) but works in any container/VM: the fallback.

@@ -28,6 +28,15 @@ def test_libraries_resolve_in_the_built_image_including_dlopened(docker: str, gp
     assert "0 problem(s)" in result.stdout
 
 
+def test_a_missing_cuda_library_is_reported(docker: str, gpu_image: str) -> None:
+    script = CONTAINERS / "check_gpu_libs.py"
+    hide_nccl = "rm -r /opt/venv/lib/python3.11/site-packages/nvidia/nccl && ldconfig && python3 /opt/check_gpu_libs.py"
+    result = run([docker, "run", "--rm", "--network", "none", "-v", f"{script}:/opt/check_gpu_libs.py:ro", gpu_image,
+                  "bash", "-c", hide_nccl], timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "PROBLEM libnccl.so.2: not found" in result.stderr
+    assert "libcudnn.so.8 => /opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib/" in result.stdout
+
 def test_gpu_settings_and_the_weights_folder(docker: str, gpu_image: str, image: str) -> None:
     envs = []
     for ref in (gpu_image, image):

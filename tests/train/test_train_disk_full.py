@@ -4,7 +4,6 @@ and its free space, and no partial file under a final name (a real, small tmpfs)
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,23 +14,11 @@ from gtsrb.common import contract
 from gtsrb.common.classes import GTSRB_NUM_CLASSES
 from gtsrb.common.failure import StepError
 from gtsrb.train import checkpoint
+from testkit.disk import small_disk
 from testkit.evaluate import save_tiny_model, train_tiny_net
 
 # MXNet's writer keeps no errno: "the write was cut short"; Python's: the OS reason. Then the free space.
 WRITE_FAILED = re.compile(r"\((No space left on device|the write was cut short); \d+\.\d MB free there\)")
-
-
-def small_disk(folder: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of `size` mounted at `folder` (needs root, as CI and the images run)."""
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=False)
 
 
 @pytest.fixture
