@@ -1,10 +1,13 @@
 """From a batch of network inputs to class probabilities: the one forward pass evaluate, the train
 step's validation and the model server all call, so they cannot drift apart. It applies the
-model's test-time augmentation (preprocessing.json `tta`): views are shifts of the already
-normalised input (edge-padded, then cropped), never mirrors.
+model's test-time augmentation (preprocessing.json `tta`): views are shifts (edge-padded, then
+cropped) and rotations (about the centre, bilinear, the corners filled with 0, the data set's mean
+colour) of the already normalised input, never mirrors.
 """
 
 from __future__ import annotations
+
+import math
 
 import mxnet as mx
 import numpy as np
@@ -23,6 +26,16 @@ def shifted(data: mx.nd.NDArray, dy: int, dx: int) -> mx.nd.NDArray:
     return padded[:, :, top : top + height, left : left + width]
 
 
+def rotated(data: mx.nd.NDArray, degrees: float) -> mx.nd.NDArray:
+    """`data` (NCHW) rotated by `degrees` about its centre (bilinear; 0 where no pixel maps)."""
+    if degrees == 0:
+        return data
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    affine = mx.nd.array([[c, -s, 0.0, s, c, 0.0]], ctx=data.context).broadcast_to((data.shape[0], 6))
+    grid = mx.nd.GridGenerator(affine, transform_type="affine", target_shape=data.shape[2:])
+    return mx.nd.BilinearSampler(data, grid.astype(data.dtype))
+
+
 def class_probabilities(net: mx.gluon.HybridBlock, data: mx.nd.NDArray, tta: str = "none") -> np.ndarray:
     """Softmax probabilities (N, classes) float32 of a normalised NCHW batch on the net's context,
     averaged over the views of the test-time augmentation `tta`."""
@@ -30,7 +43,7 @@ def class_probabilities(net: mx.gluon.HybridBlock, data: mx.nd.NDArray, tta: str
         raise ValueError(f"tta={tta!r} is unknown; use one of {', '.join(TTA_MODES)}")
     views = TTA_VIEWS[tta]
     total = None
-    for dy, dx in views:
-        probs = mx.nd.softmax(net(shifted(data, dy, dx)).astype("float32"))
+    for dy, dx, degrees in views:
+        probs = mx.nd.softmax(net(rotated(shifted(data, dy, dx), degrees)).astype("float32"))
         total = probs if total is None else total + probs
     return (total / len(views)).asnumpy()

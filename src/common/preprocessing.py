@@ -11,12 +11,15 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# Test-time augmentation: mode -> (dy, dx) pixel shifts of the views whose softmax outputs are
-# averaged (gtsrb.common.inference scores them). Shifts, never mirrors: mirrored signs are other
-# classes. Part of a model's input contract, so every scorer applies the model's own mode.
-TTA_VIEWS: dict[str, tuple[tuple[int, int], ...]] = {
-    "none": ((0, 0),),
-    "shift": ((0, 0), (-2, 0), (2, 0), (0, -2), (0, 2)),  # the centre and four 2 px shifts
+# Test-time augmentation: mode -> views (dy, dx, degrees), pixel shifts and rotations of the already
+# normalised input whose softmax outputs are averaged (gtsrb.common.inference scores them). Shifts and
+# rotations, never mirrors: mirrored signs are other classes. Part of a model's input contract, so
+# every scorer applies the model's own mode.
+TTA_VIEWS: dict[str, tuple[tuple[int, int, float], ...]] = {
+    "none": ((0, 0, 0.0),),
+    "shift": ((0, 0, 0.0), (-2, 0, 0.0), (2, 0, 0.0), (0, -2, 0.0), (0, 2, 0.0)),  # the centre and four 2 px shifts
+    # the centre and both ends of the training rotation (10 degrees): signs tilted beyond it (the CPU preset's)
+    "rotate": ((0, 0, 0.0), (0, 0, -10.0), (0, 0, 10.0)),
 }
 TTA_MODES: tuple[str, ...] = tuple(TTA_VIEWS)
 

@@ -55,7 +55,7 @@ def test_a_preset_override_brings_the_whole_preset(moto_server: Moto) -> None:
 
 def test_a_recipe_file_starts_an_execution_with_its_values(moto_server: Moto, tmp_path: Path) -> None:
     recipe = tmp_path / "mine.yaml"
-    recipe.write_text(recipes.preset_file("cpu").read_text().replace("tta: none", "tta: shift"))
+    recipe.write_text(recipes.preset_file("cpu").read_text().replace("tta: rotate", "tta: shift"))
     values = start(moto_server, "gtsrb-recipe", "--recipe", str(recipe), "--parameters", '{"LearningRate": 0.2}')
     assert (values["Preset"], values["Tta"], values["LearningRate"], values["Epochs"]) == ("cpu", "shift", "0.2", "24")
 

@@ -59,6 +59,6 @@ def test_stage_latest_is_refused_with_one_sentence(real_store: Path) -> None:
     assert served.returncode == 2 and served.stdout == ""
     (line,) = served.stderr.strip().splitlines()
     assert line.startswith(f"ERROR: models:/{graph.MODEL_PACKAGE_GROUP}@latest: MLflow reserves the alias 'latest'")
-    made = subprocess.run(["make", "serve", "STAGE=latest"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    made = subprocess.run(["make", "--no-print-directory", "serve", "STAGE=latest"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert made.returncode == 2 and made.stdout == ""  # make stops before any recipe: only deploy/<stage>.json stages
     assert "STAGE=latest is not a stage: use one of prod staging" in made.stderr
