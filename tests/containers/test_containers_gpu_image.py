@@ -37,6 +37,7 @@ def test_a_missing_cuda_library_is_reported(docker: str, gpu_image: str) -> None
     assert "PROBLEM libnccl.so.2: not found" in result.stderr
     assert "libcudnn.so.8 => /opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib/" in result.stdout
 
+
 def test_gpu_settings_and_the_weights_folder(docker: str, gpu_image: str, image: str) -> None:
     envs = []
     for ref in (gpu_image, image):

@@ -1,6 +1,6 @@
 """The GPU image's CUDA libraries satisfy libmxnet.so of mxnet-cu112 (checked from the pinned wheels).
 
-The wheels unpack to ~3.6 GB of libraries, so this runs once; that a missing library is reported
+The wheels unpack to ~3.8 GB of libraries, so this runs once; that a missing library is reported
 is checked in the built GPU image (test_containers_gpu_image.py), where hiding one costs nothing."""
 
 from __future__ import annotations
@@ -34,8 +34,6 @@ def test_every_needed_library_but_the_drivers_resolves(wheelhouse: Path) -> None
         line = next(row for row in result.stdout.splitlines() if row.startswith(f"{soname} => "))
         assert "/nvidia/" in line and line.endswith(soname), line
     assert "0 problem(s)" in result.stdout
-
-
 
 
 @pytest.fixture
